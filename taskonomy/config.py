@@ -1,0 +1,275 @@
+"""Typed, validated parameters: ``params.yaml`` loads into frozen dataclasses, one per stage.
+
+Each section of ``params.yaml`` is one dataclass below (the stage, its script and its section share a
+name). Loading is strict: an unknown key, a value of the wrong type or one out of range raises
+:class:`~taskonomy.errors.ParamsError` with the dotted key, e.g.
+``params.yaml: render.resolution: must be >= 8, got 4``. Ranges are declared next to the field with
+:func:`param`; the checker is generic, so adding a field is one line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from taskonomy.errors import ParamsError
+
+
+def param(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, doc: str = "",
+          default_factory: Any = dataclasses.MISSING):
+    """A dataclass field with an optional numeric range (checked on load) and a one-line doc."""
+    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, doc=doc).items() if v not in (None, "")}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TaskParams:
+    """One entry of the ``tasks`` mapping: the task's role and its own training overrides."""
+    source_only: bool = param(False, doc="never a target: only its encoder serves as a source")
+    epochs: int | None = param(None, ge=1, doc="overrides train_task.epochs for this task")
+    lr: float | None = param(None, gt=0, doc="overrides train_task.lr for this task")
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """Number of scenes per split; each scene yields ``views_per_scene`` images."""
+    train: int = param(400, ge=1)
+    transfer: int = param(150, ge=1)
+    test: int = param(75, ge=1)
+
+
+@dataclass(frozen=True)
+class RenderParams:
+    """The synthetic task bank (see docs/bank-format.md)."""
+    seed: int = param(0, ge=0, doc="base seed; each split derives a disjoint stream from it")
+    resolution: int = param(32, ge=8, le=1024, doc="image height = width, pixels")
+    fov_deg: float = param(70.0, gt=10, lt=150, doc="horizontal = vertical field of view")
+    scenes: SplitSizes = param(default_factory=SplitSizes)
+    views_per_scene: int = param(4, ge=4, le=16, doc="3 fixated views + non-fixated ones")
+    objects_min: int = param(2, ge=0)
+    objects_max: int = param(6, ge=0, le=32)
+    lights_max: int = param(2, ge=1, le=2)
+    shadows: bool = param(True)
+    jigsaw_permutations: int = param(24, ge=2, le=1000, doc="size of the fixed permutation set")
+    chunk_scenes: int = param(64, ge=1, doc="scenes rendered per vectorised batch")
+    sample_scenes: int = param(3, ge=1, le=16, doc="scenes shown in the sample sheet")
+
+
+@dataclass(frozen=True)
+class TrainTaskParams:
+    """Task-specific networks (one per task) and the shared training loop."""
+    seed: int = param(0, ge=0)
+    arch: Literal["small", "resnet18", "resnet50"] = param("small", doc="encoder trunk")
+    width: int = param(16, ge=4, le=1024, doc="base channel width of the small encoder")
+    bottleneck_channels: int = param(8, ge=1, le=256, doc="channels of the representation")
+    bottleneck_stride: int = param(4, ge=1, le=64, doc="input resolution / representation size")
+    epochs: int = param(5, ge=1)
+    batch_size: int = param(64, ge=1)
+    lr: float = param(2e-3, gt=0, lt=10)
+    weight_decay: float = param(1e-5, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = param("adamw")
+    schedule: Literal["cosine", "step", "constant"] = param("cosine")
+    grad_clip: float = param(0.0, ge=0, doc="0 disables gradient-norm clipping")
+    device: Literal["auto", "cpu", "cuda"] = param("auto")
+    threads: int = param(0, ge=0, doc="torch CPU threads; 0 = all cores")
+
+
+@dataclass(frozen=True)
+class RayParams:
+    address: str | None = param(None, doc="cluster address; None = RAY_ADDRESS or a local instance")
+    cpus_per_job: float = param(1.0, gt=0)
+    gpus_per_job: float = param(0.0, ge=0)
+
+
+@dataclass(frozen=True)
+class TransferParams:
+    """Readouts from frozen source encoders into every target (first and higher order)."""
+    seed: int = param(0, ge=0)
+    images: int = param(0, ge=0, doc="transfer-split images used; 0 = all")
+    epochs: int = param(8, ge=1)
+    batch_size: int = param(64, ge=1)
+    lr: float = param(3e-3, gt=0, lt=10)
+    weight_decay: float = param(1e-5, ge=0)
+    max_order: int = param(3, ge=1, le=25, doc="highest order of source sets")
+    beam: int = param(5, ge=2, doc="orders 2-3 combine the top-`beam` first-order sources")
+    beam_order4: int = param(6, ge=2, doc="order 4 combines the top-`beam_order4` sources")
+    executor: Literal["local", "ray"] = param("local")
+    ray: RayParams = param(default_factory=RayParams)
+
+
+@dataclass(frozen=True)
+class AffinityParams:
+    clip: float = param(0.001, gt=0, lt=0.5, doc="win rates are clipped to [clip, 1 - clip]")
+
+
+@dataclass(frozen=True)
+class TaxonomyParams:
+    budgets: list[int] = param(default_factory=lambda: list(range(1, 9)))
+    max_orders: list[int] = param(default_factory=lambda: [1, 2, 3])
+    objective: Literal["affinity", "quality", "gain"] = param("affinity")
+    sqrt: bool = param(True, doc="use sqrt(affinity) as the official solver did")
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    samples: int = param(4, ge=1, le=32)
+
+
+@dataclass(frozen=True)
+class Params:
+    tasks: dict[str, TaskParams]
+    render: RenderParams = param(default_factory=RenderParams)
+    train_task: TrainTaskParams = param(default_factory=TrainTaskParams)
+    transfer: TransferParams = param(default_factory=TransferParams)
+    affinity: AffinityParams = param(default_factory=AffinityParams)
+    taxonomy: TaxonomyParams = param(default_factory=TaxonomyParams)
+    report: ReportParams = param(default_factory=ReportParams)
+
+    def targets(self) -> list[str]:
+        """Tasks that are solved (not source-only), in params order."""
+        return [name for name, t in self.tasks.items() if not t.source_only]
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading and checking
+# --------------------------------------------------------------------------------------------------
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"a mapping of {_type_name(typing.get_args(tp)[1])}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _convert(value, option, key)
+            except ParamsError:
+                continue
+        raise ParamsError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ParamsError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ParamsError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        _, item_tp = typing.get_args(tp)
+        return {str(k): _convert({} if v is None else v, item_tp, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, tp):
+        return value
+    raise ParamsError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _check_range(value: Any, meta: typing.Mapping, key: str) -> None:
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        for bound, ok, word in (("ge", v >= meta.get("ge", v), ">="), ("gt", "gt" not in meta or v > meta["gt"], ">"),
+                                ("le", v <= meta.get("le", v), "<="), ("lt", "lt" not in meta or v < meta["lt"], "<")):
+            if not ok:
+                raise ParamsError(f"{key}: must be {word} {meta[bound]}, got {v!r}")
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys, wrong types and bad ranges."""
+    where = prefix or "params"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        raise ParamsError(f"{prefix + '.' if prefix else ''}{unknown[0]}: unknown key "
+                          f"(known: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ParamsError(f"{key}: missing")
+            continue
+        value = _convert(data[name], hints[name], key)
+        _check_range(value, f.metadata, key)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check_params(p: Params) -> None:
+    if not p.tasks:
+        raise ParamsError("tasks: the task list is empty")
+    if not p.targets():
+        raise ParamsError("tasks: every task is source_only; at least one target is needed")
+    r = p.render
+    if r.objects_min > r.objects_max:
+        raise ParamsError(f"render.objects_min: must be <= render.objects_max ({r.objects_max}), got {r.objects_min}")
+    if r.resolution % p.train_task.bottleneck_stride:
+        raise ParamsError(f"train_task.bottleneck_stride: must divide render.resolution ({r.resolution}), "
+                          f"got {p.train_task.bottleneck_stride}")
+    if p.transfer.beam_order4 < 4 and p.transfer.max_order >= 4:
+        raise ParamsError(f"transfer.beam_order4: must be >= 4 when transfer.max_order >= 4, got {p.transfer.beam_order4}")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; every problem is a :class:`ParamsError` naming the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such params file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ParamsError(f"{path}: not valid YAML{where}") from None
+    try:
+        params = from_dict(Params, raw)
+        _check_params(params)
+    except ParamsError as err:
+        raise ParamsError(f"{path}: {err}") from None
+    return params
+
+
+def as_dict(obj: Any) -> Any:
+    """Plain-data view of a params object (for manifests and checkpoints)."""
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
