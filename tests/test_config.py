@@ -1,0 +1,68 @@
+"""params.yaml loads into typed sections; bad values stop with one line naming the key."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from taskonomy.config import Params, TaskParams, load_params
+from taskonomy.errors import ParamsError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path: Path, edit) -> Path:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit(raw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_committed_params_load():
+    params = load_params(ROOT / "params.yaml")
+    assert isinstance(params, Params)
+    assert isinstance(params.tasks["rgb2depth"], TaskParams)
+    assert {"colorization", "jigsaw", "inpainting", "random"} <= {
+        name for name, t in params.tasks.items() if t.source_only}
+    assert "rgb2depth" in params.targets() and "random" not in params.targets()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r["render"].update(resolution=4), "render.resolution: must be >= 8, got 4"),
+    (lambda r: r["render"].update(resolutoin=32), "render.resolutoin: unknown key"),
+    (lambda r: r["render"].update(shadows="yes"), "render.shadows: expected bool, got 'yes'"),
+    (lambda r: r["train_task"].update(lr=-1.0), "train_task.lr: must be > 0, got -1.0"),
+    (lambda r: r["train_task"].update(epochs=2.5), "train_task.epochs: expected int, got 2.5"),
+    (lambda r: r["train_task"].update(optimizer="lbfgs"), "train_task.optimizer: expected one of"),
+    (lambda r: r["tasks"]["rgb2depth"].update(epochs=0), "tasks.rgb2depth.epochs: must be >= 1, got 0"),
+    (lambda r: r["taxonomy"].update(budgets=[1, "two"]), "taxonomy.budgets[1]: expected int"),
+    (lambda r: r.update(extra={}), "extra: unknown key"),
+    (lambda r: r["render"].update(objects_min=9, objects_max=3), "render.objects_min: must be <="),
+])
+def test_bad_values_name_the_key(tmp_path, edit, message):
+    with pytest.raises(ParamsError) as err:
+        load_params(_write(tmp_path, edit))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ParamsError, match="no such params file"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("render: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_cli_reports_one_line_and_exit_code_2(tmp_path):
+    path = _write(tmp_path, lambda r: r["render"].update(resolution=4))
+    proc = subprocess.run([sys.executable, "-m", "taskonomy", "check-params", str(path)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {path}: render.resolution: must be >= 8, got 4"]
+    assert "Traceback" not in proc.stderr
