@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
+from pathlib import Path
 
 from taskonomy import __version__
-from taskonomy.errors import run_main
+from taskonomy.errors import TaskonomyError, fail, run_main
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (``error: ...``, exit 2), like every other error."""
+
+    def error(self, message: str):
+        fail(f"{self.prog}: {message} (see --help)")
 
 
 def _check_params(args: argparse.Namespace) -> int:
@@ -22,14 +32,110 @@ def _check_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str) -> list[str]:
+    """``a,b,c`` -> ['a', 'b', 'c'] (empty items dropped)."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _task_numbers(pairs: list[str] | None, flag: str) -> dict[str, float]:
+    """``['t=1.5', ...]`` -> {'t': 1.5}; a malformed pair names the flag."""
+    out = {}
+    for pair in pairs or []:
+        task, sep, value = pair.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not sep or not task or not math.isfinite(number):
+            raise TaskonomyError(f"{flag} {pair!r}: expected TASK=NUMBER")
+        out[task.strip()] = number
+    return out
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _solve(args: argparse.Namespace) -> int:
+    from taskonomy.affinity_io import load_transfers
+    from taskonomy.taxonomy import assign_roles, build_problem, require_optimal, solve
+
+    need = None if args.objective == "affinity" else args.objective
+    transfers, notes = load_transfers(args.affinities, args.quality, args.gain, need=need)
+    roles = assign_roles(transfers, source_only=args.source_only, target_only=args.target_only,
+                         unused=args.unused)
+    problem = build_problem(transfers, roles, budget=args.budget, max_order=args.max_order,
+                            costs=_task_numbers(args.cost, "--cost"), values=_task_numbers(args.value, "--value"),
+                            transfer_costs=_task_numbers(args.transfer_cost, "--transfer-cost"),
+                            objective=args.objective, sqrt=args.sqrt)
+    result = require_optimal(solve(problem, formulation=args.formulation), problem)
+
+    print(f"taxonomy of {args.affinities}: budget {problem.budget:g}, max order {problem.max_order}, "
+          f"objective {problem.objective}{' (sqrt)' if problem.sqrt else ''}: {result.status}")
+    print(f"  tasks: {len(roles.targets)} targets, {len(roles.source_only)} source-only, "
+          f"{len(roles.target_only)} target-only, {len(roles.unused)} unused; {len(problem.edges)} usable transfers")
+    print(f"  objective {result.objective:.6f}, supervision cost {result.cost:g} of {problem.budget:g}")
+    print(f"  supervised ({len(result.supervised)}): {', '.join(result.supervised) or 'none'}")
+    width = max((len(t) for t in result.transfers), default=0)
+    for target, sources in result.transfers.items():
+        c = result.choices[target]
+        print(f"    {target:<{width}} <- {' + '.join(sources):<40} affinity {_fmt(c.affinity, 4)}  "
+              f"quality {_fmt(c.quality)}  gain {_fmt(c.gain)}")
+    print(f"  mean over the {len(result.transfers)} transferred targets: quality {_fmt(result.mean('quality'))}, "
+          f"gain {_fmt(result.mean('gain'))}")
+    for note in notes:
+        print(f"  note: {note}")
+    if args.out:
+        out = {"affinities": str(args.affinities), **result.to_dict(),
+               "roles": {"targets": list(roles.targets), "source_only": list(roles.source_only),
+                         "target_only": list(roles.target_only), "unused": list(roles.unused)}}
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(out, indent=1) + "\n")
+        except OSError as err:
+            raise TaskonomyError(f"--out {args.out}: cannot write ({err.strerror})") from None
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _add_solve(sub) -> None:
+    p = sub.add_parser(
+        "solve", help="solve a taxonomy (BIP) on an affinity table or a published Taskonomy pickle",
+        description="Choose which tasks to supervise under a budget and which transfer serves every other "
+                    "target (Taskonomy's BIP, official solver semantics). Defaults as the official solver: "
+                    "budget 6, max order 5, cost 1, value 1.")
+    p.add_argument("--affinities", type=Path, required=True, metavar="PATH",
+                   help="reports/affinities.csv, or Taskonomy's all_affinities*.pkl")
+    p.add_argument("--budget", type=float, default=6.0, help="supervision budget γ (default 6)")
+    p.add_argument("--max-order", type=int, default=5, help="largest number of sources of a transfer (default 5)")
+    for flag, what in (("--source-only", "never solved, may be supervised as sources"),
+                       ("--target-only", "solved by transfer only, never supervised nor a source"),
+                       ("--unused", "left out")):
+        p.add_argument(flag, type=_names, action="extend", default=[], metavar="T,...", help=f"tasks {what}")
+    p.add_argument("--cost", nargs="+", action="extend", metavar="T=C", help="supervision cost of task T (default 1)")
+    p.add_argument("--value", nargs="+", action="extend", metavar="T=V", help="relative value of target T (default 1)")
+    p.add_argument("--transfer-cost", nargs="+", action="extend", metavar="T=C",
+                   help="cost of a transfer into T, counted in the budget (default 0)")
+    p.add_argument("--objective", choices=("affinity", "quality", "gain"), default="affinity")
+    p.add_argument("--sqrt", action=argparse.BooleanOptionalAction, default=True,
+                   help="use the square root of the scores as the official solver did (default: on)")
+    p.add_argument("--quality", type=Path, metavar="PATH", help="wins_vs_task*.pkl for a published pickle")
+    p.add_argument("--gain", type=Path, metavar="PATH", help="wins_vs_pixels*.pkl for a published pickle")
+    p.add_argument("--formulation", choices=("strong", "official"), default="strong",
+                   help="rows of constraint (I); same optimum, 'strong' solves faster (default)")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write the taxonomy as JSON")
+    p.set_defaults(func=_solve)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskonomy", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="taskonomy", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"taskonomy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check-params", help="validate a params file")
     p.add_argument("path", nargs="?", default="params.yaml")
     p.set_defaults(func=_check_params)
+    _add_solve(sub)
     return parser
 
 
