@@ -1,0 +1,287 @@
+"""The transfer engine: every readout from one frozen source encoder into every target.
+
+A transfer ``S -> t`` (S a set of one or more sources) trains a transfer function and a FRESH head of
+t's kind (taskonomy.readout) on the ``transfer`` split, then scores every ``test`` item of t with t's
+per-item loss (docs/losses-format.md). The cost that matters is not the readouts (tiny) but what a
+naive loop wraps around them: a process per pair, reloading the bank, and re-running the frozen encoder
+on every batch of every epoch. Here, per stage:
+
+1. the bank is loaded once (:func:`load_targets`: every target's transfer and test items and labels);
+2. each source encoder runs ONCE over the views of both splits, in eval mode without gradients
+   (:func:`encode_source`); the representation is standardised per channel with the transfer split's
+   moments (a random encoder's scale is arbitrary) and cached in RAM;
+3. every target's readout gathers its items' views from that cache by the ``<task>_index`` arrays
+   (pairs, triplets) through ``TaskData.batch``, and trains with the project's one loop
+   (``taskonomy.train.fit``); the readouts run as independent jobs (taskonomy.executors).
+
+What an encoder sees: the TARGET's input (clean image; a noisy one for denoise), so the
+representation describes what t's own network would be given; sources are cached once per distinct
+input transform of the targets (normally two: plain and noisy). ``pixels`` (reference §2.5) trains
+:class:`~taskonomy.readout.PixelsTrunk` from scratch on those images with the same protocol.
+
+Seeds: a readout's initialisation and batch order depend on (``transfer.seed``, target) only, not on
+the source: all transfers into a target start from the same head and see the same batches (common
+random numbers), so their differences come from the representations.
+"""
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from taskonomy.config import TrainTaskParams, TransferParams
+from taskonomy.data import Batch, TaskData, fit_stats, input_views, load_task_data
+from taskonomy.errors import DataError, TaskonomyError
+from taskonomy.executors import ExecutorSpec, map_jobs
+from taskonomy.models import build_encoder, build_head
+from taskonomy.readout import PixelsTrunk, Readout, TransferFunction
+from taskonomy.tasks import Task, get_task, per_item_loss
+from taskonomy.train import LoopConfig, evaluate_per_item, fit
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("transfer", "test")
+PIXELS = "pixels"
+ENCODE_BATCH = 256
+
+
+@dataclass(frozen=True)
+class TaskLoss:
+    """``(prediction, batch) -> (B,)``: the task's per-item loss, picklable for workers and Ray."""
+    task: Task
+
+    def __call__(self, pred: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return per_item_loss(self.task, pred, batch.y, batch.mask)
+
+
+def readout_seed(seed: int, target: str) -> int:
+    """The seed of every readout into ``target`` (stable across processes, unlike ``hash``)."""
+    return zlib.crc32(f"{seed}:{target}".encode()) & 0x7FFFFFFF
+
+
+# --------------------------------------------------------------------------------------------------
+# Data: every target's items, loaded once
+# --------------------------------------------------------------------------------------------------
+
+def training_items(data: TaskData, images: int) -> torch.Tensor:
+    """Items of the transfer split used for training: all, or those made of its first ``images`` views."""
+    if images <= 0:
+        return torch.arange(len(data))
+    return torch.nonzero((data.index < images).all(1)).flatten()
+
+
+def load_targets(splits: Mapping[str, Any], targets: Sequence[str], images: int = 0) -> dict[str, dict[str, TaskData]]:
+    """``target -> split -> TaskData`` for the transfer and test splits, labels standardised with the
+    train split's statistics (as the task networks were). ``splits``: name -> ``bank.Split``."""
+    out = {}
+    for target in targets:
+        task = get_task(target)
+        if not task.trainable:
+            raise TaskonomyError(f"{target}: has no label, so it cannot be a transfer target (source_only)")
+        stats = fit_stats(task, splits["train"])
+        per_split = {split: load_task_data(splits[split], task, stats) for split in SPLITS}
+        items = training_items(per_split["transfer"], images)
+        if len(items) < 2:
+            raise TaskonomyError(f"transfer.images: {images} images leave {target} with {len(items)} training items")
+        per_split["transfer"] = per_split["transfer"].subset(items)
+        out[target] = per_split
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Representations: each source encoded once per split and input transform
+# --------------------------------------------------------------------------------------------------
+
+class FrozenEncoder(nn.Module):
+    """A source encoder that stays frozen: no gradients, and eval mode even under ``.train()``
+    (BatchNorm must not update its running statistics)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "FrozenEncoder":
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.encoder(x)
+
+
+@torch.no_grad()
+def encode_views(encoder: nn.Module, views: torch.Tensor, batch_size: int = ENCODE_BATCH,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """Encoder over every bank view: (V, 1, 3, H, W) -> (V, C, h, w) float32 on the CPU."""
+    if views.shape[1] != 1:
+        raise ValueError(f"a source encodes whole images, got {views.shape[1]} inputs per view")
+    encoder = encoder.eval().to(device)
+    parts = [encoder(views[i:i + batch_size, 0].to(device)).float().cpu() for i in range(0, len(views), batch_size)]
+    return torch.cat(parts)
+
+
+def channel_moments(rep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of (V, C, h, w) over views and positions; a dead channel gets std 1."""
+    mean = rep.double().mean(dim=(0, 2, 3))
+    std = rep.double().std(dim=(0, 2, 3), unbiased=False)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+    return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)  # (1, C, 1, 1)
+
+
+def encode_source(encoder: nn.Module, targets: Mapping[str, Mapping[str, TaskData]],
+                  device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Cached, standardised representations of one source: ``'<split>/<transform>' -> (V, C, h, w)``.
+
+    One pass per split and distinct input transform of the targets; moments from the transfer split.
+    """
+    reps: dict[str, torch.Tensor] = {}
+    for data in targets.values():
+        transform = data["test"].task.transform.value
+        if f"test/{transform}" in reps:
+            continue
+        raw = {split: encode_views(encoder, data[split].views, device=device) for split in SPLITS}
+        mean, std = channel_moments(raw["transfer"])
+        for split in SPLITS:
+            reps[f"{split}/{transform}"] = (raw[split] - mean) / std
+    return reps
+
+
+def rep_key(split: str, task: Task) -> str:
+    return f"{split}/{task.transform.value}"
+
+
+# --------------------------------------------------------------------------------------------------
+# One readout (a job): sources -> target
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class TransferContext:
+    """What every job of a stage shares: cached reps per source, every target's data, the settings."""
+    reps: dict[str, dict[str, torch.Tensor]]        # source -> rep_key -> (V, C, h, w)
+    targets: dict[str, dict[str, TaskData]]         # target -> split -> data (views dropped unless pixels)
+    params: TransferParams
+    net: TrainTaskParams                            # head widths and the representation stride
+    device: str = "cpu"
+    history: dict[str, Any] = field(default_factory=dict)
+
+
+def build_readout(sources: Sequence[str], task: Task, in_channels: int, width: int, rep_hw: int,
+                  params: TransferParams, net: TrainTaskParams) -> Readout:
+    """Transfer function (or the pixels trunk) + a fresh head of the target's kind, seeded per target."""
+    torch.manual_seed(readout_seed(params.seed, task.name))
+    if tuple(sources) == (PIXELS,):
+        trunk = PixelsTrunk(in_channels, width, net.bottleneck_stride)
+    else:
+        trunk = TransferFunction(in_channels, width, coords=params.coords)
+    return Readout(trunk, build_head(task, trunk.out_channels, rep_hw, net))
+
+
+def loop_config(params: TransferParams, target: str, device: str) -> LoopConfig:
+    return LoopConfig.from_params(params, seed=readout_seed(params.seed, target), device=device)
+
+
+def train_readout(context: TransferContext, job: tuple[tuple[str, ...], str]) -> np.ndarray:
+    """Train ``sources -> target`` on the transfer split; per-item test losses, float32 (N_t,)."""
+    sources, target = job
+    data = context.targets[target]
+    task = data["test"].task
+    if tuple(sources) == (PIXELS,):
+        train, test = data["transfer"], data["test"]
+        in_channels, width = train.views.shape[2], context.net.bottleneck_channels
+        rep_hw = train.resolution // context.net.bottleneck_stride
+    else:
+        key = {split: rep_key(split, task) for split in SPLITS}
+        parts = {split: [context.reps[s][key[split]] for s in sources] for split in SPLITS}
+        views = {split: torch.cat(parts[split], 1).unsqueeze(1) for split in SPLITS}  # (V, 1, K*C, h, w)
+        train, test = (replace(data[split], views=views[split]) for split in SPLITS)
+        in_channels, width, rep_hw = views["test"].shape[2], parts["test"][0].shape[1], views["test"].shape[-1]
+    model = build_readout(sources, task, in_channels, width, rep_hw, context.params, context.net)
+    loss = TaskLoss(task)
+    fit(model, train, loss, loop_config(context.params, target, context.device), name=f"{'__'.join(sources)}->{target}")
+    return evaluate_per_item(model, test, loss)
+
+
+def executor_spec(params: TransferParams, device: str) -> ExecutorSpec:
+    """Local: ``transfer.workers`` processes of ``transfer.threads`` threads (0 = the measured default:
+    one single-threaded worker per core on CPU, one process on CUDA); or the Ray cluster."""
+    import os
+
+    cores = os.cpu_count() or 1
+    if device != "cpu":
+        workers, threads = 1, params.threads
+    else:
+        workers = params.workers or cores
+        threads = params.threads or max(1, cores // workers)
+    return ExecutorSpec(kind=params.executor, workers=workers, threads=threads, ray_address=params.ray.address,
+                        cpus_per_job=params.ray.cpus_per_job, gpus_per_job=params.ray.gpus_per_job)
+
+
+def run_transfers(context: TransferContext, jobs: Sequence[tuple[tuple[str, ...], str]],
+                  spec: ExecutorSpec | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Train every job; ``target -> sources key -> (N_t,) per-item test losses``."""
+    spec = spec or executor_spec(context.params, context.device)
+    losses = map_jobs(train_readout, context, list(jobs), spec)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for (sources, target), values in zip(jobs, losses):
+        if not np.all(np.isfinite(values)):
+            raise TaskonomyError(f"{'__'.join(sources)} -> {target}: non-finite test losses")
+        out.setdefault(target, {})["__".join(sources)] = values
+    return out
+
+
+def strip_views(targets: dict[str, dict[str, TaskData]]) -> dict[str, dict[str, TaskData]]:
+    """The same data without the image views (the jobs read representations; keeps workers/Ray light)."""
+    empty = torch.empty(0)
+    return {t: {s: replace(d, views=empty) for s, d in per.items()} for t, per in targets.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Sources on disk
+# --------------------------------------------------------------------------------------------------
+
+def load_source_encoder(checkpoint: str | Path, net: TrainTaskParams, source: str) -> nn.Module:
+    """The frozen encoder of ``source`` from its task-network checkpoint (``train_task`` writes it)."""
+    from taskonomy.train import load_checkpoint
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        raise DataError(f"{source}: {checkpoint} is missing; run `dvc repro train_task@{source}` first")
+    state = load_checkpoint(checkpoint)["model"]
+    encoder_state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+    encoder = build_encoder(net)
+    try:
+        encoder.load_state_dict(encoder_state)
+    except RuntimeError as err:
+        raise DataError(f"{checkpoint}: encoder does not match train_task params "
+                        f"({str(err).splitlines()[0]})") from None
+    return encoder.eval().requires_grad_(False)
+
+
+def save_reps(path: str | Path, reps: Mapping[str, torch.Tensor]) -> None:
+    """Write a source's cached representations (float16) atomically: ``'<split>/<transform>' -> (V, C, h, w)``."""
+    write_npz(path, {k: v.numpy().astype(np.float16) for k, v in reps.items()})
+
+
+def load_reps(path: str | Path, source: str) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{source}: {path} is missing; run `dvc repro transfer@{source}` first")
+    with np.load(path) as z:
+        return {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
+
+
+def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """``np.savez`` to a temp file, then ``os.replace``: readers never see half a file."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
