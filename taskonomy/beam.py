@@ -96,3 +96,16 @@ def read_affinity_rows(path: str | Path) -> list[dict[str, str]]:
             return list(reader)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file (written by the affinity stage)") from None
+
+
+def high_order_sets(rows: Iterable[Mapping[str, str]], target: str, max_order: int, beam: int = 5,
+                    beam_order4: int = 6) -> list[tuple[str, ...]]:
+    """Source sets of orders 2..``max_order`` for ``target`` from the first-order rows of the affinity table."""
+    ranking = first_order_ranking(rows, target)
+    if not ranking:
+        raise TaskonomyError(f"{target}: no eligible first-order source in the affinity table "
+                             f"(self, random and the target itself do not enter the beam)")
+    try:
+        return source_sets(ranking, max_order, beam, beam_order4)
+    except TaskonomyError as err:
+        raise TaskonomyError(f"{target}: {err}") from None

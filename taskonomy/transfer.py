@@ -39,7 +39,7 @@ from taskonomy.config import TrainTaskParams, TransferParams
 from taskonomy.data import Batch, TaskData, fit_stats, input_views, load_task_data
 from taskonomy.errors import DataError, TaskonomyError
 from taskonomy.executors import ExecutorSpec, map_jobs
-from taskonomy.models import build_encoder, build_head
+from taskonomy.models import build_head
 from taskonomy.readout import PixelsTrunk, Readout, TransferFunction
 from taskonomy.tasks import Task, get_task, per_item_loss
 from taskonomy.train import LoopConfig, evaluate_per_item, fit
@@ -244,22 +244,15 @@ def strip_views(targets: dict[str, dict[str, TaskData]]) -> dict[str, dict[str, 
 # Sources on disk
 # --------------------------------------------------------------------------------------------------
 
-def load_source_encoder(checkpoint: str | Path, net: TrainTaskParams, source: str) -> nn.Module:
+def load_source_encoder(checkpoint: str | Path, source: str) -> nn.Module:
     """The frozen encoder of ``source`` from its task-network checkpoint (``train_task`` writes it)."""
-    from taskonomy.train import load_checkpoint
+    from taskonomy.train import load_encoder
 
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
-        raise DataError(f"{source}: {checkpoint} is missing; run `dvc repro train_task@{source}` first")
-    state = load_checkpoint(checkpoint)["model"]
-    encoder_state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
-    encoder = build_encoder(net)
-    try:
-        encoder.load_state_dict(encoder_state)
-    except RuntimeError as err:
-        raise DataError(f"{checkpoint}: encoder does not match train_task params "
-                        f"({str(err).splitlines()[0]})") from None
-    return encoder.eval().requires_grad_(False)
+        raise DataError(f"{source}: {checkpoint} is missing (made by the stage train_task@{source}: "
+                        f"dvc repro train_task@{source})")
+    return load_encoder(checkpoint)
 
 
 def save_reps(path: str | Path, reps: Mapping[str, torch.Tensor]) -> None:

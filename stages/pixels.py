@@ -1,0 +1,43 @@
+"""DVC stage ``pixels``: Taskonomy's "only image" baseline for every target (reference §2.5).
+
+    python stages/pixels.py --bank data/bank --out outputs/pixels [--params params.yaml]
+
+A small conv net trained from scratch on the target's input images (taskonomy.readout.PixelsTrunk)
+plus a fresh head of the target's kind, with the protocol of the transfers (``transfer`` params: same
+transfer-split items, epochs, optimiser, seeds). Writes ``losses.npz`` (one key per target, float32
+per-item test losses in bank order), the reference of every transfer's gain.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from taskonomy.bank import load_split
+from taskonomy.config import load_params
+from taskonomy.errors import run_main
+from taskonomy.train import resolve_device
+from taskonomy.transfer import PIXELS, TransferContext, executor_spec, load_targets, run_transfers, write_npz
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bank", type=Path, default=Path("data/bank"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+
+    params = load_params(args.params)
+    device = str(resolve_device(params.transfer.device))
+    splits = {name: load_split(args.bank, name) for name in ("train", "transfer", "test")}
+    targets = load_targets(splits, params.targets(), params.transfer.images)
+    context = TransferContext({}, targets, params.transfer, params.train_task, device)
+    losses = run_transfers(context, [((PIXELS,), t) for t in targets], executor_spec(params.transfer, device))
+    write_npz(args.out / "losses.npz", {t: losses[t][PIXELS] for t in targets})
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
