@@ -71,7 +71,9 @@ class TrainTaskParams:
     """Task-specific networks (one per task) and the shared training loop."""
     seed: int = param(0, ge=0)
     arch: Literal["small", "resnet18", "resnet50"] = param("small", doc="encoder trunk")
-    width: int = param(16, ge=4, le=1024, doc="base channel width of the small encoder")
+    width: int = param(16, ge=4, le=1024, doc="base channel width of the small encoder and the decoders")
+    depth: int = param(1, ge=1, le=16, doc="residual blocks per resolution of the small encoder")
+    head_width: int = param(128, ge=4, le=8192, doc="hidden units of the fully connected heads")
     bottleneck_channels: int = param(8, ge=1, le=256, doc="channels of the representation")
     bottleneck_stride: int = param(4, ge=1, le=64, doc="input resolution / representation size")
     epochs: int = param(5, ge=1)
@@ -104,12 +106,12 @@ class TransferParams:
     max_order: int = param(3, ge=1, le=25, doc="highest order of source sets")
     beam: int = param(5, ge=2, doc="orders 2-3 combine the top-`beam` first-order sources")
     beam_order4: int = param(6, ge=2, doc="order 4 combines the top-`beam_order4` sources")
-    executor: Literal["local", "ray"] = param("local")
-    ray: RayParams = param(default_factory=RayParams)
     coords: bool = param(True, doc="x/y coordinate channels on the representation (readout can localise)")
     device: Literal["auto", "cpu", "cuda"] = param("auto")
     workers: int = param(0, ge=0, doc="local readout processes; 0 = one per core on CPU, 1 on CUDA")
     threads: int = param(0, ge=0, doc="torch threads per worker; 0 = cores / workers")
+    executor: Literal["local", "ray"] = param("local")
+    ray: RayParams = param(default_factory=RayParams)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,212 @@
+"""A task's inputs and targets, from one split of the bank into tensors in RAM.
+
+``load_task_data(split, task, stats)`` turns the bank's arrays (docs/bank-format.md) into a
+:class:`TaskData`: the transformed input ``views`` once per bank view, an ``index`` of which views make
+each item (pairs, triplets; one view per item otherwise), the encoded ``target`` and, for masked dense
+tasks, the validity ``mask``. A batch is ``views[index[items]]``: (B, k, 3, h, w) with k = the task's
+number of encoder inputs. A transfer can encode ``views`` once per source and gather items the same way.
+
+Standardisation statistics come from the train split (:func:`fit_stats`) and travel with the model
+checkpoint, so the transfer and test splits are encoded with the train split's numbers.
+
+Input transforms are deterministic: noise is drawn from a generator seeded by (split seed, view index),
+jigsaw tiles follow the stored permutation index. Images are rescaled to [-1, 1] as in Taskonomy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from taskonomy.errors import DataError
+from taskonomy.tasks import METRIC_PIXELS, Encoding, Task, Transform
+
+NOISE_STD = 0.1         # Taskonomy's denoise: skimage random_noise with var 0.01, on [0, 1]
+TILE_GRID = 3           # jigsaw: 3 x 3 cells
+_SEGMENT_SEED = 7919    # pixel samples of the metric loss: a stream of their own
+
+
+class Batch(NamedTuple):
+    """What the training loop feeds a model (``x``) and a loss (all three)."""
+    x: torch.Tensor                    # (B, k, C, h, w) encoder inputs, or representations for a transfer
+    y: torch.Tensor                    # encoded targets, (B, ...)
+    mask: torch.Tensor | None = None   # (B, 1, H, W) bool for masked dense tasks
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(*(None if t is None else t.to(device, non_blocking=True) for t in self))
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """One split of one task. ``task`` has its output size resolved from the bank."""
+    task: Task
+    views: torch.Tensor          # (V, k_v, 3, h, w) float32: input per bank view (k_v = 9 tiles or 1)
+    index: torch.Tensor          # (M, n) long: the views of each item, in bank order
+    target: torch.Tensor         # (M, ...) encoded target
+    mask: torch.Tensor | None    # (M, 1, H, W) bool, or None
+
+    def __len__(self) -> int:
+        return self.index.shape[0]
+
+    @property
+    def resolution(self) -> int:
+        return self.views.shape[-1]
+
+    def batch(self, items: torch.Tensor) -> Batch:
+        x = self.views[self.index[items]]                     # (B, n, k_v, 3, h, w)
+        return Batch(x.flatten(1, 2), self.target[items],     # (B, k, 3, h, w)
+                     None if self.mask is None else self.mask[items])
+
+    def subset(self, items: torch.Tensor | np.ndarray) -> "TaskData":
+        """The same data restricted to ``items`` (in the given order); views are shared."""
+        items = torch.as_tensor(items, dtype=torch.long)
+        return replace(self, index=self.index[items], target=self.target[items],
+                       mask=None if self.mask is None else self.mask[items])
+
+
+# --------------------------------------------------------------------------------------------------
+# Bank access
+# --------------------------------------------------------------------------------------------------
+
+def _split_name(split: Any) -> str:
+    return str(getattr(split, "path", None) or split.manifest.get("split", "?"))
+
+
+def _array(split: Any, name: str, task: Task) -> np.ndarray:
+    """A bank array needed by ``task``; a missing one is one line naming the task and the file."""
+    if name not in split.arrays:
+        raise DataError(f"{task.name}: {_split_name(split)}/{name}.npy is missing from the bank")
+    return split.arrays[name]
+
+
+def n_outputs(task: Task, split: Any) -> int:
+    """The task's output size: fixed by its record, or its number of classes from the bank."""
+    if task.out_channels > 0:
+        return task.out_channels
+    where, _, key = task.classes.partition(":")
+    if where == "manifest":
+        found = split.manifest.get(key)
+        if not isinstance(found, list) or not found:
+            raise DataError(f"{task.name}: {_split_name(split)}/manifest.json has no list {key!r} of class names")
+        return len(found)
+    if where == "rows":
+        return int(_array(split, key, task).shape[0])
+    if where == "columns":
+        return int(_array(split, task.label, task).shape[1])
+    raise ValueError(f"{task.name}: bad class source {task.classes!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------
+
+def _image(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 (N, 3, R, R) -> float32 in [-1, 1]."""
+    return torch.from_numpy(np.asarray(rgb, dtype=np.float32)) / 127.5 - 1
+
+
+def jigsaw_tiles(image: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
+    """(N, 3, R, R) images, (N, 9) permutations -> (N, 9, 3, R//2, R//2) tiles.
+
+    Tile i shows grid cell ``perm[i]`` (row-major cells of side R//3, no jitter), resized to R//2 so
+    that nine tiles cost about two images through the encoder (Taskonomy resized each to full size).
+    """
+    n, c, r, _ = image.shape
+    cell, tile = r // TILE_GRID, r // 2
+    grid = image[:, :, :cell * TILE_GRID, :cell * TILE_GRID]
+    cells = grid.reshape(n, c, TILE_GRID, cell, TILE_GRID, cell)          # (N, C, gy, cy, gx, cx)
+    cells = cells.permute(0, 2, 4, 1, 3, 5).reshape(n, TILE_GRID ** 2, c, cell, cell)
+    shuffled = cells[torch.arange(n)[:, None], perms]                      # (N, 9, C, cell, cell)
+    tiles = F.interpolate(shuffled.flatten(0, 1), size=(tile, tile), mode="bilinear", align_corners=False)
+    return tiles.view(n, TILE_GRID ** 2, c, tile, tile)
+
+
+def input_views(task: Task, split: Any) -> torch.Tensor:
+    """The encoder input for every bank view of ``split``: (V, k_v, 3, h, w), float32."""
+    image = _image(_array(split, "rgb", task))                             # (V, 3, R, R)
+    if task.transform is Transform.NOISY:
+        seed = int(split.manifest.get("seed", 0))
+        noise = np.stack([np.random.default_rng([seed, v]).standard_normal(image.shape[1:], dtype=np.float32)
+                          for v in range(image.shape[0])])
+        image = (image + torch.from_numpy(noise) * (2 * NOISE_STD)).clamp(-1, 1)  # std 0.1 on [0, 1]
+    elif task.transform is Transform.CENTRE_MASK:
+        r = image.shape[-1]
+        image = image.clone()
+        image[:, :, r // 4:3 * r // 4, r // 4:3 * r // 4] = 0
+    elif task.transform is Transform.GRAYSCALE:
+        lum = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        image = (image * lum).sum(1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
+    elif task.transform is Transform.TILES:
+        perms = torch.from_numpy(np.asarray(_array(split, "jigsaw_permutations", task), dtype=np.int64))
+        labels = torch.from_numpy(np.asarray(_array(split, task.label, task), dtype=np.int64))
+        return jigsaw_tiles(image, perms[labels])
+    return image.unsqueeze(1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------------------
+
+def _raw_target(task: Task, split: Any) -> torch.Tensor:
+    raw = np.asarray(_array(split, task.label, task))
+    if task.encoding is Encoding.LOG_CENTERED:
+        log = torch.from_numpy(np.log(np.maximum(raw.astype(np.float32), 1e-3)))  # (N, C, H, W)
+        return log - log.mean(dim=(2, 3), keepdim=True)
+    if task.encoding in (Encoding.ZSCORE, Encoding.SOFT):
+        return torch.from_numpy(raw.astype(np.float32))
+    return torch.from_numpy(raw.astype(np.int64))
+
+
+def fit_stats(task: Task, split: Any) -> dict[str, list[float]]:
+    """Per-channel mean and std of a continuous target on (normally) the train split; {} otherwise."""
+    if task.encoding not in (Encoding.ZSCORE, Encoding.LOG_CENTERED):
+        return {}
+    raw = _raw_target(task, split).double()
+    dims = [d for d in range(raw.dim()) if d != 1]                          # all but channels
+    mean, std = raw.mean(dims), raw.std(dims).clamp(min=1e-6)
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def encode_target(task: Task, split: Any, stats: dict[str, list[float]]) -> torch.Tensor:
+    """The training target of every item of ``split`` (bank order)."""
+    raw = _raw_target(task, split)
+    if task.encoding in (Encoding.ZSCORE, Encoding.LOG_CENTERED):
+        shape = (1, -1) + (1,) * (raw.dim() - 2)
+        mean = torch.tensor(stats["mean"], dtype=torch.float32).view(shape)
+        std = torch.tensor(stats["std"], dtype=torch.float32).view(shape)
+        return (raw - mean) / std
+    if task.encoding is Encoding.SEGMENTS:
+        ids = raw.flatten(1)                                                # (N, H*W)
+        n = min(METRIC_PIXELS, ids.shape[1])
+        gen = torch.Generator().manual_seed(_SEGMENT_SEED + int(split.manifest.get("seed", 0)))
+        pix = torch.rand(ids.shape, generator=gen).argsort(1)[:, :n]        # (N, n)
+        return torch.stack([pix, ids.gather(1, pix)], dim=2)                # (N, n, 2)
+    if task.encoding is Encoding.INDEX and raw.dim() == 4:
+        return raw[:, 0]                                                    # (N, H, W) class ids
+    return raw
+
+
+def load_task_data(split: Any, task: Task, stats: dict[str, list[float]]) -> TaskData:
+    """Inputs and targets of ``task`` on one bank split (a ``taskonomy.bank.Split``).
+
+    ``stats`` are the train split's (:func:`fit_stats`), or {} for encodings that need none.
+    """
+    if not task.trainable:
+        raise DataError(f"{task.name}: has no label to load")
+    task = task.with_outputs(n_outputs(task, split))
+    views = input_views(task, split)
+    target = encode_target(task, split, stats)
+    if task.index is None:
+        index = torch.arange(views.shape[0]).unsqueeze(1)                  # (V, 1)
+    else:
+        index = torch.from_numpy(np.asarray(_array(split, task.index, task), dtype=np.int64))
+    if index.shape[0] != target.shape[0] or index.shape[1] * views.shape[1] != task.n_views:
+        raise DataError(f"{task.name}: {_split_name(split)}: {task.index or 'views'} has shape {tuple(index.shape)} "
+                        f"but the label has {target.shape[0]} items of {task.n_views} inputs")
+    mask = None
+    if task.masked and "mask" in split.arrays:
+        mask = torch.from_numpy(np.asarray(split.arrays["mask"], dtype=bool))
+    return TaskData(task, views, index, target, mask)

@@ -1,0 +1,385 @@
+"""The one training loop: task networks here, transfers and baselines later.
+
+``fit(model, data, loss_fn, cfg, name=...)`` trains any module on any data that has ``len(data)`` and
+``data.batch(items) -> Batch`` (taskonomy.data), with ``loss_fn(prediction, batch) -> (B,)`` per-item
+losses whose mean is minimised. ``evaluate_per_item`` returns the same per-item losses on a test set,
+in data order: the numbers every later comparison uses.
+
+Guarantees:
+- seeded: shuffling draws from a generator seeded by (seed, epoch); the global torch RNG (dropout) is
+  seeded at the start and saved in every checkpoint; deterministic on CPU for a given thread count;
+- a checkpoint after every epoch (atomic: temp file + ``os.replace``) with model, optimizer,
+  scheduler, RNG states and history; a rerun finds it and resumes, ending with weights bit-identical to
+  an uninterrupted run. A checkpoint written for other settings (its ``fingerprint`` differs) is
+  ignored; an unreadable one stops with one line naming the file;
+- a non-finite loss stops with a :class:`TaskonomyError` naming the run, epoch and step;
+- CUDA with bf16 autocast when present (``device: auto``), CPU otherwise.
+
+The last section applies the loop to one task network (``train_task_network``), writes its final
+checkpoint (params, code version, standardisation stats) and reads an encoder back (``load_encoder``).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import subprocess
+import time
+import zlib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+import taskonomy
+from taskonomy.config import TrainTaskParams, as_dict, from_dict
+from taskonomy.data import Batch, TaskData, fit_stats, load_task_data
+from taskonomy.errors import DataError, TaskonomyError
+from taskonomy.models import Encoder, TaskNetwork, build_encoder, build_task_network
+from taskonomy.tasks import Task, per_item_loss, trivial_losses
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]   # (prediction, batch) -> (B,) per-item losses
+
+
+class BatchSource(Protocol):
+    def __len__(self) -> int: ...
+    def batch(self, items: torch.Tensor) -> Batch: ...
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Settings of one training run; ``from_params`` reads the matching keys of any params section."""
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"          # adam | adamw | sgd (momentum 0.9)
+    schedule: str = "cosine"          # cosine | step | constant, per step
+    step_fraction: float = 2 / 3      # 'step': lr x 0.1 after this fraction of the steps
+    grad_clip: float = 0.0            # max gradient norm; 0 disables
+    seed: int = 0
+    device: str = "auto"              # auto | cpu | cuda
+
+    @classmethod
+    def from_params(cls, section: Any, **overrides: Any) -> "LoopConfig":
+        known = {f.name for f in fields(cls)}
+        values = {k: getattr(section, k) for k in known if hasattr(section, k)}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
+    seconds: float = 0.0           # training time of this process (a resumed run: since resuming)
+    device: str = "cpu"
+    resumed_from: int = 0          # epochs found in the checkpoint
+
+
+# --------------------------------------------------------------------------------------------------
+# Devices, checkpoints, code version
+# --------------------------------------------------------------------------------------------------
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TaskonomyError("device: cuda requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def set_threads(threads: int) -> None:
+    """torch CPU threads (0 keeps torch's default: all cores)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write atomically: a crash leaves the previous file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint; a truncated or foreign file is one line naming it."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such checkpoint") from None
+    except Exception as err:  # torch raises many types for a damaged file (zip, unpickling, EOF)
+        raise DataError(f"{path}: corrupt or unreadable checkpoint ({type(err).__name__}); "
+                        f"delete it to start over") from None
+    if not isinstance(payload, dict) or not ({"model", "encoder"} & set(payload)):
+        raise DataError(f"{path}: not a taskonomy checkpoint (no model state)")
+    return payload
+
+
+def code_version(package_dir: Path | None = None) -> dict[str, str]:
+    """``git describe`` (or the package version) and a sha256 over the package's *.py files."""
+    package_dir = Path(package_dir or Path(taskonomy.__file__).parent)
+    digest = hashlib.sha256()
+    for py in sorted(package_dir.glob("*.py")):
+        digest.update(py.name.encode() + b"\0" + py.read_bytes())
+    try:
+        describe = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=package_dir,
+                                  capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        describe = ""
+    return {"version": describe or taskonomy.__version__, "package": taskonomy.__version__,
+            "code_sha256": digest.hexdigest()}
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+
+def _optimizer(model: nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    raise TaskonomyError(f"optimizer: unknown {cfg.optimizer!r} (known: adam, adamw, sgd)")
+
+
+def _schedule(cfg: LoopConfig, total_steps: int) -> Callable[[int], float]:
+    if cfg.schedule == "cosine":
+        return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    if cfg.schedule == "step":
+        return lambda step: 0.1 if step >= cfg.step_fraction * total_steps else 1.0
+    if cfg.schedule == "constant":
+        return lambda step: 1.0
+    raise TaskonomyError(f"schedule: unknown {cfg.schedule!r} (known: cosine, step, constant)")
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *, name: str,
+        checkpoint: Path | None = None, eval_data: BatchSource | None = None,
+        fingerprint: dict[str, Any] | None = None,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> FitResult:
+    """Train ``model`` in place for ``cfg.epochs`` epochs; returns the per-epoch history.
+
+    ``name`` labels progress, logs and errors (e.g. the task). ``checkpoint``: where the per-epoch
+    checkpoint lives (resumed from when present and written for the same ``fingerprint`` and ``cfg``).
+    ``eval_data``: its mean per-item loss is recorded each epoch (no model selection).
+    ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint is written.
+    """
+    device = resolve_device(cfg.device)
+    model.to(device)
+    n = len(data)
+    if n == 0:
+        raise TaskonomyError(f"{name}: no training items")
+    batch_size = min(cfg.batch_size, n)
+    steps = n // batch_size                      # drop the ragged last batch (BatchNorm needs B > 1)
+    total = steps * cfg.epochs
+    optimizer = _optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, total))
+    stamp = {"name": name, "loop": asdict(cfg), **(fingerprint or {})}
+
+    result = FitResult(device=str(device))
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint)
+        if state.get("fingerprint") == stamp and state.get("epoch", 0) <= cfg.epochs:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            _set_rng_state(state["rng"])
+            result.history = list(state["history"])
+            start = result.resumed_from = state["epoch"]
+            log.info("%s: resuming from %s after epoch %d", name, checkpoint, start)
+        else:
+            log.warning("%s: ignoring %s, written for other settings", name, checkpoint)
+    if start == 0:
+        torch.manual_seed(cfg.seed)
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, initial=start * steps, desc=name, disable=None, leave=False)
+    for epoch in range(start, cfg.epochs):
+        # ---- one epoch: shuffle from (seed, epoch), so a resumed run sees the same order
+        model.train()
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=gen)
+        running = torch.zeros((), dtype=torch.float64)
+        for step in range(steps):
+            batch = data.batch(order[step * batch_size:(step + 1) * batch_size]).to(device)
+            with _autocast(device):
+                pred = model(batch.x)
+            loss = loss_fn(pred, batch).float().mean()
+            if not torch.isfinite(loss):
+                raise TaskonomyError(f"{name}: non-finite training loss ({loss.item()}) at epoch {epoch + 1}, "
+                                     f"step {step + 1}; try a lower lr or grad_clip")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            running += loss.detach().double().cpu()
+            bar.update(1)
+        # ---- epoch end: record, evaluate, checkpoint
+        row = {"epoch": epoch + 1, "train_loss": float(running / steps), "lr": optimizer.param_groups[0]["lr"]}
+        if eval_data is not None:
+            row["test_loss"] = float(evaluate_per_item(model, eval_data, loss_fn, device=device).mean())
+        row["seconds"] = time.perf_counter() - t0
+        result.history.append(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}")
+        log.info("%s: epoch %d/%d train loss %.4f%s", name, epoch + 1, cfg.epochs, row["train_loss"],
+                 f" test loss {row['test_loss']:.4f}" if "test_loss" in row else "")
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "format": 1, "fingerprint": stamp, "epoch": epoch + 1, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": _rng_state(), "history": result.history})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, row)
+    bar.close()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: BatchSource, items: torch.Tensor,
+            device: torch.device | None = None) -> torch.Tensor:
+    """The model's outputs for ``items`` (eval mode), float32 on the CPU."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    with _autocast(device):
+        return model(data.batch(items).to(device).x).float().cpu()
+
+
+@torch.no_grad()
+def evaluate_per_item(model: nn.Module, data: BatchSource, loss_fn: LossFn, *, batch_size: int = 256,
+                      device: torch.device | None = None) -> np.ndarray:
+    """Per-item losses of ``model`` on every item of ``data``, in data order: float32 (len(data),)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(data), batch_size):
+        batch = data.batch(torch.arange(i, min(i + batch_size, len(data)))).to(device)
+        with _autocast(device):
+            pred = model(batch.x)
+        out.append(loss_fn(pred.float(), batch).float().cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Task networks
+# --------------------------------------------------------------------------------------------------
+
+def task_loss(task: Task) -> LossFn:
+    """The loop's loss for ``task``: its per-item loss on the batch's targets (and mask)."""
+    return lambda pred, batch: per_item_loss(task, pred, batch.y, batch.mask)
+
+
+def task_seed(seed: int, task: Task) -> int:
+    """A distinct, stable seed per task (tasks are independent draws, not copies of one init)."""
+    return seed + zlib.crc32(task.name.encode())
+
+
+@dataclass
+class TaskRun:
+    """A trained task network with its data and its per-item test losses (bank order)."""
+    network: TaskNetwork
+    train: TaskData
+    test: TaskData
+    stats: dict[str, list[float]]
+    loop: LoopConfig
+    fit: FitResult
+    test_losses: np.ndarray        # float32 (M_test,)
+    trivial_losses: np.ndarray     # float32 (M_test,): the train split's mean prediction, same loss
+
+
+def train_task_network(task: Task, train_split: Any, test_split: Any, cfg: TrainTaskParams, *,
+                       epochs: int | None = None, lr: float | None = None,
+                       checkpoint: Path | None = None) -> TaskRun:
+    """Train ``task``'s network on the train split and evaluate it per item on the test split.
+
+    ``epochs`` / ``lr`` override ``cfg`` (params.yaml ``tasks.<name>``). Standardisation statistics
+    come from the train split. ``checkpoint``: the per-epoch resume file.
+    """
+    stats = fit_stats(task, train_split)
+    train, test = load_task_data(train_split, task, stats), load_task_data(test_split, task, stats)
+    seed = task_seed(cfg.seed, task)
+    torch.manual_seed(seed)
+    network = build_task_network(train.task, cfg, train.resolution)
+    loop = LoopConfig.from_params(cfg, seed=seed, epochs=epochs, lr=lr)
+    loss = task_loss(train.task)
+    fingerprint = {"task": task.name, "items": len(train), "stats": stats}
+    result = fit(network, train, loss, loop, name=task.name, checkpoint=checkpoint, eval_data=test,
+                 fingerprint=fingerprint)
+    test_losses = evaluate_per_item(network, test, loss)
+    trivial = trivial_losses(train.task, train.target, test.target, test.mask).numpy().astype(np.float32)
+    return TaskRun(network, train, test, stats, loop, result, test_losses, trivial)
+
+
+def task_checkpoint(task: Task, cfg: TrainTaskParams, *, network: TaskNetwork | None = None,
+                    encoder: Encoder | None = None, run: TaskRun | None = None,
+                    params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The final checkpoint of a task network (or of the untrained ``random`` encoder)."""
+    encoder = network.encoder if network is not None else encoder
+    return {
+        "format": 1, "task": task.name, "kind": task.kind.value,
+        "train_task": as_dict(cfg), "params": params or {}, "code": code_version(),
+        "encoder": encoder.state_dict(), "head": None if network is None else network.head.state_dict(),
+        "out_channels": None if run is None else run.train.task.out_channels,
+        "resolution": None if run is None else run.train.resolution,
+        "stats": {} if run is None else run.stats,
+        "loop": None if run is None else asdict(run.loop),
+        "history": [] if run is None else run.fit.history,
+    }
+
+
+def load_encoder(path: Path) -> Encoder:
+    """The encoder of a task checkpoint (``models/<task>/model.pt``), frozen and in eval mode."""
+    payload = load_checkpoint(path)
+    try:
+        cfg = from_dict(TrainTaskParams, payload["train_task"], "train_task")
+        encoder = build_encoder(cfg)
+        encoder.load_state_dict(payload["encoder"])
+    except (KeyError, RuntimeError, TaskonomyError) as err:
+        raise DataError(f"{path}: not a task-network checkpoint of this code ({type(err).__name__})") from None
+    encoder.requires_grad_(False)
+    return encoder.eval()
+
+
+def load_task_network(path: Path, task: Task) -> tuple[TaskNetwork, dict[str, Any]]:
+    """A trained task network (eval mode) and its checkpoint payload (stats, history, params)."""
+    payload = load_checkpoint(path)
+    if payload.get("head") is None:
+        raise DataError(f"{path}: {payload.get('task')} has no trained head")
+    cfg = from_dict(TrainTaskParams, payload["train_task"], "train_task")
+    network = build_task_network(task.with_outputs(payload["out_channels"]), cfg, payload["resolution"])
+    network.encoder.load_state_dict(payload["encoder"])
+    network.head.load_state_dict(payload["head"])
+    return network.eval(), payload

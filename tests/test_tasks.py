@@ -1,0 +1,173 @@
+"""The task registry: names, records, losses, label encodings and input transforms."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fake_bank import fake_split
+from taskonomy.config import load_params
+from taskonomy.data import (NOISE_STD, encode_target, fit_stats, input_views, jigsaw_tiles, load_task_data,
+                            n_outputs)
+from taskonomy.errors import DataError, TaskonomyError
+from taskonomy.tasks import (TASKS, Encoding, Kind, Loss, Task, Transform, get_task, metric_loss, per_item_loss,
+                             register, trivial_losses)
+
+ROOT = Path(__file__).resolve().parents[1]
+BANK_NAMES = ["rgb2depth", "rgb2mist", "rgb2sfnorm", "reshade", "curvature", "edge3d", "keypoint3d", "segment25d",
+              "edge2d", "keypoint2d", "segment2d", "autoencoder", "denoise", "inpainting", "colorization",
+              "segmentsemantic", "class_object", "class_scene", "room_layout", "vanishing_point", "fix_pose",
+              "non_fixated_pose", "point_match", "ego_motion", "jigsaw", "random"]
+TRAINABLE = [t for t in TASKS.values() if t.trainable]
+
+
+@pytest.fixture(scope="module")
+def train_split():
+    return fake_split("train", n_scenes=6)
+
+
+def test_registry_matches_bank_and_params():
+    assert list(TASKS) == BANK_NAMES
+    params = load_params(ROOT / "params.yaml")
+    assert list(params.tasks) == BANK_NAMES
+    assert {n: t.source_only for n, t in params.tasks.items()} == {n: t.source_only for n, t in TASKS.items()}
+    assert [n for n, t in TASKS.items() if t.source_only] == ["inpainting", "colorization", "jigsaw", "random"]
+
+
+def test_registry_is_strict():
+    with pytest.raises(ValueError, match="registered twice"):
+        register(Task("rgb2depth", Kind.REGRESSION, "x", Encoding.ZSCORE, Loss.L2))
+    with pytest.raises(TaskonomyError, match=r"unknown task 'depth' \(known: rgb2depth, rgb2mist,.*random\)"):
+        get_task("depth")
+    assert get_task("jigsaw").n_views == 9 and get_task("ego_motion").n_views == 3
+
+
+def test_library_code_never_branches_on_a_task_name():
+    names = "|".join(BANK_NAMES)
+    for module in ("models.py", "data.py", "train.py", "samples.py"):
+        source = (ROOT / "taskonomy" / module).read_text()
+        assert not re.search(rf"[\"']({names})[\"']", source), module
+
+
+def test_records_are_consistent():
+    for task in TASKS.values():
+        assert (task.label is None) == (task.kind is Kind.UNTRAINED)
+        assert (task.index is not None) == task.kind.name.startswith("MULTI_VIEW")
+        assert (task.n_views == 9) == (task.transform is Transform.TILES)
+        assert (task.out_channels > 0) != bool(task.classes) or not task.trainable
+        if task.kind.dense:
+            assert task.n_views == 1
+
+
+@pytest.mark.parametrize("task", TRAINABLE, ids=lambda t: t.name)
+def test_every_task_loads_with_its_shapes(task, train_split):
+    stats = fit_stats(task, train_split)
+    data = load_task_data(train_split, task, stats)
+    n, r = data.task.out_channels, data.resolution
+    expected_items = train_split[task.index].shape[0] if task.index else train_split.n_views
+    assert len(data) == expected_items
+    batch = data.batch(torch.arange(3))
+    assert batch.x.shape[:3] == (3, task.n_views, 3)
+    assert data.task.output_shape(16) == ((n, 16, 16) if task.kind.dense else (n,))
+    pred = torch.zeros(3, *data.task.output_shape(16 if task.kind.dense else r))
+    losses = per_item_loss(data.task, pred, batch.y, batch.mask)
+    assert losses.shape == (3,) and losses.dtype == torch.float32 and torch.isfinite(losses).all()
+    trivial = trivial_losses(data.task, data.target, data.target, data.mask)
+    assert trivial.shape == (len(data),) and torch.isfinite(trivial).all()
+
+
+def test_class_counts_come_from_the_bank(train_split):
+    assert n_outputs(get_task("segmentsemantic"), train_split) == len(train_split.manifest["classes"])
+    assert n_outputs(get_task("class_scene"), train_split) == len(train_split.manifest["scene_types"])
+    assert n_outputs(get_task("class_object"), train_split) == train_split["class_object"].shape[1]
+    assert n_outputs(get_task("jigsaw"), train_split) == train_split["jigsaw_permutations"].shape[0]
+    assert n_outputs(get_task("point_match"), train_split) == 2
+
+
+def test_standardisation(train_split):
+    for name in ("rgb2sfnorm", "room_layout", "fix_pose"):
+        task = get_task(name)
+        y = encode_target(task, train_split, fit_stats(task, train_split))
+        dims = [d for d in range(y.dim()) if d != 1]
+        assert torch.allclose(y.mean(dims), torch.zeros(y.shape[1]), atol=1e-4)
+        assert torch.allclose(y.std(dims), torch.ones(y.shape[1]), atol=1e-3)
+    depth = get_task("rgb2depth")
+    stats = fit_stats(depth, train_split)
+    y = encode_target(depth, train_split, stats)
+    raw = np.log(train_split["rgb2depth"].astype(np.float32))
+    centred = raw - raw.mean(axis=(2, 3), keepdims=True)
+    assert abs(stats["mean"][0]) < 1e-6 and stats["std"][0] > 0
+    assert torch.allclose(y * stats["std"][0], torch.from_numpy(centred), atol=1e-5)
+    assert torch.allclose(y.mean((1, 2, 3)), torch.zeros(len(y)), atol=1e-4)
+
+
+def test_input_transforms_are_deterministic(train_split):
+    plain = input_views(get_task("autoencoder"), train_split)[:, 0]           # (V, 3, R, R)
+    assert plain.min() >= -1 and plain.max() <= 1
+    noisy = input_views(get_task("denoise"), train_split)[:, 0]
+    assert torch.equal(noisy, input_views(get_task("denoise"), train_split)[:, 0])
+    assert 0.5 * NOISE_STD < ((noisy - plain) / 2).std() < 1.5 * NOISE_STD
+    other = fake_split("test", n_scenes=6)                                    # another split seed
+    assert not torch.equal(noisy - plain, input_views(get_task("denoise"), other)[:, 0] - input_views(
+        get_task("autoencoder"), other)[:, 0])
+    masked = input_views(get_task("inpainting"), train_split)[:, 0]
+    assert (masked[:, :, 4:12, 4:12] == 0).all() and torch.equal(masked[:, :, :4], plain[:, :, :4])
+    gray = input_views(get_task("colorization"), train_split)[:, 0]
+    assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])
+
+
+def test_jigsaw_tiles_follow_the_stored_permutation():
+    image = torch.arange(18 * 18, dtype=torch.float32).view(1, 1, 18, 18).expand(1, 3, 18, 18)
+    perm = torch.tensor([[8, 7, 6, 5, 4, 3, 2, 1, 0]])
+    tiles = jigsaw_tiles(image, perm)                                         # (1, 9, 3, 9, 9)
+    identity = jigsaw_tiles(image, torch.arange(9).view(1, 9))
+    assert tiles.shape == (1, 9, 3, 9, 9)
+    assert torch.equal(tiles[0, 0], identity[0, 8]) and torch.equal(tiles[0, 8], identity[0, 0])
+    assert identity[0, 0].mean() < identity[0, 1].mean() < identity[0, 3].mean()   # row-major cells
+
+
+def test_losses_have_the_documented_values():
+    depth = get_task("rgb2depth")
+    pred, y = torch.zeros(2, 1, 2, 2), torch.tensor([1.0, -3.0, 0, 0]).view(1, 1, 2, 2).repeat(2, 1, 1, 1)
+    mask = torch.tensor([True, False, True, True]).view(1, 1, 2, 2).repeat(2, 1, 1, 1)
+    assert torch.allclose(per_item_loss(depth, pred, y, mask), torch.tensor([1 / 3, 1 / 3]))
+    assert torch.allclose(per_item_loss(get_task("edge3d"), pred, y, mask), torch.tensor([1 / 3, 1 / 3]))
+    unmasked = get_task("keypoint2d")                                         # L2, no mask
+    assert torch.allclose(per_item_loss(unmasked, pred, y, mask), torch.tensor([10 / 4, 10 / 4]))
+    pose = per_item_loss(get_task("ego_motion"), torch.zeros(1, 18), torch.tensor([[3.0, 4.0] + [0] * 16]))
+    assert torch.allclose(pose, torch.tensor([5.0]))
+    soft = per_item_loss(get_task("class_object"), torch.zeros(1, 4), torch.full((1, 4), 0.25))
+    assert torch.allclose(soft, torch.tensor([np.log(4)], dtype=torch.float32))
+
+
+def test_metric_loss_rewards_separated_segments():
+    ids = torch.tensor([0, 0, 1, 1])
+    samples = torch.stack([torch.arange(4), ids], 1).unsqueeze(0)             # (1, 4, 2)
+    apart = torch.zeros(1, 2, 2, 2)
+    apart[0, 0].view(-1)[2:] = 10.0                                           # segment 1 far from segment 0
+    together = torch.zeros(1, 2, 2, 2)
+    assert metric_loss(apart, samples).item() < 1e-3
+    assert metric_loss(together, samples).item() > 5
+    # trivial: every pair gets the train same-segment rate (here 1/2) -> BCE = log 2
+    trivial = trivial_losses(get_task("segment2d"), samples, samples)
+    assert torch.allclose(trivial, torch.tensor([np.log(2)], dtype=torch.float32), atol=1e-6)
+
+
+def test_trivial_baseline_is_the_mean_prediction():
+    task = get_task("room_layout")
+    train = torch.tensor([[1.0] * 9, [3.0] * 9])
+    assert torch.allclose(trivial_losses(task, train, torch.full((1, 9), 2.0)), torch.zeros(1))
+    cls = get_task("class_scene").with_outputs(3)
+    losses = trivial_losses(cls, torch.tensor([0, 0, 0, 1]), torch.tensor([0, 2]))
+    freq = torch.tensor([4.0, 2.0, 1.0]) / 7                                  # +1 smoothing
+    assert torch.allclose(losses, -freq[[0, 2]].log())
+
+
+def test_missing_label_names_task_and_file(train_split):
+    arrays = {k: v for k, v in train_split.arrays.items() if k != "keypoint2d"}
+    broken = type(train_split)(arrays, train_split.manifest, "bank/train")
+    with pytest.raises(DataError, match=r"^keypoint2d: bank/train/keypoint2d.npy is missing from the bank$"):
+        load_task_data(broken, get_task("keypoint2d"), {})

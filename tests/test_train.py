@@ -1,0 +1,190 @@
+"""The training loop: every task learns, per-item evaluation, exact resume, clear failures."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fake_bank import fake_split
+from taskonomy.config import TrainTaskParams
+from taskonomy.data import Batch, fit_stats, load_task_data
+from taskonomy.errors import DataError, TaskonomyError
+from taskonomy.models import build_task_network
+from taskonomy.tasks import TASKS, get_task
+from taskonomy.train import (LoopConfig, code_version, evaluate_per_item, fit, load_checkpoint, load_encoder,
+                             load_task_network, save_checkpoint, task_checkpoint, task_loss, train_task_network)
+
+TINY = TrainTaskParams(width=4, head_width=16, epochs=4, batch_size=8, lr=3e-3)
+LOOP = LoopConfig.from_params(TINY)
+TRAINABLE = [t for t in TASKS.values() if t.trainable]
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return fake_split("train", n_scenes=8), fake_split("test", n_scenes=3)
+
+
+def _setup(task_name, splits, seed=0):
+    task = get_task(task_name)
+    stats = fit_stats(task, splits[0])
+    data = load_task_data(splits[0], task, stats)
+    torch.manual_seed(seed)
+    return data, build_task_network(data.task, TINY, data.resolution), task_loss(data.task)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("task", TRAINABLE, ids=lambda t: t.name)
+def test_every_task_learns_and_evaluates_per_item(task, splits):
+    run = train_task_network(task, *splits, TINY)
+    losses = [row["train_loss"] for row in run.fit.history]
+    assert len(losses) == TINY.epochs and all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0], losses
+    expected = splits[1][task.index].shape[0] if task.index else splits[1].n_views
+    assert run.test_losses.shape == (expected,) == run.trivial_losses.shape
+    assert run.test_losses.dtype == np.float32 and np.isfinite(run.test_losses).all()
+    assert all("test_loss" in row for row in run.fit.history)
+
+
+def test_evaluation_is_in_item_order_and_matches_batches(splits):
+    data, net, loss = _setup("room_layout", splits)
+    per_item = evaluate_per_item(net, data, loss, batch_size=5)
+    net.eval()
+    with torch.no_grad():
+        direct = loss(net(data.batch(torch.tensor([7, 3])).x), data.batch(torch.tensor([7, 3])))
+    assert np.allclose(per_item[[7, 3]], direct.numpy(), atol=1e-6)
+    assert np.array_equal(per_item, evaluate_per_item(net, data, loss, batch_size=64))
+
+
+def test_training_is_deterministic(splits):
+    runs = []
+    for _ in range(2):
+        data, net, loss = _setup("segmentsemantic", splits)
+        fit(net, data, loss, LOOP, name="segmentsemantic")
+        runs.append(net)
+    assert _same_weights(*runs)
+
+
+@pytest.mark.parametrize("name", ["class_scene", "rgb2sfnorm"])   # FC head with dropout; dense decoder
+def test_interrupted_run_resumes_to_identical_weights(name, splits, tmp_path):
+    data, reference, loss = _setup(name, splits)
+    fit(reference, data, loss, LOOP, name=name)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_two(epoch, row):
+        if epoch == 2:
+            raise Interrupt
+
+    ckpt = tmp_path / "checkpoint.pt"
+    data, first, loss = _setup(name, splits)
+    with pytest.raises(Interrupt):
+        fit(first, data, loss, LOOP, name=name, checkpoint=ckpt, on_epoch_end=stop_after_two)
+    assert load_checkpoint(ckpt)["epoch"] == 2
+    torch.manual_seed(123)                      # the resumed process has a different RNG state
+    data, resumed, loss = _setup(name, splits, seed=99)
+    result = fit(resumed, data, loss, LOOP, name=name, checkpoint=ckpt)
+    assert result.resumed_from == 2 and len(result.history) == LOOP.epochs
+    assert _same_weights(reference, resumed)
+    assert not _same_weights(reference, first)
+
+
+def test_checkpoint_for_other_settings_is_ignored(splits, tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    data, net, loss = _setup("class_scene", splits)
+    fit(net, data, loss, LoopConfig.from_params(TINY, epochs=1), name="class_scene", checkpoint=ckpt)
+    data, other, loss = _setup("class_scene", splits)
+    result = fit(other, data, loss, LoopConfig.from_params(TINY, epochs=1, lr=1e-3), name="class_scene",
+                 checkpoint=ckpt)
+    assert result.resumed_from == 0
+
+
+def test_non_finite_loss_names_task_epoch_and_step(splits):
+    data, net, loss = _setup("vanishing_point", splits)
+    calls = []
+
+    def poisoned(pred, batch):
+        calls.append(1)
+        value = loss(pred, batch)
+        return value * float("nan") if len(calls) == 7 else value
+
+    steps = len(data) // TINY.batch_size                                       # 4 per epoch here
+    with pytest.raises(TaskonomyError, match=rf"^vanishing_point: non-finite training loss \(nan\) at epoch "
+                                             rf"{7 // steps + 1}, step {7 - steps * (7 // steps)};"):
+        fit(net, data, poisoned, LOOP, name="vanishing_point")
+
+
+def test_huge_learning_rate_stops_cleanly(splits):
+    data, net, loss = _setup("rgb2depth", splits)
+    with pytest.raises(TaskonomyError, match=r"^rgb2depth: non-finite training loss .* at epoch \d+, step \d+"):
+        fit(net, data, loss, LoopConfig.from_params(TINY, lr=1e30, optimizer="sgd", epochs=20), name="rgb2depth")
+
+
+def test_schedules(splits):
+    data, net, loss = _setup("class_scene", splits)
+    cosine = fit(net, data, loss, LOOP, name="c").history
+    assert cosine[-1]["lr"] == pytest.approx(0.0, abs=1e-12) and cosine[0]["lr"] < LOOP.lr
+    data, net, loss = _setup("class_scene", splits)
+    step = fit(net, data, loss, LoopConfig.from_params(TINY, schedule="step"), name="s").history
+    assert [row["lr"] for row in step] == pytest.approx([LOOP.lr, LOOP.lr, LOOP.lr * 0.1, LOOP.lr * 0.1])
+    data, net, loss = _setup("class_scene", splits)
+    constant = fit(net, data, loss, LoopConfig.from_params(TINY, schedule="constant", optimizer="adam"),
+                   name="k").history
+    assert {row["lr"] for row in constant} == {LOOP.lr}
+
+
+def test_loop_is_generic():
+    """Any module and any batch source: here a linear model on a toy regression."""
+    class Toy:
+        x = torch.randn(64, 1, 3)
+        y = x[:, 0] @ torch.tensor([1.0, -2.0, 0.5])
+
+        def __len__(self):
+            return 64
+
+        def batch(self, items):
+            return Batch(self.x[items], self.y[items])
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(3, 1), torch.nn.Flatten(0))
+    result = fit(model, Toy(), lambda pred, b: (pred - b.y).square(),
+                 LoopConfig(epochs=30, batch_size=16, lr=0.05, schedule="constant"), name="toy")
+    assert result.history[-1]["train_loss"] < 1e-3
+    assert torch.allclose(model[1].weight, torch.tensor([[1.0, -2.0, 0.5]]), atol=0.05)
+
+
+def test_corrupt_checkpoint_is_one_line_naming_the_file(tmp_path, splits):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(DataError, match=rf"^{bad}: corrupt or unreadable checkpoint"):
+        load_checkpoint(bad)
+    data, net, loss = _setup("class_scene", splits)
+    with pytest.raises(DataError, match="corrupt or unreadable"):
+        fit(net, data, loss, LOOP, name="class_scene", checkpoint=bad)
+    save_checkpoint(tmp_path / "other.pt", {"something": 1})
+    with pytest.raises(DataError, match="not a taskonomy checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_final_checkpoint_round_trip(splits, tmp_path):
+    task = get_task("rgb2sfnorm")
+    run = train_task_network(task, *splits, TrainTaskParams(width=4, head_width=16, epochs=1, batch_size=8))
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, task_checkpoint(task, TINY, network=run.network, run=run, params={"p": 1}))
+    payload = load_checkpoint(path)
+    assert payload["code"]["code_sha256"] == code_version()["code_sha256"]
+    assert payload["train_task"]["width"] == 4 and payload["stats"] == run.stats
+    encoder = load_encoder(path)
+    assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+    x = run.test.batch(torch.arange(2)).x[:, 0]
+    run.network.eval()
+    with torch.no_grad():
+        assert torch.equal(encoder(x), run.network.encoder(x))
+        network, _ = load_task_network(path, task)
+        assert torch.equal(network(x[:, None]), run.network(x[:, None]))
