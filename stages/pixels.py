@@ -14,7 +14,6 @@ import logging
 import sys
 from pathlib import Path
 
-from taskonomy.bank import load_split
 from taskonomy.config import load_params
 from taskonomy.errors import run_main
 from taskonomy.train import resolve_device
@@ -31,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
 
     params = load_params(args.params)
     device = str(resolve_device(params.transfer.device))
+    from taskonomy.bank import load_split  # after the checks: a bad input fails fast
+
     splits = {name: load_split(args.bank, name) for name in ("train", "transfer", "test")}
     targets = load_targets(splits, params.targets(), params.transfer.images)
     context = TransferContext({}, targets, params.transfer, params.train_task, device)

@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-from taskonomy.bank import load_split
 from taskonomy.config import load_params
 from taskonomy.errors import ParamsError, run_main
 from taskonomy.train import resolve_device
@@ -47,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     encoder = load_source_encoder(args.model, args.source)
     device = str(resolve_device(params.transfer.device))
     t0 = time.perf_counter()
+    from taskonomy.bank import load_split  # after the checks: a bad input fails fast
+
     splits = {name: load_split(args.bank, name) for name in ("train", "transfer", "test")}
     targets = load_targets(splits, params.targets(), params.transfer.images)
     t_load = time.perf_counter()

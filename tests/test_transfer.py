@@ -1,0 +1,182 @@
+"""Transfers: the cached engine on a tiny fake bank, its agreement with the naive per-pair loop, frozen
+encoders, item order, executors (forked workers, Ray), and one-line errors of the stages."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fake_bank import fake_split
+from taskonomy import transfer as T
+from taskonomy.config import TrainTaskParams, TransferParams
+from taskonomy.executors import ExecutorSpec
+from taskonomy.models import build_encoder
+from taskonomy.transfer_naive import naive_transfer
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = ["rgb2depth", "denoise", "class_scene", "fix_pose", "ego_motion"]
+NET = TrainTaskParams(width=4, head_width=8, bottleneck_channels=4, bottleneck_stride=4)
+PARAMS = TransferParams(epochs=1, batch_size=8, lr=3e-3)
+# The engine and the naive loop share seeds, data order and initialisation; only float32 reassociation
+# (encoder batch sizes) can separate them, and it stays far below this on a few SGD steps.
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def splits():
+    torch.set_num_threads(1)
+    return {s: fake_split(s, n_scenes=4, resolution=16) for s in ("train", "transfer", "test")}
+
+
+@pytest.fixture(scope="module")
+def targets(splits):
+    return T.load_targets(splits, TARGETS)
+
+
+def encoder(seed: int):
+    torch.manual_seed(seed)
+    return build_encoder(NET).eval()
+
+
+@pytest.fixture(scope="module")
+def all_pairs(targets):
+    """Two sources (one stands in for a trained network, one for ``random``) into every target."""
+    sources = {"edge2d": encoder(1), "random": encoder(2)}
+    reps = {s: T.encode_source(e, targets) for s, e in sources.items()}
+    context = T.TransferContext(reps, T.strip_views(targets), PARAMS, NET)
+    jobs = [((s,), t) for s in sources for t in TARGETS]
+    return sources, context, jobs, T.run_transfers(context, jobs, ExecutorSpec(threads=1))
+
+
+def test_all_pairs_give_one_finite_loss_per_test_item(all_pairs, splits):
+    sources, _, _, losses = all_pairs
+    expected = {"rgb2depth": 16, "denoise": 16, "class_scene": 16,
+                "fix_pose": len(splits["test"]["fix_pose_index"]), "ego_motion": len(splits["test"]["ego_motion_index"])}
+    assert set(losses) == set(TARGETS)
+    for target, per_source in losses.items():
+        assert set(per_source) == set(sources)
+        for values in per_source.values():
+            assert values.dtype == np.float32 and values.shape == (expected[target],)
+            assert np.all(np.isfinite(values)) and np.all(values >= 0)
+    # Different representations give different readouts.
+    assert not np.array_equal(losses["rgb2depth"]["edge2d"], losses["rgb2depth"]["random"])
+
+
+def test_test_items_follow_the_bank_order_for_every_transfer(targets, splits):
+    test = splits["test"]
+    assert torch.equal(targets["fix_pose"]["test"].index, torch.from_numpy(test["fix_pose_index"]))
+    assert torch.equal(targets["ego_motion"]["test"].index, torch.from_numpy(test["ego_motion_index"]))
+    assert torch.equal(targets["rgb2depth"]["test"].index[:, 0], torch.arange(test.n_views))
+    # Higher orders read the same test data: their per-item losses line up with first order's.
+    reps = {"a": T.encode_source(encoder(1), targets), "b": T.encode_source(encoder(2), targets)}
+    context = T.TransferContext(reps, T.strip_views(targets), PARAMS, NET)
+    out = T.run_transfers(context, [(("a", "b"), "fix_pose"), (("a",), "fix_pose")], ExecutorSpec(threads=1))
+    assert out["fix_pose"]["a__b"].shape == out["fix_pose"]["a"].shape == (len(test["fix_pose_index"]),)
+
+
+@pytest.mark.parametrize("target", ["rgb2depth", "fix_pose"])
+def test_engine_agrees_with_the_naive_loop_and_encoders_stay_frozen(all_pairs, splits, target):
+    sources, _, _, losses = all_pairs
+    source = "edge2d"
+    net = sources[source]
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    naive = naive_transfer(splits, net, source, target, PARAMS, NET)
+    engine = losses[target][source]
+    assert naive.shape == engine.shape
+    assert np.abs(naive - engine).max() <= TOLERANCE * np.abs(engine).mean()
+    # The naive loop trains with the encoder inside the model (BatchNorm in its forward): weights and
+    # running statistics must not move.
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_forked_workers_match_one_process(all_pairs):
+    _, context, jobs, losses = all_pairs
+    forked = T.run_transfers(context, jobs[:4], ExecutorSpec(workers=2, threads=1))
+    for (sources, target) in jobs[:4]:
+        np.testing.assert_array_equal(forked[target][sources[0]], losses[target][sources[0]])
+
+
+def test_pixels_baseline(targets):
+    context = T.TransferContext({}, targets, PARAMS, NET)
+    out = T.run_transfers(context, [((T.PIXELS,), "rgb2depth"), ((T.PIXELS,), "class_scene")], ExecutorSpec(threads=1))
+    assert out["rgb2depth"][T.PIXELS].shape == (16,) and np.all(np.isfinite(out["class_scene"][T.PIXELS]))
+
+
+def test_reps_roundtrip_float16(tmp_path, targets):
+    reps = T.encode_source(encoder(1), targets)
+    T.save_reps(tmp_path / "reps.npz", reps)
+    back = T.load_reps(tmp_path / "reps.npz", "edge2d")
+    assert set(back) == {"transfer/plain", "test/plain", "transfer/noisy", "test/noisy"}
+    for key, value in reps.items():
+        assert back[key].shape == value.shape  # (V, C, h, w)
+        assert torch.allclose(back[key], value, atol=1e-2, rtol=1e-3)
+    # standardised per channel on the transfer split
+    flat = reps["transfer/plain"].transpose(0, 1).flatten(1)  # (C, V*h*w)
+    live = flat.std(1) > 0
+    assert torch.allclose(flat.mean(1), torch.zeros(flat.shape[0]), atol=1e-4)
+    assert torch.allclose(flat[live].std(1, unbiased=False), torch.ones(int(live.sum())), atol=1e-3)
+
+
+def test_ray_executor_matches_local(all_pairs):
+    ray = pytest.importorskip("ray")
+    _, context, jobs, losses = all_pairs
+    try:
+        out = T.run_transfers(context, jobs[:2], ExecutorSpec(kind="ray", cpus_per_job=1.0))
+    finally:
+        ray.shutdown()
+    for sources, target in jobs[:2]:
+        np.testing.assert_array_equal(out[target][sources[0]], losses[target][sources[0]])
+
+
+# --------------------------------------------------------------------------------------------------
+# Stages: bad input is exit code 2 and one line
+# --------------------------------------------------------------------------------------------------
+
+def run_stage(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_missing_source_network(tmp_path):
+    result = run_stage("stages/transfer.py", "edge2d", "--model", str(tmp_path / "models/edge2d/model.pt"),
+                       "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "models/edge2d/model.pt" in lines[0] and "train_task@edge2d" in lines[0]
+
+
+def _table(path: Path, rows: list[tuple[str, str, float]]) -> Path:
+    path.write_text("target,sources,order,affinity,quality,gain,mean_loss\n"
+                    + "".join(f"{t},{s},1,{a},0.5,0.5,1.0\n" for t, s, a in rows))
+    return path
+
+
+def test_target_without_source(tmp_path):
+    table = _table(tmp_path / "aff.csv", [("rgb2depth", "self", 0.5), ("rgb2depth", "random", 0.2),
+                                          ("rgb2depth", "rgb2depth", 0.3)])
+    result = run_stage("stages/transfer_high.py", "rgb2depth", "--affinities", str(table),
+                       "--reps", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "rgb2depth: no eligible first-order source" in lines[0]
+
+
+def test_order_larger_than_sources(tmp_path):
+    table = _table(tmp_path / "aff.csv", [("rgb2depth", "edge2d", 0.5), ("rgb2depth", "reshade", 0.3)])
+    result = run_stage("stages/transfer_high.py", "rgb2depth", "--affinities", str(table),
+                       "--reps", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "order 3 requested but only 2 sources" in lines[0]
+
+
+def test_source_only_target_writes_empty_result(tmp_path):
+    result = run_stage("stages/transfer_high.py", "jigsaw", "--affinities", str(tmp_path / "none.csv"),
+                       "--reps", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "out" / "losses.npz") as z:
+        assert z.files == []
