@@ -304,8 +304,11 @@ def to_lp(problem: TaxonomyProblem, name: str = "taxonomy", formulation: str = "
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
     lp = pulp.LpProblem(name, pulp.LpMaximize)
-    xe = [pulp.LpVariable(f"e{i}", cat=pulp.LpBinary) for i in range(len(problem.edges))]
-    xs = {s: pulp.LpVariable(f"s{j}", cat=pulp.LpBinary) for j, s in enumerate(problem.supervisable)}
+    # PuLP >= 3 creates variables through the model; older PuLP only has the constructor
+    new = (lambda n: lp.add_variable(n, 0, 1, pulp.LpBinary)) if hasattr(lp, "add_variable") else (
+        lambda n: pulp.LpVariable(n, cat=pulp.LpBinary))
+    xe = [new(f"e{i}") for i in range(len(problem.edges))]
+    xs = {s: new(f"s{j}") for j, s in enumerate(problem.supervisable)}
     lp += (pulp.lpSum(e.value * x for e, x in zip(problem.edges, xe))
            + pulp.lpSum(problem.supervise_value[s] * x for s, x in xs.items()))
     if formulation == "official":
@@ -324,7 +327,8 @@ def to_lp(problem: TaxonomyProblem, name: str = "taxonomy", formulation: str = "
     budget = (pulp.lpSum(problem.supervise_cost[s] * x for s, x in xs.items())
               + pulp.lpSum(e.cost * x for e, x in zip(problem.edges, xe) if e.cost))
     lp += budget <= problem.budget, "III_budget"
-    return LpModel(lp, xe, xs, lp.constraints["III_budget"])
+    by_name = getattr(lp, "get_constraint_by_name", None)
+    return LpModel(lp, xe, xs, by_name("III_budget") if by_name else lp.constraints["III_budget"])
 
 
 @dataclass(frozen=True)
@@ -476,13 +480,21 @@ def decode(problem: TaxonomyProblem, x_edges: Sequence[float], x_supervise: Sequ
 
 
 def cbc(threads: int | None = None, time_limit: float | None = None, preprocess: bool = False):
-    """PuLP's bundled CBC, quiet. CBC's integer preprocessing is off by default: with the strong
-    formulation it finds nothing to tighten and takes half of CBC's time (~15 of ~30 ms per solve
-    on the published 16k data, max order 5); branch and bound and cuts stay on."""
+    """PuLP's bundled CBC, quiet.
+
+    CBC's integer preprocessing is off unless asked for: with the strong formulation it finds
+    nothing to tighten and takes half of CBC's time (~15 of ~30 ms per solve on the published 16k
+    data, max order 5); branch and bound and cuts stay on. (PuLP 3 deprecates the bundled
+    ``PULP_CBC_CMD`` in favour of a separately installed CBC; it is the one this project ships.)
+    """
+    import warnings
+
     import pulp
 
-    return pulp.PULP_CBC_CMD(msg=False, threads=threads, timeLimit=time_limit,
-                             options=[] if preprocess else ["preprocess off"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return pulp.PULP_CBC_CMD(msg=False, threads=threads, timeLimit=time_limit,
+                                 options=[] if preprocess else ["preprocess off"])
 
 
 def solve(problem: TaxonomyProblem, solver=None, model: LpModel | None = None,
@@ -495,7 +507,14 @@ def solve(problem: TaxonomyProblem, solver=None, model: LpModel | None = None,
     import pulp
 
     model = model or to_lp(problem, formulation=formulation)
-    model.problem.solve(solver or cbc())
+    try:
+        model.problem.solve(solver or cbc())
+    except pulp.PulpSolverError:
+        if solver is not None:
+            raise
+        # The bundled CBC 2.10.3 can crash (SIGSEGV) without preprocessing on some infeasible
+        # problems (found by the random-instance tests); preprocessing on, it reports infeasible.
+        model.problem.solve(cbc(preprocess=True))
     status = pulp.LpStatus[model.problem.status].lower()
     if status == "optimal" and model.problem.sol_status != pulp.LpSolutionOptimal:
         status = pulp.LpSolution[model.problem.sol_status].lower()
