@@ -106,12 +106,12 @@ class TransferParams:
     max_order: int = param(3, ge=1, le=25, doc="highest order of source sets")
     beam: int = param(5, ge=2, doc="orders 2-3 combine the top-`beam` first-order sources")
     beam_order4: int = param(6, ge=2, doc="order 4 combines the top-`beam_order4` sources")
-    executor: Literal["local", "ray"] = param("local")
-    ray: RayParams = param(default_factory=RayParams)
     coords: bool = param(True, doc="x/y coordinate channels on the representation (readout can localise)")
     device: Literal["auto", "cpu", "cuda"] = param("auto")
     workers: int = param(0, ge=0, doc="local readout processes; 0 = one per core on CPU, 1 on CUDA")
     threads: int = param(0, ge=0, doc="torch threads per worker; 0 = cores / workers")
+    executor: Literal["local", "ray"] = param("local")
+    ray: RayParams = param(default_factory=RayParams)
 
 
 @dataclass(frozen=True)
