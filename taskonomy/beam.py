@@ -84,18 +84,29 @@ def first_order_ranking(rows: Iterable[Mapping[str, str]], target: str) -> list[
 
 
 def read_affinity_rows(path: str | Path) -> list[dict[str, str]]:
-    """Rows of the affinity table written by the ``affinity`` stage."""
+    """First-order (and other) rows of an affinity table written by the ``affinity`` stage.
+
+    Two layouts are accepted: the long table (``reports/affinities.csv``: columns target, sources,
+    order, affinity, ...) and the first-order matrix (``first_order_affinities.csv``: one row per
+    source, one column per target, the source names in the first column). The matrix is what a
+    pipeline with higher orders reads, since the long table then depends on ``transfer_high``.
+    """
     path = Path(path)
     try:
         with path.open(newline="") as f:
             reader = csv.DictReader(f)
-            missing = {"target", "sources", "order", "affinity"} - set(reader.fieldnames or ())
-            if missing:
-                raise DataError(f"{path}: missing columns {', '.join(sorted(missing))} "
-                                f"(written by the affinity stage)")
-            return list(reader)
+            columns = list(reader.fieldnames or ())
+            rows = list(reader)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file (written by the affinity stage)") from None
+    if {"target", "sources", "order", "affinity"} <= set(columns):
+        return rows
+    if "target" in columns or "sources" in columns or len(columns) < 2:
+        missing = {"target", "sources", "order", "affinity"} - set(columns)
+        raise DataError(f"{path}: missing columns {', '.join(sorted(missing))} (written by the affinity stage)")
+    index, targets = columns[0], columns[1:]
+    return [dict(target=t, sources=row[index], order="1", affinity=row[t])
+            for row in rows for t in targets if row[t] not in ("", "nan", "NaN")]
 
 
 def high_order_sets(rows: Iterable[Mapping[str, str]], target: str, max_order: int, beam: int = 5,

@@ -74,3 +74,10 @@ def test_affinity_table_missing_is_one_line(tmp_path):
         read_affinity_rows(tmp_path / "affinities.csv")
     (tmp_path / "a.csv").write_text("target,sources,order,affinity\nt,a,1,0.5\n")
     assert read_affinity_rows(tmp_path / "a.csv") == [dict(target="t", sources="a", order="1", affinity="0.5")]
+
+
+def test_first_order_matrix_layout(tmp_path):
+    (tmp_path / "m.csv").write_text(",t,u\na,0.2,0.7\nb,0.5,\nt,0.9,0.1\n")
+    rows = read_affinity_rows(tmp_path / "m.csv")
+    assert first_order_ranking(rows, "t") == ["b", "a"]
+    assert first_order_ranking(rows, "u") == ["a", "t"]
