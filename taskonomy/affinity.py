@@ -21,10 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from taskonomy.errors import DataError
+
+if TYPE_CHECKING:  # pandas only shapes the tables; not imported by `taskonomy solve` on a pickle
+    import pandas as pd
 
 SELF = "self"
 RANDOM = "random"
@@ -131,6 +135,8 @@ def target_scores(target: str, losses: Mapping[str, np.ndarray], clip: float = 0
         tournament of all keys except ``pixels`` (NaN for ``pixels``); ``quality`` is the win rate
         against ``self``, ``gain`` the win rate against ``pixels`` (NaN without ``pixels``).
     """
+    import pandas as pd
+
     if SELF not in losses:
         raise DataError(f"target {target}: no '{SELF}' losses (the task network); quality needs them")
     keys, stacked = _stack(target, losses)
@@ -155,6 +161,8 @@ def affinity_table(losses: Mapping[str, Mapping[str, np.ndarray]], clip: float =
         One row per (target, transfer); ``affinity`` sums to 1 per target, as in Taskonomy's
         ``all_affinities*.pkl``.
     """
+    import pandas as pd
+
     if not losses:
         raise DataError("no targets: the affinity table needs at least one target's losses")
     frames = [target_scores(t, per_target, clip) for t, per_target in losses.items()]
@@ -177,6 +185,8 @@ def first_order_matrices(losses: Mapping[str, Mapping[str, np.ndarray]], clip: f
         (mean_loss, affinity), both indexed by source with one column per target; NaN where a
         target has no transfer from that source.
     """
+    import pandas as pd
+
     columns_loss, columns_aff = {}, {}
     for target, per_target in losses.items():
         first = {k: v for k, v in per_target.items() if key_order(k) == 1}

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from taskonomy.affinity import PIXELS, SELF, SEP, TABLE_COLUMNS
 from taskonomy.errors import DataError
@@ -191,6 +190,8 @@ def load_published(path: Path, quality: Path | None = None, gain: Path | None = 
 
 def load_table(path: Path) -> list[Transfer]:
     """Transfers from the project's affinity table (``reports/affinities.csv``, stage ``affinity``)."""
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
