@@ -116,15 +116,19 @@ class TransferParams:
 
 @dataclass(frozen=True)
 class AffinityParams:
+    """Win rates -> AHP affinities (stage ``affinity``)."""
     clip: float = param(0.001, gt=0, lt=0.5, doc="win rates are clipped to [clip, 1 - clip]")
 
 
 @dataclass(frozen=True)
 class TaxonomyParams:
-    budgets: list[int] = param(default_factory=lambda: list(range(1, 9)))
-    max_orders: list[int] = param(default_factory=lambda: [1, 2, 3])
+    """The BIP sweep over budgets x max orders and the similarity tree (stage ``taxonomy``)."""
+    budgets: list[int] = param(default_factory=lambda: list(range(1, 9)), ge=0, doc="supervision budgets swept")
+    max_orders: list[int] = param(default_factory=lambda: [1, 2, 3], ge=1, doc="maximum transfer orders swept")
     objective: Literal["affinity", "quality", "gain"] = param("affinity")
     sqrt: bool = param(True, doc="use sqrt(affinity) as the official solver did")
+    tree_linkage: Literal["average", "complete", "single", "ward"] = param(
+        "average", doc="linkage of the task similarity tree (clusters first-order affinity columns)")
 
 
 @dataclass(frozen=True)
