@@ -562,6 +562,32 @@ def sweep(transfers: Sequence[Transfer], roles: Roles, budgets: Sequence[float],
     return results
 
 
+LINKAGES = ("average", "complete", "single", "ward")
+
+
+def similarity_tree(affinity: np.ndarray, method: str = "average") -> np.ndarray:
+    """Task similarity tree: agglomerative clustering of the targets' first-order affinity columns.
+
+    Taskonomy (Fig. 14, "task similarity tree"; results/README) clusters tasks by the columns of the
+    normalized first-order affinity matrix: target t is described by how well every source transfers
+    to it, ``P[:, t]`` (each column sums to 1). Distances are Euclidean; ``method`` is the linkage.
+
+    Args:
+        affinity: (sources, targets) first-order AHP affinities; rows with a NaN are left out.
+    Returns:
+        scipy's (targets - 1, 4) linkage matrix ``Z`` (``scipy.cluster.hierarchy.linkage``).
+    """
+    from scipy.cluster.hierarchy import linkage
+
+    if method not in LINKAGES:
+        raise TaxonomyError(f"linkage must be one of {', '.join(LINKAGES)}, got {method!r}")
+    a = np.asarray(affinity, dtype=np.float64)
+    a = a[np.all(np.isfinite(a), axis=1)]  # (sources with a value for every target, targets)
+    if a.ndim != 2 or a.shape[1] < 2 or a.shape[0] == 0:
+        raise TaxonomyError(f"the similarity tree needs >= 2 targets with first-order affinities, got {a.shape}")
+    return linkage(a.T, method=method, metric="euclidean")
+
+
 def require_optimal(result: Taxonomy, problem: TaxonomyProblem) -> Taxonomy:
     """``result``, or a :class:`TaxonomyError` saying why there is no taxonomy."""
     if result.optimal:

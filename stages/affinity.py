@@ -1,0 +1,109 @@
+"""Stage ``affinity``: per-item test losses -> win rates -> AHP affinities (Taskonomy §3.3).
+
+Reads, for the tasks of params.yaml (paths built from the task list, never globbed; see
+docs/losses-format.md), every target's ``self`` losses, its first-order transfer losses (one file per
+source, ``random`` included), the ``pixels`` baseline, and optionally (``--high DIR``) its
+higher-order transfer losses. Writes:
+
+- ``--table``: one row per transfer: target, sources (joined by ``__``; ``self``, ``random``,
+  ``pixels``), order, affinity (AHP over all of the target's transfers + self + random), quality
+  (win rate vs self), gain (win rate vs pixels), mean_loss;
+- ``--first-order DIR``: ``first_order_losses.csv`` and ``first_order_affinities.csv`` (sources x
+  targets; the affinities are AHP re-run on the first-order transfers, like the paper's Fig. 7)
+  and ``first_order.png`` (both as heatmaps, side by side).
+
+The expected dvc.yaml entries. First order only (until higher-order transfers exist):
+
+  affinity:
+    cmd: >-
+      python stages/affinity.py --params params.yaml --models models --transfer outputs/transfer
+      --pixels outputs/pixels/losses.npz --table reports/affinities.csv --first-order reports/affinity
+    deps: [stages/affinity.py, taskonomy/affinity.py, taskonomy/affinity_io.py,
+           models, outputs/transfer, outputs/pixels/losses.npz]
+    params: [tasks, affinity]
+    outs: [reports/affinities.csv, reports/affinity/first_order_losses.csv,
+           reports/affinity/first_order_affinities.csv]
+    plots:
+      - reports/affinity/first_order.png
+
+With higher orders (the beam of transfer_high reads reports/affinity/first_order_affinities.csv, so
+the first-order stage drops ``--table`` and a second stage writes the full table):
+
+  affinity:        # as above, without "--table reports/affinities.csv" and that out
+  affinity_high:
+    cmd: >-
+      python stages/affinity.py --params params.yaml --models models --transfer outputs/transfer
+      --pixels outputs/pixels/losses.npz --high outputs/transfer_high --table reports/affinities.csv
+    deps: [stages/affinity.py, taskonomy/affinity.py, taskonomy/affinity_io.py,
+           models, outputs/transfer, outputs/pixels/losses.npz, outputs/transfer_high]
+    params: [tasks, affinity]
+    outs: [reports/affinities.csv]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from taskonomy.errors import TaskonomyError, run_main
+
+
+def plot_first_order(mean_loss, affinity, path: Path) -> None:
+    """The two first-order matrices as heatmaps, side by side (rows: sources, columns: targets)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_src, n_tgt = mean_loss.shape
+    fig, axes = plt.subplots(1, 2, figsize=(2 * (2.5 + 0.32 * n_tgt), 2.0 + 0.3 * n_src), constrained_layout=True)
+    # Each target's losses have their own scale: show each column divided by its mean.
+    panels = ((mean_loss / mean_loss.mean(axis=0), "mean test loss / column mean (lower is better)", "viridis_r"),
+              (affinity, "first-order AHP affinity (columns sum to 1; higher is better)", "magma"))
+    for ax, (matrix, title, cmap) in zip(axes, panels):
+        im = ax.imshow(matrix.to_numpy(dtype=float), cmap=cmap, aspect="auto")
+        ax.set_xticks(range(n_tgt), matrix.columns, rotation=90, fontsize=7)
+        ax.set_yticks(range(n_src), matrix.index, fontsize=7)
+        ax.set_xlabel("target"), ax.set_ylabel("source"), ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from taskonomy.affinity import affinity_table, first_order_matrices
+    from taskonomy.affinity_io import read_target_losses
+    from taskonomy.config import load_params
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--models", type=Path, required=True, help="models/<task>/test_losses.npy")
+    ap.add_argument("--transfer", type=Path, required=True, help="<dir>/<source>/losses.npz")
+    ap.add_argument("--pixels", type=Path, required=True, help="the pixels baseline's losses.npz")
+    ap.add_argument("--high", type=Path, help="optional: <dir>/<target>/losses.npz of higher orders")
+    ap.add_argument("--table", type=Path, help="the affinity table (CSV) to write")
+    ap.add_argument("--first-order", type=Path, help="folder for the first-order matrices and heatmap")
+    args = ap.parse_args(argv)
+    if args.table is None and args.first_order is None:
+        raise TaskonomyError("stages/affinity.py: nothing to write; give --table and/or --first-order")
+
+    params = load_params(args.params)
+    targets, sources = params.targets(), list(params.tasks)
+    losses = read_target_losses(targets, sources, models=args.models, transfer=args.transfer,
+                                pixels=args.pixels, high=args.high)
+    if args.table is not None:
+        table = affinity_table(losses, clip=params.affinity.clip)
+        args.table.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.table, index=False, float_format="%.8g")
+        print(f"affinity: {len(table)} transfers into {len(targets)} targets -> {args.table}")
+    if args.first_order is not None:
+        mean_loss, affinity = first_order_matrices(losses, clip=params.affinity.clip, sources=sources)
+        args.first_order.mkdir(parents=True, exist_ok=True)
+        mean_loss.to_csv(args.first_order / "first_order_losses.csv", float_format="%.8g")
+        affinity.to_csv(args.first_order / "first_order_affinities.csv", float_format="%.8g")
+        plot_first_order(mean_loss, affinity, args.first_order / "first_order.png")
+        print(f"affinity: first-order matrices ({len(sources)} sources x {len(targets)} targets) -> {args.first_order}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
