@@ -1,0 +1,114 @@
+"""Dense labels derived from the image and the geometry buffers of rendered views.
+
+All filters are written as shifted slices of replicate-padded tensors (no convolution kernels), so each
+output pixel is computed alone: the bytes do not depend on the batch size or the number of threads.
+Images are (V, C, R, R) float32.
+
+- 2D (from the clean image): ``edge2d`` Sobel gradient magnitude of the grey image; ``keypoint2d``
+  Harris response ``det(M) - 0.05 tr(M)^2`` (clipped at 0) of the structure tensor M of the grey image;
+  ``segment2d`` connected regions of equal quantised colour (4 levels per channel, after a small blur).
+- 3D (from the geometry): ``edge3d`` occlusion edges, blurred; ``keypoint3d`` Harris response of the
+  normal field (corners and tips, where normals vary in two directions); ``segment25d`` connected
+  regions of one surface and one normal direction (dominant axis and sign).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from taskonomy.render.segment import connected_components
+
+HARRIS_K = 0.05
+COLOUR_LEVELS = 4
+OCCLUSION_GAP = 4.0      # pixel footprints between the two sides of an occlusion edge
+
+
+def _padded(x: Tensor) -> Tensor:
+    return F.pad(x, (1, 1, 1, 1), mode="replicate")
+
+
+def blur(x: Tensor) -> Tensor:
+    """Separable [1, 2, 1] / 4 smoothing of (V, C, R, R)."""
+    p = _padded(x)
+    p = (p[..., :-2, :] + 2 * p[..., 1:-1, :] + p[..., 2:, :]) / 4      # (V, C, R, R + 2)
+    return (p[..., :-2] + 2 * p[..., 1:-1] + p[..., 2:]) / 4
+
+
+def sobel(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Horizontal and vertical Sobel derivatives of (V, C, R, R), per pixel."""
+    p = _padded(x)
+    smooth_y = p[..., :-2, :] + 2 * p[..., 1:-1, :] + p[..., 2:, :]     # (V, C, R, R + 2)
+    smooth_x = p[..., :-2] + 2 * p[..., 1:-1] + p[..., 2:]              # (V, C, R + 2, R)
+    gx = (smooth_y[..., 2:] - smooth_y[..., :-2]) / 8
+    gy = (smooth_x[..., 2:, :] - smooth_x[..., :-2, :]) / 8
+    return gx, gy
+
+
+def harris(x: Tensor) -> Tensor:
+    """Harris corner response (V, 1, R, R) of a multi-channel image (V, C, R, R), >= 0."""
+    gx, gy = sobel(x)
+    xx = blur((gx * gx).sum(1, keepdim=True))
+    yy = blur((gy * gy).sum(1, keepdim=True))
+    xy = blur((gx * gy).sum(1, keepdim=True))
+    return (xx * yy - xy * xy - HARRIS_K * (xx + yy) ** 2).clamp_min(0)
+
+
+def grey(rgb: Tensor) -> Tensor:
+    """Luma (V, 1, R, R) in [0, 1] of an sRGB image (V, 3, R, R) in [0, 1]."""
+    return (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2])[:, None]
+
+
+def edge2d(rgb: Tensor) -> Tensor:
+    gx, gy = sobel(grey(rgb))
+    return (gx * gx + gy * gy).sqrt()
+
+
+def keypoint2d(rgb: Tensor) -> Tensor:
+    return harris(grey(rgb))
+
+
+def segment2d(rgb: Tensor) -> Tensor:
+    """Ids (V, R, R) of connected regions of one quantised colour."""
+    level = (blur(rgb) * COLOUR_LEVELS).long().clamp(0, COLOUR_LEVELS - 1)       # (V, 3, R, R)
+    key = (level[:, 0] * COLOUR_LEVELS + level[:, 1]) * COLOUR_LEVELS + level[:, 2]
+    return connected_components(key)
+
+
+def segment25d(surface: Tensor, normal: Tensor) -> Tensor:
+    """Ids (V, R, R) of connected regions of one surface (V, R, R) and one normal direction."""
+    axis = normal.abs().argmax(1)                                                 # (V, R, R)
+    positive = normal.gather(1, axis[:, None]).squeeze(1) > 0
+    return connected_components(surface * 6 + axis * 2 + positive.long())
+
+
+def keypoint3d(normal: Tensor) -> Tensor:
+    return harris(normal)
+
+
+def edge3d(point: Tensor, normal: Tensor, surface: Tensor, is_room: Tensor, focal: float) -> Tensor:
+    """Occlusion edges (V, 1, R, R) in [0, 1], blurred twice.
+
+    Neighbours on different surfaces form an occlusion edge when one lies off the other's tangent plane
+    by more than OCCLUSION_GAP pixel footprints (depth / focal); at a crease both stay close. Room faces
+    never occlude each other (the room is a convex box seen from inside).
+    """
+    depth = point[:, 2:3]
+
+    def gap(a: slice, b: slice) -> Tensor:
+        apart = point[a] - point[b]                                               # (V, 3, ., .)
+        off = torch.maximum((normal[a] * apart).sum(1).abs(), (normal[b] * apart).sum(1).abs())
+        foot = torch.minimum(depth[a], depth[b]).squeeze(1) / focal
+        differ = (surface[a[:1] + a[2:]] != surface[b[:1] + b[2:]])
+        both_room = is_room[a[:1] + a[2:]] & is_room[b[:1] + b[2:]]
+        return differ & ~both_room & (off > OCCLUSION_GAP * foot)
+
+    every = slice(None)
+    cut_x = gap((every, every, every, slice(1, None)), (every, every, every, slice(None, -1)))   # (V, R, R - 1)
+    cut_y = gap((every, every, slice(1, None), every), (every, every, slice(None, -1), every))   # (V, R - 1, R)
+    edge = torch.zeros_like(surface, dtype=torch.bool)
+    edge[:, :, 1:] |= cut_x
+    edge[:, :, :-1] |= cut_x
+    edge[:, 1:, :] |= cut_y
+    edge[:, :-1, :] |= cut_y
+    return blur(blur(edge[:, None].float()))

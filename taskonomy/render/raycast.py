@@ -1,0 +1,274 @@
+"""Vectorised ray casting against the room box and the analytic primitives of a batch of scenes.
+
+Rays come in groups that share an origin: the pixels of one view (origin = camera centre), the shadow
+rays of one view towards one light (origin = the light), or a single visibility ray. A group belongs to
+one scene. Each primitive is a unit shape (unit sphere, cube [-1, 1]^3, cylinder of radius 1 and height
+2, cone of base radius 1 at y = -1 with its apex at y = 1) scaled per axis, rotated and translated; a ray
+mapped into the unit frame keeps its parameter t, so every intersection is computed there.
+
+Culling: a primitive can only be hit by the rays of a group that fall inside the cone from the group's
+origin around its bounding sphere (one batched matrix product of ray directions against sphere
+directions); only those (ray, primitive) candidates are intersected exactly. No Python loop runs over
+pixels; the loops run over primitive kinds and over blocks of groups (to bound memory).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from taskonomy.render.scene import BOX, CONE, CYLINDER, ELLIPSOID, Scene
+
+EPS = 1e-4                  # smallest accepted t (m): a ray does not hit the surface it starts on
+ROOM_FACES = 6              # surface ids 0..5 are the room faces (2 * axis + (ray goes + along axis))
+MAX_CURVATURE = 100.0       # 1/m; caps the cone apex
+CULL_BLOCK = 1 << 21        # (group, ray, primitive) triples culled per block
+INF = float("inf")
+
+
+@dataclass(frozen=True)
+class Primitives:
+    """The primitives of S scenes padded to P each, flat index ``s * P + p``; room boxes per scene."""
+    kind: Tensor            # (S * P,) int64; -1 marks padding
+    centre: Tensor          # (S * P, 3)
+    rot: Tensor             # (S * P, 3, 3) local -> world
+    scale: Tensor           # (S * P, 3)
+    radius: Tensor          # (S * P,) bounding sphere radius
+    room_lo: Tensor         # (S, 3)
+    room_hi: Tensor         # (S, 3)
+    per_scene: int          # P
+
+
+def pack(scenes: list[Scene]) -> Primitives:
+    """Stack the primitives of ``scenes`` into padded float32 tensors."""
+    per_scene = max(1, max(len(s.prim_kind) for s in scenes))
+    n = len(scenes) * per_scene
+    kind = np.full(n, -1, dtype=np.int64)
+    centre = np.zeros((n, 3), np.float32)
+    rot = np.tile(np.eye(3, dtype=np.float32), (n, 1, 1))
+    scale = np.ones((n, 3), np.float32)
+    for i, s in enumerate(scenes):
+        at = slice(i * per_scene, i * per_scene + len(s.prim_kind))
+        kind[at], centre[at], rot[at], scale[at] = s.prim_kind, s.prim_centre, s.prim_rot, s.prim_scale
+    rooms = np.array([s.room for s in scenes], np.float32)
+    lo = np.stack([-rooms[:, 0] / 2, np.zeros(len(scenes), np.float32), -rooms[:, 2] / 2], axis=1)
+    hi = np.stack([rooms[:, 0] / 2, rooms[:, 1], rooms[:, 2] / 2], axis=1)
+    scale_t = torch.from_numpy(scale)
+    return Primitives(kind=torch.from_numpy(kind), centre=torch.from_numpy(centre), rot=torch.from_numpy(rot),
+                      scale=scale_t, radius=scale_t.norm(dim=1), room_lo=torch.from_numpy(lo),
+                      room_hi=torch.from_numpy(hi), per_scene=per_scene)
+
+
+@dataclass(frozen=True)
+class Hits:
+    """The first surface along each ray of G groups of N rays."""
+    t: Tensor               # (G, N) distance along the unit ray
+    normal: Tensor          # (G, N, 3) unit world normal, facing the ray origin
+    surface: Tensor         # (G, N) int64: room face 0..5, or ROOM_FACES + primitive index in the scene
+    curvature: Tensor       # (G, N, 2) principal curvatures k1 >= k2 (1/m), convex > 0
+    texture_point: Tensor   # (G, N, 3) the point in its texture frame: world (room), primitive (objects)
+
+
+# --------------------------------------------------------------------------------------------------
+# Unit shapes: t of the first hit (inf if none) and the part hit, for rays (k, 3) in the unit frame
+# --------------------------------------------------------------------------------------------------
+
+def _first(*ts: Tensor) -> tuple[Tensor, Tensor]:
+    t, part = torch.stack(ts).min(dim=0)
+    return t, part
+
+
+def _hit_ellipsoid(o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+    a = (d * d).sum(-1)
+    b = (o * d).sum(-1)
+    disc = b * b - a * ((o * o).sum(-1) - 1.0)
+    t = (-b - disc.clamp_min(0).sqrt()) / a
+    return torch.where((disc >= 0) & (t > EPS), t, INF), torch.zeros_like(b, dtype=torch.int64)
+
+
+def _hit_box(o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+    inv = 1.0 / d
+    t1, t2 = (-1.0 - o) * inv, (1.0 - o) * inv
+    near, axis = torch.minimum(t1, t2).max(dim=-1)
+    far = torch.maximum(t1, t2).min(dim=-1).values
+    return torch.where((near <= far) & (near > EPS), near, INF), axis
+
+
+def _cap(o: Tensor, d: Tensor, y: Tensor | float) -> Tensor:
+    """t where the ray crosses the plane at height ``y`` inside the unit disc (inf otherwise)."""
+    t = (y - o[:, 1]) / d[:, 1]
+    x, z = o[:, 0] + t * d[:, 0], o[:, 2] + t * d[:, 2]
+    return torch.where((x * x + z * z <= 1.0) & (t > EPS), t, INF)
+
+
+def _hit_cylinder(o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+    a = d[:, 0] ** 2 + d[:, 2] ** 2
+    b = o[:, 0] * d[:, 0] + o[:, 2] * d[:, 2]
+    disc = b * b - a * (o[:, 0] ** 2 + o[:, 2] ** 2 - 1.0)
+    t = (-b - disc.clamp_min(0).sqrt()) / a
+    side = torch.where((disc >= 0) & ((o[:, 1] + t * d[:, 1]).abs() <= 1.0) & (t > EPS), t, INF)
+    cap = _cap(o, d, torch.where(d[:, 1] > 0, -1.0, 1.0))
+    return _first(side, cap)
+
+
+def _hit_cone(o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+    # x^2 + z^2 = u^2 with u = (1 - y) / 2 the radius at height y; A t^2 + 2 b t + c = 0
+    u0, du = (1.0 - o[:, 1]) / 2, -d[:, 1] / 2
+    a = d[:, 0] ** 2 + d[:, 2] ** 2 - du * du
+    b = o[:, 0] * d[:, 0] + o[:, 2] * d[:, 2] - u0 * du
+    c = o[:, 0] ** 2 + o[:, 2] ** 2 - u0 * u0
+    disc = b * b - a * c
+    q = -(b + torch.copysign(disc.clamp_min(0).sqrt(), b))   # the stable pair of roots: q / a, c / q
+    sides = []
+    for t in (q / a, c / q):
+        u = u0 + t * du
+        sides.append(torch.where((disc >= 0) & (u >= 0) & (u <= 1) & (t > EPS), t, INF))
+    return _first(torch.minimum(*sides), _cap(o, d, -1.0))
+
+
+HIT = {ELLIPSOID: _hit_ellipsoid, BOX: _hit_box, CYLINDER: _hit_cylinder, CONE: _hit_cone}
+
+
+def _intersect(kind: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+    t = torch.full(kind.shape, INF)
+    part = torch.zeros(kind.shape, dtype=torch.int64)
+    for k, hit in HIT.items():
+        sel = (kind == k).nonzero().squeeze(1)
+        if sel.numel():
+            t[sel], part[sel] = hit(o[sel], d[sel])
+    return t, part
+
+
+def _surface(kind: Tensor, part: Tensor, q: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+    """Local normal (unnormalised, unscaled frame) and principal curvatures at unit-frame points q."""
+    zero = torch.zeros_like(q[:, 0])
+    side = part == 0
+    # ellipsoid: gradient of sum(x^2 / s^2); curvatures from Gauss K and mean H of the ellipsoid
+    x = q * s
+    abc2 = (s[:, 0] * s[:, 1] * s[:, 2]) ** 2
+    h = ((x / (s * s)) ** 2).sum(-1).sqrt()
+    gauss = 1.0 / (abc2 * h ** 4)
+    mean = ((s * s).sum(-1) - (x * x).sum(-1)) / (2 * abc2 * h ** 3)
+    spread = (mean * mean - gauss).clamp_min(0).sqrt()
+    normal = {ELLIPSOID: q / s}
+    curv = {ELLIPSOID: torch.stack([mean + spread, mean - spread], -1)}
+    # box: the axis of the face entered
+    normal[BOX] = torch.nn.functional.one_hot(part.clamp(0, 2), 3).to(q.dtype) * q.sign()
+    curv[BOX] = torch.zeros_like(q[:, :2])
+    # cylinder: side or cap
+    cap = torch.stack([zero, q[:, 1].sign(), zero], -1)
+    normal[CYLINDER] = torch.where(side[:, None], torch.stack([q[:, 0], zero, q[:, 2]], -1) / s, cap)
+    curv[CYLINDER] = torch.stack([torch.where(side, 1.0 / s[:, 0], 0.0), zero], -1)
+    # cone: side normal is the gradient of x^2 + z^2 - ((1 - y) / 2)^2; k = cos(half angle) / distance to axis
+    cone_side = torch.stack([2 * q[:, 0], (1.0 - q[:, 1]) / 2, 2 * q[:, 2]], -1) / s
+    normal[CONE] = torch.where(side[:, None], cone_side, -cap.abs())
+    rho = s[:, 0] * (q[:, 0] ** 2 + q[:, 2] ** 2).sqrt()
+    cos_half = 2 * s[:, 1] / (4 * s[:, 1] ** 2 + s[:, 0] ** 2).sqrt()
+    curv[CONE] = torch.stack([torch.where(side, cos_half / rho.clamp_min(1 / MAX_CURVATURE), 0.0), zero], -1)
+
+    n_out, k_out = torch.zeros_like(q), torch.zeros_like(q[:, :2])
+    for k in HIT:
+        is_k = (kind == k)[:, None]
+        n_out = torch.where(is_k, normal[k], n_out)
+        k_out = torch.where(is_k, curv[k], k_out)
+    return n_out, k_out.clamp(-MAX_CURVATURE, MAX_CURVATURE)
+
+
+# --------------------------------------------------------------------------------------------------
+# Casting
+# --------------------------------------------------------------------------------------------------
+
+def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
+                active: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """(group, ray, flat primitive) triples whose ray enters the primitive's bounding cone."""
+    G, N, _ = dirs.shape
+    P = prims.per_scene
+    flat = scene[:, None] * P + torch.arange(P)                      # (G, P)
+    rel = prims.centre[flat] - origin[:, None]                        # (G, P, 3)
+    dist = rel.norm(dim=-1)
+    radius = prims.radius[flat]
+    cos = (1.0 - (radius / dist) ** 2).clamp_min(0).sqrt() - 1e-4    # the margin keeps culling conservative
+    cos = torch.where(dist <= radius, -2.0, cos)                      # origin inside: every ray may hit
+    cos = torch.where(prims.kind[flat] < 0, 2.0, cos)                 # padding: no ray hits
+    axis = (rel / dist.clamp_min(1e-9)[..., None]).transpose(1, 2)    # (G, 3, P)
+    found = []
+    block = max(1, CULL_BLOCK // max(1, N * P))
+    for g0 in range(0, G, block):
+        g1 = min(G, g0 + block)
+        inside = torch.bmm(dirs[g0:g1], axis[g0:g1]) >= cos[g0:g1, None, :]   # (g, N, P)
+        if active is not None:
+            inside &= active[g0:g1, :, None]
+        g, n, p = inside.nonzero(as_tuple=True)
+        found.append((g + g0, n, p))
+    g, n, p = (torch.cat(x) for x in zip(*found))
+    return g, n, flat[g, p]
+
+
+def _to_local(prims: Primitives, fp: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+    """Rays (k, 3) in the unit frames of primitives ``fp``: R^T (o - c) / s and R^T d / s."""
+    rot, s = prims.rot[fp], prims.scale[fp]
+    o_l = ((o - prims.centre[fp])[:, :, None] * rot).sum(1) / s
+    d_l = (d[:, :, None] * rot).sum(1) / s
+    return o_l, d_l
+
+
+def _room(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Exit distance, face id and inward normal of rays leaving the room box from inside."""
+    lo, hi = prims.room_lo[scene][:, None], prims.room_hi[scene][:, None]    # (G, 1, 3)
+    positive = dirs > 0
+    dist = (torch.where(positive, hi, lo) - origin[:, None]) / dirs
+    dist = torch.where(dirs == 0, INF, dist)
+    t, axis = dist.min(dim=-1)
+    sign = positive.gather(-1, axis[..., None]).squeeze(-1)
+    normal = -torch.nn.functional.one_hot(axis, 3).to(dirs.dtype) * torch.where(sign, 1.0, -1.0)[..., None]
+    return t, 2 * axis + sign.long(), normal
+
+
+def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> Hits:
+    """First surface hit by rays ``dirs`` (G, N, 3, unit) from ``origin`` (G, 3) in scenes ``scene`` (G,)."""
+    G, N, _ = dirs.shape
+    t, surface, normal = _room(prims, scene, origin, dirs)
+    t, surface = t.reshape(-1), surface.reshape(-1)                           # (G * N,)
+    normal = normal.reshape(-1, 3)
+    texture = (origin[:, None] + t.reshape(G, N, 1) * dirs).reshape(-1, 3)
+    curvature = torch.zeros(G * N, 2)
+
+    g, n, fp = _candidates(prims, scene, origin, dirs, None)
+    if g.numel():
+        o_l, d_l = _to_local(prims, fp, origin[g], dirs[g, n])
+        kind = prims.kind[fp]
+        tk, part = _intersect(kind, o_l, d_l)
+        ray = g * N + n
+        best = t.scatter_reduce(0, ray, tk, "amin")
+        won = ((tk == best[ray]) & (tk < t[ray])).nonzero().squeeze(1)
+        # equal t on two primitives (where parts of an object touch): keep the last candidate
+        last = torch.full((G * N,), -1, dtype=torch.int64).scatter_reduce(0, ray[won], won, "amax")
+        k = won[last[ray[won]] == won]
+        r, fk, s = ray[k], fp[k], prims.scale[fp[k]]
+        q = o_l[k] + tk[k, None] * d_l[k]
+        local_normal, curv = _surface(kind[k], part[k], q, s)
+        world_normal = (prims.rot[fk] * local_normal[:, None, :]).sum(-1)    # R n
+        t[r], curvature[r], texture[r] = tk[k], curv, q * s
+        normal[r] = world_normal / world_normal.norm(dim=-1, keepdim=True)
+        surface[r] = ROOM_FACES + fk % prims.per_scene
+
+    flat_dirs = dirs.reshape(-1, 3)
+    facing = torch.where(((normal * flat_dirs).sum(-1) > 0)[:, None], -normal, normal)
+    return Hits(t=t.reshape(G, N), normal=facing.reshape(G, N, 3), surface=surface.reshape(G, N),
+                curvature=curvature.reshape(G, N, 2), texture_point=texture.reshape(G, N, 3))
+
+
+def occluded(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
+             active: Tensor) -> Tensor:
+    """Whether a primitive lies on each active ray before ``t_max`` (G, N); inactive rays are False."""
+    G, N, _ = dirs.shape
+    blocked = torch.zeros(G * N, dtype=torch.bool)
+    g, n, fp = _candidates(prims, scene, origin, dirs, active)
+    if g.numel():
+        o_l, d_l = _to_local(prims, fp, origin[g], dirs[g, n])
+        tk, _ = _intersect(prims.kind[fp], o_l, d_l)
+        hit = tk < t_max[g, n]
+        blocked[(g * N + n)[hit]] = True
+    return blocked.reshape(G, N)

@@ -1,0 +1,278 @@
+"""Render a split: scenes -> cameras -> ray-cast buffers -> every label of docs/bank-format.md.
+
+Scene ``i`` of a split is drawn from its own generator, seeded by (split seed, i), and everything after
+that is a pure function of the scene, so a split is a pure function of (render params, seed, split name);
+scenes are rendered ``chunk_scenes`` at a time, each chunk in one vectorised pass.
+"""
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from taskonomy import bank
+from taskonomy.config import RenderParams, as_dict
+from taskonomy.render import labels, views
+from taskonomy.render.camera import CANDIDATES, FIXATED_VIEWS, Rig, cam_to_world, look_at, sample_rig
+from taskonomy.render.raycast import ROOM_FACES, nearest_hit, occluded, pack
+from taskonomy.render.scene import (CEILING, CLASSES, FLOOR, OBJECT_CLASSES, ROOM_MATERIALS, SCENE_TYPES, WALL,
+                                    Scene, sample_scene)
+from taskonomy.render.shading import albedo, pack_lighting, shade
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "transfer", "test")
+# Semantic class of the room faces 2 * axis + (ray goes + along the axis): x walls, floor / ceiling, z walls.
+FACE_CLASS = (WALL, WALL, FLOOR, CEILING, WALL, WALL)
+MIN_FIXATION_DISTANCE = 0.6     # m
+
+# What each array holds (the manifest's "encoding"); the full table is docs/bank-format.md.
+ENCODINGS = {
+    "rgb": "clean image, sRGB 0..255",
+    "mask": "valid geometry",
+    "rgb2depth": "z-buffer depth, m",
+    "rgb2mist": "Euclidean distance to the camera centre, m",
+    "rgb2sfnorm": "unit normal in the camera frame (x right, y down, z forward), facing the camera",
+    "reshade": "Lambertian shading from a point light at the camera, no albedo, [0, 1]",
+    "curvature": "principal curvatures k1 >= k2, 1/m, convex > 0",
+    "edge3d": "occlusion edges, blurred, [0, 1]",
+    "keypoint3d": "Harris response of the normal field, >= 0",
+    "segment25d": "ids of connected regions of one surface and normal direction",
+    "edge2d": "Sobel gradient magnitude of the grey image in [0, 1]",
+    "keypoint2d": "Harris response of the grey image, >= 0",
+    "segment2d": "ids of connected regions of one quantised colour",
+    "segmentsemantic": "class id, manifest classes",
+    "class_object": "visible-area distribution over object classes",
+    "class_scene": "room type id, manifest scene_types",
+    "room_layout": "room centre in the camera frame (3), camera rotation sxyz (3), room extents (3)",
+    "vanishing_point": "world x, y, z axes in the camera frame",
+    "jigsaw": "index into jigsaw_permutations",
+    "jigsaw_permutations": "fixed permutation set, row 0 identity",
+    "scene_id": "scene index within the split",
+    "cam_to_world": "camera pose, camera frame -> world",
+    "fixation_point": "world point on the optical axis: the shared fixation point of views 0-2",
+    "fix_pose_index": "view pairs (a, b) of fixated views",
+    "fix_pose": "pose of b w.r.t. a: sxyz angles of R_b^T R_a, R_b^T (c_a - c_b)",
+    "non_fixated_pose_index": "view pairs with a non-fixated view",
+    "non_fixated_pose": "pose of b w.r.t. a: sxyz angles of R_b^T R_a, R_b^T (c_a - c_b)",
+    "ego_motion_index": "fixated view triplets",
+    "ego_motion": "poses of pairs (0, 1), (0, 2), (1, 2) of the triplet",
+    "point_match_index": "view pairs",
+    "point_match": "1 iff both views see the same 3D point at their centre",
+}
+
+
+def split_seed(seed: int, split: str) -> int:
+    """The seed of one split: a stream of its own, derived from render.seed and the split's name."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(split.encode())]).generate_state(1)[0])
+
+
+def scene_rng(seed: int, index: int, stream: int = 0) -> np.random.Generator:
+    return np.random.default_rng([seed, index, stream])
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Pinhole intrinsics shared by every view: square pixels, principal point at the image centre."""
+    resolution: int
+    fov_deg: float
+
+    @property
+    def focal(self) -> float:
+        return self.resolution / 2 / np.tan(np.deg2rad(self.fov_deg) / 2)
+
+    def rays(self) -> torch.Tensor:
+        """Unit ray directions (R * R, 3) in the camera frame, row-major pixel order."""
+        centres = (torch.arange(self.resolution, dtype=torch.float64) + 0.5 - self.resolution / 2) / self.focal
+        v, u = torch.meshgrid(centres, centres, indexing="ij")
+        d = torch.stack([u, v, torch.ones_like(u)], -1).reshape(-1, 3)
+        return (d / d.norm(dim=-1, keepdim=True)).float()
+
+
+# --------------------------------------------------------------------------------------------------
+# Cameras
+# --------------------------------------------------------------------------------------------------
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def place_cameras(prims, scenes: list[Scene], rigs: list[Rig], views: int) -> tuple[np.ndarray, np.ndarray]:
+    """cam_to_world poses (S, V, 4, 4) and fixation points (S, 3) of a batch of scenes."""
+    S = len(scenes)
+    every = torch.arange(S)
+    # The fixation point: the first surface along each scene's anchor ray.
+    anchor = torch.tensor(np.array([r.anchor_origin for r in rigs]), dtype=torch.float32)
+    aim = _unit(torch.tensor(np.array([r.anchor_target for r in rigs]), dtype=torch.float32) - anchor)
+    hit = nearest_hit(prims, every, anchor, aim[:, None])
+    point = anchor + hit.t[:, :1] * aim                                                  # (S, 3)
+
+    # Fixated views: the first candidate that sees the point unoccluded, from a sensible distance.
+    cand = torch.tensor(np.array([r.candidates for r in rigs]), dtype=torch.float32)     # (S, 3, K, 3)
+    to_point = point[:, None, None] - cand
+    dist = to_point.norm(dim=-1)
+    look = (to_point / dist[..., None]).reshape(-1, 1, 3)                               # (S * 3 * K, 1, 3)
+    group_scene = every.repeat_interleave(FIXATED_VIEWS * CANDIDATES)
+    blocked = occluded(prims, group_scene, cand.reshape(-1, 3), look, (dist - 1e-3).reshape(-1, 1),
+                       torch.ones(len(look), 1, dtype=torch.bool)).reshape(S, FIXATED_VIEWS, CANDIDATES)
+    ok = ~blocked & (dist > MIN_FIXATION_DISTANCE) & (look.reshape(dist.shape + (3,))[..., 1].abs() < 0.9)
+    first = torch.where(ok.any(-1), ok.long().argmax(-1), -1)                            # (S, 3)
+
+    point_np = point.double().numpy()
+    poses = np.zeros((S, views, 4, 4))
+    for s, rig in enumerate(rigs):
+        centre = np.array([rig.candidates[v, first[s, v]] if first[s, v] >= 0 else rig.anchor_origin
+                           for v in range(FIXATED_VIEWS)])
+        rot = look_at(centre, np.broadcast_to(point_np[s], centre.shape), rig.roll)
+        poses[s, :FIXATED_VIEWS] = cam_to_world(rot, centre)
+        poses[s, FIXATED_VIEWS:] = cam_to_world(rig.free_rot, rig.free_centre)
+    return poses, point_np
+
+
+# --------------------------------------------------------------------------------------------------
+# One chunk of scenes
+# --------------------------------------------------------------------------------------------------
+
+def _lookup_tables(scenes: list[Scene], per_scene: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per (scene, surface id): class and material index within the scene, (S, ROOM_FACES + P) each."""
+    cls = np.zeros((len(scenes), ROOM_FACES + per_scene), np.int64)
+    material = np.zeros_like(cls)
+    cls[:, :ROOM_FACES] = FACE_CLASS
+    material[:, :ROOM_FACES] = FACE_CLASS                  # room materials are floor, wall, ceiling
+    for s, scene in enumerate(scenes):
+        n = len(scene.prim_kind)
+        cls[s, ROOM_FACES:ROOM_FACES + n] = scene.object_class[scene.prim_object]
+        material[s, ROOM_FACES:ROOM_FACES + n] = ROOM_MATERIALS + scene.prim_object
+    return torch.from_numpy(cls), torch.from_numpy(material)
+
+
+def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.ndarray]:
+    """Every per-view array of scenes ``indices`` (views scene-major), as stored in the bank."""
+    scenes, rigs = [], []
+    for i in indices:
+        rng = scene_rng(seed, i)
+        scenes.append(sample_scene(rng, r.objects_min, r.objects_max, r.lights_max))
+        rigs.append(sample_rig(rng, scenes[-1], r.views_per_scene, r.jigsaw_permutations))
+    S, per, R = len(scenes), r.views_per_scene, r.resolution
+    prims, lighting = pack(scenes), pack_lighting(scenes)
+    poses, fixation = place_cameras(prims, scenes, rigs, per)
+    pose = torch.from_numpy(poses.reshape(S * per, 4, 4)).float()                       # (V, 4, 4)
+    rot, origin = pose[:, :3, :3], pose[:, :3, 3]
+    V = S * per
+    scene_of_view = torch.arange(S).repeat_interleave(per)
+
+    # Primary rays: one per pixel, camera frame -> world.
+    camera = Camera(R, r.fov_deg)
+    ray_cam = camera.rays()                                                              # (N, 3)
+    dirs = torch.matmul(ray_cam, rot.transpose(1, 2))                                    # (V, N, 3)
+    hits = nearest_hit(prims, scene_of_view, origin, dirs)
+    point = origin[:, None] + hits.t[..., None] * dirs                                  # (V, N, 3)
+
+    # Surfaces: class, instance, material; then colour.
+    cls_table, material_table = _lookup_tables(scenes, prims.per_scene)
+    cls = cls_table[scene_of_view[:, None], hits.surface]                                # (V, N)
+    material = scene_of_view[:, None] * lighting.per_scene + material_table[scene_of_view[:, None], hits.surface]
+    base = albedo(lighting, material.reshape(-1), hits.texture_point.reshape(-1, 3)).reshape(V, -1, 3)
+    gloss = lighting.specular[material]
+    radiance = shade(prims, lighting, scene_of_view, dirs, point, hits.normal, base, gloss, r.shadows)
+    rgb = (radiance.clamp(0, 1) ** (1 / 2.2) * 255).round().to(torch.uint8)             # (V, N, 3)
+
+    # Dense labels, images (V, C, R, R).
+    image = lambda x: x.reshape(V, R, R, -1).permute(0, 3, 1, 2)                        # noqa: E731
+    normal_cam = torch.matmul(hits.normal, rot)                                           # R^T n, (V, N, 3)
+    point_cam = torch.matmul(point - origin[:, None], rot)                                # (V, N, 3)
+    rgb_img = image(rgb)
+    clean = rgb_img.float() / 255
+    surface = hits.surface.reshape(V, R, R)
+    normal_img = image(normal_cam)
+    is_room = surface < ROOM_FACES
+    semantic = cls.reshape(V, R, R)
+
+    objects = cls - len(CLASSES) + len(OBJECT_CLASSES)                                   # object class index
+    visible = torch.zeros(V, len(OBJECT_CLASSES) + 1, dtype=torch.int64)
+    visible.scatter_add_(1, torch.where(objects >= 0, objects, len(OBJECT_CLASSES)), torch.ones_like(objects))
+    area = visible[:, :-1].double()
+    total = area.sum(1, keepdim=True)
+    class_object = torch.where(total > 0, area / total.clamp_min(1), 1.0 / len(OBJECT_CLASSES))
+
+    f16 = lambda x: x.to(torch.float16).numpy()                                          # noqa: E731
+    room = np.array([s.room for s in scenes])
+    return {
+        "rgb": rgb_img.contiguous().numpy(),
+        "mask": image(torch.isfinite(hits.t)[..., None]).contiguous().numpy(),
+        "rgb2depth": f16(image(point_cam[..., 2:])),
+        "rgb2mist": f16(image(hits.t[..., None])),
+        "rgb2sfnorm": f16(normal_img),
+        "reshade": f16(image((-(hits.normal * dirs).sum(-1, keepdim=True)).clamp(0, 1))),
+        "curvature": f16(image(hits.curvature)),
+        "edge3d": f16(labels.edge3d(image(point_cam), normal_img, surface, is_room, camera.focal)),
+        "keypoint3d": f16(labels.keypoint3d(normal_img)),
+        "segment25d": _ids(labels.segment25d(surface, normal_img)),
+        "edge2d": f16(labels.edge2d(clean)),
+        "keypoint2d": f16(labels.keypoint2d(clean)),
+        "segment2d": _ids(labels.segment2d(clean)),
+        "segmentsemantic": semantic[:, None].to(torch.uint8).numpy(),
+        "class_object": class_object.float().numpy(),
+        "class_scene": np.repeat([s.scene_type for s in scenes], per).astype(np.int64),
+        "room_layout": views.room_layout(poses.reshape(V, 4, 4), np.repeat(room, per, axis=0)).astype(np.float32),
+        "vanishing_point": views.vanishing_points(poses.reshape(V, 4, 4)).astype(np.float32),
+        "jigsaw": np.concatenate([rig.jigsaw for rig in rigs]).astype(np.int64),
+        "scene_id": np.repeat(np.asarray(indices, dtype=np.int32), per),
+        "cam_to_world": poses.reshape(V, 4, 4).astype(np.float32),
+        "fixation_point": np.repeat(fixation, per, axis=0).astype(np.float32),
+    }
+
+
+def _ids(segments: torch.Tensor) -> np.ndarray:
+    """int16 ids (V, 1, R, R); ids past the int16 range (only in huge, noisy images) share the last one."""
+    return segments.clamp_max(np.iinfo(np.int16).max)[:, None].to(torch.int16).numpy()
+
+
+# --------------------------------------------------------------------------------------------------
+# A whole split
+# --------------------------------------------------------------------------------------------------
+
+def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progress: bool = False
+                 ) -> tuple[dict[str, np.ndarray], dict]:
+    """All arrays of one split and its manifest metadata (see taskonomy.bank.write_split)."""
+    n_scenes = getattr(r.scenes, split) if n_scenes is None else n_scenes
+    seed = split_seed(r.seed, split)
+    per = r.views_per_scene
+    log.info("rendering %s: %d scenes x %d views at %dx%d (seed %d)", split, n_scenes, per, r.resolution,
+             r.resolution, seed)
+    arrays: dict[str, np.ndarray] = {}
+    chunks = range(0, n_scenes, r.chunk_scenes)
+    for start in tqdm(chunks, desc=f"render {split}", unit="chunk", disable=not progress):
+        indices = range(start, min(n_scenes, start + r.chunk_scenes))
+        out = render_chunk(r, seed, indices)
+        for name, value in out.items():
+            if name not in arrays:
+                arrays[name] = np.empty((n_scenes * per,) + value.shape[1:], value.dtype)
+            arrays[name][start * per:start * per + len(value)] = value
+
+    pose = arrays["cam_to_world"].astype(np.float64)
+    pairs = views.scene_pairs(n_scenes, per, lambda s: scene_rng(seed, s, stream=1))
+    arrays.update(pairs)
+    arrays["fix_pose"] = views.pair_poses(pose, pairs["fix_pose_index"])
+    arrays["non_fixated_pose"] = views.pair_poses(pose, pairs["non_fixated_pose_index"])
+    arrays["ego_motion"] = views.triplet_poses(pose, pairs["ego_motion_index"])
+    arrays["jigsaw_permutations"] = views.jigsaw_permutations(r.jigsaw_permutations)
+    meta = {"seed": seed, "n_views": n_scenes * per, "n_scenes": n_scenes, "resolution": r.resolution,
+            "views_per_scene": per, "fov_deg": r.fov_deg, "classes": list(CLASSES),
+            "object_classes": list(OBJECT_CLASSES), "scene_types": [t.name for t in SCENE_TYPES],
+            "encodings": {name: ENCODINGS[name] for name in arrays}}
+    return arrays, meta
+
+
+def render_bank(r: RenderParams, out: str | Path, progress: bool = False) -> None:
+    """Render every split into ``out`` (one atomic folder each), then the top-level manifest."""
+    for split in SPLITS:
+        arrays, meta = render_split(r, split, progress=progress)
+        path = bank.write_split(out, split, arrays, {**meta, "params": as_dict(r)})
+        log.info("wrote %s (%d views)", path, meta["n_views"])
+    bank.write_manifest(out, list(SPLITS), as_dict(r))

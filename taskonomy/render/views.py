@@ -1,0 +1,115 @@
+"""Labels of whole views and of view pairs: room layout, vanishing points, relative poses, point matches,
+and the jigsaw permutation set. Plain NumPy on camera poses (``cam_to_world``, (N, 4, 4)).
+
+Relative pose of view b w.r.t. view a (fix_pose, non_fixated_pose, ego_motion): the transform taking
+camera-a coordinates to camera-b coordinates, ``inv(C_b) C_a = [R_b^T R_a | R_b^T (c_a - c_b)]``,
+encoded as 6 numbers: the static-axes xyz Euler angles of ``R_b^T R_a`` (``R = Rz(az) Ry(ay) Rx(ax)``,
+"sxyz") and the translation ``R_b^T (c_a - c_b)``.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from taskonomy.render.camera import FIXATED_VIEWS
+
+JIGSAW_SEED = 20180618    # the permutation set is fixed: the same in every split and every run
+
+
+def euler_sxyz(rot: np.ndarray) -> np.ndarray:
+    """Static-axes xyz Euler angles (..., 3) = (ax, ay, az) of rotations (..., 3, 3)."""
+    ax = np.arctan2(rot[..., 2, 1], rot[..., 2, 2])
+    ay = np.arctan2(-rot[..., 2, 0], np.hypot(rot[..., 0, 0], rot[..., 1, 0]))
+    az = np.arctan2(rot[..., 1, 0], rot[..., 0, 0])
+    return np.stack([ax, ay, az], axis=-1)
+
+
+def rotation_sxyz(angles: np.ndarray) -> np.ndarray:
+    """Rotations (..., 3, 3) from static-axes xyz Euler angles (..., 3): Rz(az) Ry(ay) Rx(ax)."""
+    cx, cy, cz = np.moveaxis(np.cos(angles), -1, 0)
+    sx, sy, sz = np.moveaxis(np.sin(angles), -1, 0)
+    rot = np.array([[cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx],
+                    [sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx],
+                    [-sy, cy * sx, cy * cx]])                                   # (3, 3, ...)
+    return np.moveaxis(rot, (0, 1), (-2, -1))
+
+
+def relative_pose(pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
+    """6-d pose (..., 6) of view b w.r.t. view a from cam_to_world poses (..., 4, 4)."""
+    rot_a, rot_b = pose_a[..., :3, :3], pose_b[..., :3, :3]
+    rot = np.swapaxes(rot_b, -1, -2) @ rot_a
+    shift = (np.swapaxes(rot_b, -1, -2) @ (pose_a[..., :3, 3] - pose_b[..., :3, 3])[..., None])[..., 0]
+    return np.concatenate([euler_sxyz(rot), shift], axis=-1)
+
+
+def pose_matrix(pose: np.ndarray) -> np.ndarray:
+    """4x4 transforms (..., 4, 4) from 6-d poses (..., 6), the inverse of the encoding above."""
+    out = np.zeros(pose.shape[:-1] + (4, 4))
+    out[..., :3, :3] = rotation_sxyz(pose[..., :3])
+    out[..., :3, 3] = pose[..., 3:]
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def room_layout(pose: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """(N, 9): room box centre in the camera frame, camera rotation (sxyz), room extents (w, h, d)."""
+    rot, centre = pose[:, :3, :3], pose[:, :3, 3]
+    box_centre = np.stack([np.zeros(len(room)), room[:, 1] / 2, np.zeros(len(room))], axis=1)
+    in_camera = (np.swapaxes(rot, 1, 2) @ (box_centre - centre)[..., None])[..., 0]
+    return np.concatenate([in_camera, euler_sxyz(rot), room], axis=1)
+
+
+def vanishing_points(pose: np.ndarray) -> np.ndarray:
+    """(N, 9): the world x, y, z axes in the camera frame (the rows of the camera -> world rotation)."""
+    return pose[:, :3, :3].reshape(len(pose), 9)
+
+
+def scene_pairs(n_scenes: int, views: int, rng_of_scene) -> dict[str, np.ndarray]:
+    """Index arrays of the pairwise tasks: view indices within the split, scene by scene.
+
+    fix_pose: ordered pairs of distinct fixated views; non_fixated_pose: ordered pairs with at least one
+    non-fixated view; ego_motion: the orderings of the fixated triplet; point_match: the fixated pairs
+    (label 1) and as many pairs with a non-fixated view (label 0), drawn with the scene's generator.
+    """
+    fixated = list(itertools.permutations(range(FIXATED_VIEWS), 2))
+    free = [p for p in itertools.permutations(range(views), 2) if max(p) >= FIXATED_VIEWS]
+    triplets = list(itertools.permutations(range(FIXATED_VIEWS), 3))
+    fix, non, ego, match, match_label = [], [], [], [], []
+    for s in range(n_scenes):
+        first = s * views
+        fix += [(first + a, first + b) for a, b in fixated]
+        non += [(first + a, first + b) for a, b in free]
+        ego += [tuple(first + v for v in t) for t in triplets]
+        negatives = rng_of_scene(s).choice(len(free), size=min(len(fixated), len(free)), replace=False)
+        match += [(first + a, first + b) for a, b in fixated] + [(first + free[i][0], first + free[i][1])
+                                                                 for i in sorted(negatives)]
+        match_label += [1] * len(fixated) + [0] * len(negatives)
+    as_index = lambda x, k: np.array(x, dtype=np.int64).reshape(-1, k)       # noqa: E731
+    return dict(fix_pose_index=as_index(fix, 2), non_fixated_pose_index=as_index(non, 2),
+                ego_motion_index=as_index(ego, 3), point_match_index=as_index(match, 2),
+                point_match=np.array(match_label, dtype=np.int64))
+
+
+def pair_poses(pose: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Relative poses (M, 6) of view pairs ``index`` (M, 2)."""
+    return relative_pose(pose[index[:, 0]], pose[index[:, 1]]).astype(np.float32)
+
+
+def triplet_poses(pose: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(T, 18): poses of the pairs (0, 1), (0, 2), (1, 2) of each triplet ``index`` (T, 3)."""
+    return np.concatenate([pair_poses(pose, index[:, [a, b]]) for a, b in ((0, 1), (0, 2), (1, 2))], axis=1)
+
+
+def jigsaw_permutations(n: int) -> np.ndarray:
+    """A fixed set (n, 9) of permutations of the 3x3 tiles, row 0 the identity, the others chosen greedily
+    to be far apart in Hamming distance (as in Noroozi & Favaro 2016), from a fixed seed."""
+    rng = np.random.default_rng(JIGSAW_SEED)
+    pool = np.array([rng.permutation(9) for _ in range(max(2000, 4 * n))])
+    chosen = [np.arange(9)]
+    nearest = (pool != chosen[0]).sum(1)
+    for _ in range(n - 1):
+        best = int(nearest.argmax())
+        chosen.append(pool[best])
+        nearest = np.minimum(nearest, (pool != pool[best]).sum(1))
+    return np.array(chosen, dtype=np.int64)

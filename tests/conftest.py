@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny rendered split, and a temporary copy of the repository for `dvc repro`.
+
+``make_dvc_repo(tmp_path, params_overrides)`` follows docs (dvc-notes.md, "Testing dvc repro in
+pytest"): copy the project's files (tracked and untracked, not ignored) into ``tmp_path``, ``git init``,
+``dvc init`` before copying ``.dvc/config``, shrink params, commit once; DVC's config and cache dirs,
+analytics and the git identity are isolated through the environment it returns.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merge(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
+# Small enough for seconds, big enough that every label is meaningful.
+TINY_RENDER = {"resolution": 16, "scenes": {"train": 3, "transfer": 2, "test": 2}, "views_per_scene": 4,
+               "chunk_scenes": 2, "sample_scenes": 1}
+
+
+@dataclass(frozen=True)
+class DvcRepo:
+    path: Path
+    env: dict
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(list(args), cwd=self.path, env=self.env, capture_output=True, text=True,
+                              check=check)
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run(str(BIN / "dvc"), *args, check=check)
+
+
+def make_dvc_repo(tmp_path: Path, params_overrides: dict | None = None) -> DvcRepo:
+    """A committed git + DVC copy of the project in ``tmp_path / "repo"`` with params overridden."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    home = tmp_path / "home"
+    env = {**os.environ,
+           "HOME": str(home), "DVC_NO_ANALYTICS": "1",
+           "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"), "DVC_GLOBAL_CONFIG_DIR": str(tmp_path / "dvc-global"),
+           "DVC_SYSTEM_CONFIG_DIR": str(tmp_path / "dvc-system"),
+           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+           "GIT_CONFIG_NOSYSTEM": "1", "PYTHONPATH": str(repo),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    home.mkdir()
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        source = ROOT / name
+        if name.startswith(".dvc/") or not source.is_file():
+            continue
+        target = repo / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump(_merge(params, params_overrides or {}), sort_keys=False))
+
+    result = DvcRepo(repo, env)
+    result.run("git", "init", "-q")
+    result.dvc("init", "-q")
+    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    result.run("git", "add", "-A")
+    result.run("git", "commit", "-q", "-m", "test copy")
+    return result
+
+
+@pytest.fixture(scope="session")
+def tiny_render():
+    """RenderParams of a tiny bank."""
+    from taskonomy.config import RenderParams, from_dict
+    return from_dict(RenderParams, TINY_RENDER, "render")

@@ -1,0 +1,95 @@
+"""Storage of the bank: atomic split writes, memory-mapped loads, one-line errors naming the file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from taskonomy import bank
+from taskonomy.errors import DataError
+
+
+def _arrays(value: int = 0) -> dict[str, np.ndarray]:
+    return {"rgb": np.full((4, 3, 8, 8), value, np.uint8), "rgb2depth": np.ones((4, 1, 8, 8), np.float16),
+            "class_scene": np.arange(4, dtype=np.int64)}
+
+
+META = {"n_views": 4, "n_scenes": 1, "seed": 1, "resolution": 8, "encodings": {"rgb": "clean image"}}
+
+
+def test_round_trip_is_memory_mapped_and_read_only(tmp_path):
+    bank.write_split(tmp_path, "train", _arrays(7), META)
+    bank.write_manifest(tmp_path, ["train"], {"seed": 0})
+    split = bank.load_split(tmp_path, "train")
+    assert split.n_views == 4 and "rgb" in split
+    assert isinstance(split["rgb"], np.memmap) and not split["rgb"].flags.writeable
+    assert (split["rgb"] == 7).all()
+    assert split.manifest["arrays"]["rgb"] == {"shape": [4, 3, 8, 8], "dtype": "uint8", "encoding": "clean image"}
+    assert bank.read_manifest(tmp_path)["splits"] == ["train"]
+    with pytest.raises(DataError, match="no array 'nope'"):
+        split["nope"]
+
+
+def test_missing_split_and_manifest(tmp_path):
+    with pytest.raises(DataError, match="train: split not found"):
+        bank.load_split(tmp_path, "train")
+    with pytest.raises(DataError, match="manifest.json: missing"):
+        bank.read_manifest(tmp_path)
+    bank.write_split(tmp_path, "train", _arrays(), META)
+    (tmp_path / "train" / "manifest.json").unlink()
+    with pytest.raises(DataError, match=r"train/manifest.json: missing"):
+        bank.load_split(tmp_path, "train")
+
+
+def test_truncated_file_names_the_file(tmp_path):
+    bank.write_split(tmp_path, "train", _arrays(), META)
+    path = tmp_path / "train" / "rgb.npy"
+    path.write_bytes(path.read_bytes()[:-50])
+    with pytest.raises(DataError, match=r"rgb\.npy: unreadable or truncated") as err:
+        bank.load_split(tmp_path, "train")
+    assert "\n" not in str(err.value)
+
+
+def test_missing_array_and_shape_or_dtype_mismatch(tmp_path):
+    bank.write_split(tmp_path, "train", _arrays(), META)
+    np.save(tmp_path / "train" / "rgb2depth.npy", np.ones((4, 1, 8, 7), np.float16))
+    with pytest.raises(DataError, match=r"rgb2depth\.npy: expected float16 \(4, 1, 8, 8\), found float16"):
+        bank.load_split(tmp_path, "train")
+    np.save(tmp_path / "train" / "rgb2depth.npy", np.ones((4, 1, 8, 8), np.float32))
+    with pytest.raises(DataError, match=r"rgb2depth\.npy: expected float16"):
+        bank.load_split(tmp_path, "train")
+    (tmp_path / "train" / "rgb2depth.npy").unlink()
+    with pytest.raises(DataError, match=r"rgb2depth\.npy: missing"):
+        bank.load_split(tmp_path, "train")
+
+
+def test_crash_mid_write_keeps_the_previous_split(tmp_path, monkeypatch):
+    bank.write_split(tmp_path, "train", _arrays(1), META)
+    calls = []
+    real_save = np.save
+
+    def failing_save(path, value, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real_save(path, value, **kwargs)
+
+    monkeypatch.setattr(np, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        bank.write_split(tmp_path, "train", _arrays(2), META)
+    monkeypatch.undo()
+    assert (bank.load_split(tmp_path, "train")["rgb"] == 1).all()
+    assert [p.name for p in tmp_path.iterdir()] == ["train"]          # no partial folder left behind
+
+    # a crash before any previous split: nothing that looks like a split
+    monkeypatch.setattr(np, "save", failing_save)
+    calls.clear()
+    with pytest.raises(OSError):
+        bank.write_split(tmp_path, "test", _arrays(2), META)
+    assert not (tmp_path / "test").exists()
+
+
+def test_rewrite_replaces_the_split(tmp_path):
+    bank.write_split(tmp_path, "train", _arrays(1), META)
+    bank.write_split(tmp_path, "train", _arrays(3), META)
+    assert (bank.load_split(tmp_path, "train")["rgb"] == 3).all()
+    assert [p.name for p in tmp_path.iterdir()] == ["train"]

@@ -1,0 +1,222 @@
+"""The renderer: determinism, and the invariants that make its labels trustworthy."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from taskonomy.config import RenderParams, SplitSizes
+from taskonomy.render import SPLITS, render_split
+from taskonomy.render.camera import FIXATED_VIEWS
+from taskonomy.render.scene import CLASSES, FLOOR, OBJECT_CLASSES
+from taskonomy.render.segment import connected_components
+from taskonomy.render.split import ENCODINGS, Camera
+from taskonomy.render.views import pose_matrix
+
+PARAMS = RenderParams(resolution=24, scenes=SplitSizes(train=5, transfer=2, test=2), views_per_scene=5,
+                      chunk_scenes=3, objects_min=2, objects_max=5)
+
+
+@pytest.fixture(scope="module")
+def bank():
+    arrays, meta = render_split(PARAMS, "train")
+    return arrays, meta
+
+
+def _fixated(arrays, per=PARAMS.views_per_scene):
+    return np.flatnonzero(np.arange(len(arrays["rgb"])) % per < FIXATED_VIEWS)
+
+
+def test_every_array_is_named_and_shaped(bank):
+    arrays, meta = bank
+    n, r = meta["n_views"], PARAMS.resolution
+    assert n == PARAMS.scenes.train * PARAMS.views_per_scene
+    assert set(arrays) == set(ENCODINGS)
+    for name, channels in dict(rgb=3, mask=1, rgb2depth=1, rgb2mist=1, rgb2sfnorm=3, reshade=1, curvature=2,
+                               edge3d=1, keypoint3d=1, segment25d=1, edge2d=1, keypoint2d=1, segment2d=1,
+                               segmentsemantic=1).items():
+        assert arrays[name].shape == (n, channels, r, r), name
+    assert arrays["class_object"].shape == (n, len(OBJECT_CLASSES))
+    for name in ("room_layout", "vanishing_point"):
+        assert arrays[name].shape == (n, 9) and arrays[name].dtype == np.float32
+    for name, value in arrays.items():
+        if value.dtype.kind == "f":
+            assert np.isfinite(value).all(), name
+
+
+def test_same_params_same_bytes_and_splits_differ(tiny_render):
+    first, _ = render_split(tiny_render, "train")
+    torch.set_num_threads(1)
+    try:
+        again, _ = render_split(dataclasses.replace(tiny_render, chunk_scenes=3), "train")
+    finally:
+        torch.set_num_threads(2)
+    for name in first:
+        assert first[name].tobytes() == again[name].tobytes(), name
+    other, _ = render_split(tiny_render, "test")
+    assert first["rgb"][: len(other["rgb"])].tobytes() != other["rgb"].tobytes()
+    assert len({render_split.__globals__["split_seed"](0, s) for s in SPLITS}) == len(SPLITS)
+
+
+def test_distance_is_at_least_depth(bank):
+    arrays, _ = bank
+    depth = arrays["rgb2depth"].astype(np.float32)
+    mist = arrays["rgb2mist"].astype(np.float32)
+    assert (depth > 0).all()
+    assert (mist >= depth * (1 - 2e-3)).all()          # float16 rounding
+    assert arrays["mask"].all()                          # closed rooms: every ray hits
+
+
+def test_normals_are_unit_and_face_the_camera(bank):
+    arrays, _ = bank
+    normal = arrays["rgb2sfnorm"].astype(np.float32)
+    assert np.allclose(np.linalg.norm(normal, axis=1), 1, atol=3e-3)
+    rays = Camera(PARAMS.resolution, PARAMS.fov_deg).rays().numpy()                      # (R * R, 3)
+    rays = rays.T.reshape(1, 3, PARAMS.resolution, PARAMS.resolution)
+    assert ((normal * rays).sum(1) < 1e-3).all()
+
+
+def test_reshade_is_normal_dot_view(bank):
+    arrays, _ = bank
+    rays = Camera(PARAMS.resolution, PARAMS.fov_deg).rays().numpy().T.reshape(1, 3, PARAMS.resolution, -1)
+    expected = np.clip(-(arrays["rgb2sfnorm"].astype(np.float32) * rays).sum(1, keepdims=True), 0, 1)
+    assert np.allclose(arrays["reshade"].astype(np.float32), expected, atol=5e-3)
+
+
+def test_floor_has_one_normal_per_view_the_world_up_axis(bank):
+    arrays, _ = bank
+    seen = 0
+    for v in range(len(arrays["rgb"])):
+        floor = arrays["segmentsemantic"][v, 0] == FLOOR
+        if floor.sum() < 3:
+            continue
+        seen += 1
+        normals = arrays["rgb2sfnorm"][v][:, floor].astype(np.float32)                  # (3, pixels)
+        up_in_camera = arrays["vanishing_point"][v, 3:6]                                  # world y axis
+        assert np.allclose(normals, up_in_camera[:, None], atol=3e-3)
+        assert np.allclose(arrays["curvature"][v][:, floor], 0)
+    assert seen > 0
+
+
+def test_semantic_classes_cover_the_image(bank):
+    arrays, meta = bank
+    semantic = arrays["segmentsemantic"]
+    assert semantic.max() < len(CLASSES) and meta["classes"] == list(CLASSES)
+    objects = semantic >= len(CLASSES) - len(OBJECT_CLASSES)
+    assert objects.any() and (~objects).any()
+
+
+def test_class_object_is_the_visible_area_distribution(bank):
+    arrays, _ = bank
+    dist = arrays["class_object"]
+    assert np.allclose(dist.sum(1), 1, atol=1e-6) and (dist >= 0).all()
+    first_object = len(CLASSES) - len(OBJECT_CLASSES)
+    for v in range(len(dist)):
+        counts = np.bincount(arrays["segmentsemantic"][v].ravel(), minlength=len(CLASSES))[first_object:]
+        if counts.sum():
+            assert np.allclose(dist[v], counts / counts.sum(), atol=1e-6)
+
+
+def test_fixated_views_see_their_point_at_the_image_centre(bank):
+    arrays, _ = bank
+    camera = Camera(PARAMS.resolution, PARAMS.fov_deg)
+    per = PARAMS.views_per_scene
+    near = 0
+    fixated = _fixated(arrays)
+    for v in fixated:
+        pose = arrays["cam_to_world"][v].astype(np.float64)
+        point = arrays["fixation_point"][v].astype(np.float64)
+        assert np.array_equal(point, arrays["fixation_point"][v - v % per])               # one point per scene
+        x, y, z = pose[:3, :3].T @ (point - pose[:3, 3])
+        assert z > 0
+        centre = PARAMS.resolution / 2
+        assert abs(camera.focal * x / z + centre - centre) < 1e-3 and abs(camera.focal * y / z) < 1e-3
+        # unoccluded: one of the four central pixels sees (about) the point's distance
+        c = PARAMS.resolution // 2
+        mist = arrays["rgb2mist"][v, 0, c - 1:c + 1, c - 1:c + 1].astype(np.float32)
+        near += np.abs(mist - np.linalg.norm(point - pose[:3, 3])).min() < 0.1 * z
+    assert near >= 0.8 * len(fixated)
+
+
+def test_relative_poses_match_cameras_compose_and_invert(bank):
+    arrays, _ = bank
+    pose = arrays["cam_to_world"].astype(np.float64)
+    for name in ("fix_pose", "non_fixated_pose"):
+        index, value = arrays[f"{name}_index"], arrays[name].astype(np.float64)
+        assert len(index) == len(value) > 0
+        assert (index[:, 0] // PARAMS.views_per_scene == index[:, 1] // PARAMS.views_per_scene).all()
+        expected = np.linalg.inv(pose[index[:, 1]]) @ pose[index[:, 0]]                 # a -> b coordinates
+        assert np.allclose(pose_matrix(value), expected, atol=1e-4)
+    index, value = arrays["fix_pose_index"], arrays["fix_pose"].astype(np.float64)
+    row = {tuple(p): pose_matrix(v) for p, v in zip(index, value)}
+    for (a, b), m in row.items():
+        assert np.allclose(row[b, a] @ m, np.eye(4), atol=1e-4)                            # inverse
+    # ego_motion: pose(0, 2) = pose(1, 2) o pose(0, 1) for every triplet
+    triplets, ego = arrays["ego_motion_index"], pose_matrix(arrays["ego_motion"].astype(np.float64).reshape(-1, 3, 6))
+    assert np.allclose(ego[:, 2] @ ego[:, 0], ego[:, 1], atol=1e-4)
+    for t, e in zip(triplets, ego):
+        assert np.allclose(e[0], row[t[0], t[1]], atol=1e-5)
+
+
+def test_point_match_is_balanced_and_true_for_fixated_pairs(bank):
+    arrays, _ = bank
+    index, label = arrays["point_match_index"], arrays["point_match"]
+    assert label.sum() * 2 == len(label)
+    fixated = index % PARAMS.views_per_scene < FIXATED_VIEWS
+    assert np.array_equal(label == 1, fixated.all(1))
+
+
+def test_jigsaw_indexes_one_fixed_permutation_set(bank, tiny_render):
+    arrays, _ = bank
+    perms = arrays["jigsaw_permutations"]
+    assert perms.shape == (PARAMS.jigsaw_permutations, 9)
+    assert np.array_equal(perms[0], np.arange(9))
+    assert (np.sort(perms, axis=1) == np.arange(9)).all()
+    assert len(np.unique(perms, axis=0)) == len(perms)
+    assert ((0 <= arrays["jigsaw"]) & (arrays["jigsaw"] < len(perms))).all()
+    other, _ = render_split(dataclasses.replace(PARAMS, seed=7), "test", n_scenes=1)
+    assert np.array_equal(other["jigsaw_permutations"], perms)
+
+
+def test_layout_and_vanishing_points(bank):
+    arrays, _ = bank
+    axes = arrays["vanishing_point"].reshape(-1, 3, 3).astype(np.float64)
+    assert np.allclose(axes @ axes.transpose(0, 2, 1), np.eye(3), atol=1e-5)
+    layout = arrays["room_layout"]
+    assert (layout[:, 6:] > 2).all()
+    assert (arrays["class_scene"] == np.repeat(arrays["class_scene"][::PARAMS.views_per_scene],
+                                               PARAMS.views_per_scene)).all()
+
+
+def test_segments_are_numbered_per_image(bank):
+    arrays, _ = bank
+    for name in ("segment2d", "segment25d"):
+        for v in range(len(arrays[name])):
+            ids = np.unique(arrays[name][v])
+            assert np.array_equal(ids, np.arange(len(ids))), name
+
+
+def test_connected_components_split_equal_keys_that_do_not_touch():
+    key = torch.tensor([[[0, 0, 1, 1],
+                         [1, 0, 1, 0],
+                         [1, 1, 1, 0],
+                         [0, 0, 0, 0]]])
+    expected = torch.tensor([[[0, 0, 1, 1],
+                              [1, 0, 1, 2],
+                              [1, 1, 1, 2],
+                              [2, 2, 2, 2]]])
+    assert torch.equal(connected_components(key), expected)
+
+
+def test_dense_labels_are_in_range(bank):
+    arrays, _ = bank
+    for name in ("reshade", "edge3d"):
+        x = arrays[name].astype(np.float32)
+        assert (x >= 0).all() and (x <= 1).all(), name
+    for name in ("keypoint3d", "edge2d", "keypoint2d"):
+        assert (arrays[name] >= 0).all() and arrays[name].max() > 0, name
+    k = arrays["curvature"].astype(np.float32)
+    assert (k[:, 0] >= k[:, 1]).all() and k.max() > 0
+    assert arrays["edge3d"].max() > 0.3
