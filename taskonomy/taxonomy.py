@@ -479,22 +479,29 @@ def decode(problem: TaxonomyProblem, x_edges: Sequence[float], x_supervise: Sequ
                     sqrt=problem.sqrt, cost=float(cost))
 
 
-def cbc(threads: int | None = None, time_limit: float | None = None, preprocess: bool = False):
-    """PuLP's bundled CBC, quiet.
+def cbc(threads: int | None = None, time_limit: float | None = None, fast: bool = True):
+    """PuLP's bundled CBC, quiet and exact.
 
-    CBC's integer preprocessing is off unless asked for: with the strong formulation it finds
-    nothing to tighten and takes half of CBC's time (~15 of ~30 ms per solve on the published 16k
-    data, max order 5); branch and bound and cuts stay on. (PuLP 3 deprecates the bundled
-    ``PULP_CBC_CMD`` in favour of a separately installed CBC; it is the one this project ships.)
+    - ``increment 1e-9``: by default CBC derives a "cutoff increment" from the objective and prunes
+      nodes that cannot beat the incumbent by that much; on the published 16k data (budget 18, max
+      order 4) that returned 5.938262 as optimal where 5.938268 exists (found by the HiGHS
+      cross-check of benchmarks/taxonomy.py). A tiny increment keeps CBC exact.
+    - ``fast`` turns off CBC's integer preprocessing, cut generation and primal heuristics. With the
+      strong formulation the LP relaxation is (nearly) integral, so these find nothing that branch
+      and bound on the LP does not; they were most of CBC's time (budget 18, max order 4: 170 ms
+      -> 25 ms; budget 6, max order 5: 33 -> 12 ms). Branch and bound still proves optimality.
+
+    (PuLP 3 deprecates the bundled ``PULP_CBC_CMD`` in favour of a separately installed CBC; the
+    bundled one is what this project ships.)
     """
     import warnings
 
     import pulp
 
+    options = ["increment 1e-9"] + (["preprocess off", "cuts off", "heuristics off"] if fast else [])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return pulp.PULP_CBC_CMD(msg=False, threads=threads, timeLimit=time_limit,
-                                 options=[] if preprocess else ["preprocess off"])
+        return pulp.PULP_CBC_CMD(msg=False, threads=threads, timeLimit=time_limit, options=options)
 
 
 def solve(problem: TaxonomyProblem, solver=None, model: LpModel | None = None,
@@ -513,8 +520,8 @@ def solve(problem: TaxonomyProblem, solver=None, model: LpModel | None = None,
         if solver is not None:
             raise
         # The bundled CBC 2.10.3 can crash (SIGSEGV) without preprocessing on some infeasible
-        # problems (found by the random-instance tests); preprocessing on, it reports infeasible.
-        model.problem.solve(cbc(preprocess=True))
+        # problems (found by the random-instance tests); with its defaults it reports infeasible.
+        model.problem.solve(cbc(fast=False))
     status = pulp.LpStatus[model.problem.status].lower()
     if status == "optimal" and model.problem.sol_status != pulp.LpSolutionOptimal:
         status = pulp.LpSolution[model.problem.sol_status].lower()
@@ -533,8 +540,9 @@ def solve_highs(problem: TaxonomyProblem, arrays: MilpArrays | None = None,
     arr = arrays or to_arrays(problem, formulation)
     hi = arr.hi.copy()
     hi[arr.budget_row] = problem.budget
+    # exact: HiGHS stops at a 1e-4 relative gap by default
     res = milp(-arr.c, constraints=LinearConstraint(arr.a, arr.lo, hi),
-               integrality=np.ones(arr.c.size), bounds=Bounds(0, 1))
+               integrality=np.ones(arr.c.size), bounds=Bounds(0, 1), options={"mip_rel_gap": 0.0})
     status = {0: "optimal", 2: "infeasible"}.get(res.status, f"not solved ({res.message})")
     x = np.round(res.x) if res.x is not None else np.zeros(arr.c.size)
     n_e = len(problem.edges)
@@ -542,7 +550,7 @@ def solve_highs(problem: TaxonomyProblem, arrays: MilpArrays | None = None,
 
 
 def sweep(transfers: Sequence[Transfer], roles: Roles, budgets: Sequence[float], max_orders: Sequence[int],
-          solver=None, **options) -> list[Taxonomy]:
+          solver=None, formulation: str = "strong", **options) -> list[Taxonomy]:
     """Solve every (max order, budget) pair; one result per pair, max order outer, budget inner.
 
     Per max order the problem and its PuLP model are built once; across budgets only the
@@ -554,7 +562,7 @@ def sweep(transfers: Sequence[Transfer], roles: Roles, budgets: Sequence[float],
     results = []
     for k in max_orders:
         base = build_problem(transfers, roles, budget=max(budgets), max_order=k, **options)
-        model = to_lp(base, name=f"taxonomy_k{k}")
+        model = to_lp(base, name=f"taxonomy_k{k}", formulation=formulation)
         for b in budgets:
             problem = replace(base, budget=check_budget(b))
             model.set_budget(problem.budget)
