@@ -57,8 +57,8 @@ def plot_first_order(mean_loss, affinity, path: Path) -> None:
     n_src, n_tgt = mean_loss.shape
     fig, axes = plt.subplots(1, 2, figsize=(2 * (2.5 + 0.32 * n_tgt), 2.0 + 0.3 * n_src), constrained_layout=True)
     # Each target's losses have their own scale: show each column divided by its mean.
-    panels = ((mean_loss / mean_loss.mean(axis=0), "mean test loss / column mean (lower is better)", "viridis_r"),
-              (affinity, "first-order AHP affinity (columns sum to 1; higher is better)", "magma"))
+    panels = ((mean_loss / mean_loss.mean(axis=0), "mean test loss / column mean\n(lower is better)", "viridis_r"),
+              (affinity, "first-order AHP affinity, columns sum to 1\n(higher is better)", "magma"))
     for ax, (matrix, title, cmap) in zip(axes, panels):
         im = ax.imshow(matrix.to_numpy(dtype=float), cmap=cmap, aspect="auto")
         ax.set_xticks(range(n_tgt), matrix.columns, rotation=90, fontsize=7)
