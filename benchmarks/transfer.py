@@ -13,8 +13,9 @@ Measured in the same run (the machine is shared: the load average is printed bes
 - naive: every (source, target) pair in a fresh ``python -m taskonomy.transfer_naive`` process, one
   after another, with 2 threads (import, load the bank, encode every batch through the frozen encoder);
 - agreement: per-item losses of the two, which use the same seeds, data order and initialisation.
-  They differ only by float32 reassociation (2 vs 1 threads, encoder batch 256 vs the training batch),
-  grown through the readout's SGD steps: tolerance |engine - naive| <= 1e-3 x mean |loss| per target;
+  Compared at the same thread count (2), they differ only by float32 reassociation (encoder batch 256
+  vs the training batch) grown through the readout's SGD steps: tolerance |engine - naive| <= 1e-3 x
+  mean |loss| per target (1-thread vs 2-thread reductions alone measured 4e-3 after 3 epochs);
 - FLOP rate: ``torch.utils.flop_counter.FlopCounterMode`` counts the training and evaluation FLOPs of
   every readout (one extra counting pass); rate = FLOPs / engine time (training part), compared to
   ``torch.mm`` of 1024 x 1024 float32 with 2 threads.
@@ -24,6 +25,7 @@ The last line is ``transfer: <S>x speedup over the per-pair loop, <F>% of matmul
 from __future__ import annotations
 
 import argparse
+import warnings
 import os
 import subprocess
 import sys
@@ -128,6 +130,7 @@ def naive(folder: Path, params_path: Path, bank: Path, models: Path):
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bank", type=Path, default=None, help="an existing rendered bank (default: fake bank)")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
@@ -164,8 +167,10 @@ def main() -> None:
         naive_losses, naive_total = naive(folder, params_path, bank, models)
         print(f"naive per-pair processes, 2 threads: {naive_total:.2f} s  ({load()})")
 
+        # Compare at the same thread count (the 2-thread engine run), so that only the encoder's batch
+        # shapes differ; 1-thread vs 2-thread reductions alone reach ~4e-3 after a few epochs.
         worst = 0.0
-        for key, values in engine_losses.items():
+        for key, values in timings["1 process x 2 threads"][2].items():
             scale = float(np.abs(values).mean())
             diff = float(np.abs(values - naive_losses[key]).max()) / scale
             worst = max(worst, diff)
