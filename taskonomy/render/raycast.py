@@ -206,6 +206,49 @@ def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
     return g, n, flat[g, p]
 
 
+def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tensor, focal: float,
+                     resolution: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(view, pixel, flat primitive) triples of pinhole views: the pixels inside the image-space box of
+    each primitive's projected bounding sphere (a sphere across the camera plane: every pixel; one behind
+    it: none).
+
+    Views are ``rot`` (V, 3, 3) camera -> world and ``centre`` (V, 3); pixels row-major, principal point at
+    the image centre. Enumerating boxes costs O(candidates), not O(views x pixels x primitives).
+    """
+    P, R = prims.per_scene, resolution
+    flat = scene[:, None] * P + torch.arange(P)                                      # (V, P)
+    c = ((prims.centre[flat] - centre[:, None])[..., None] * rot[:, None]).sum(2)   # R^T (c - o), (V, P, 3)
+    x, y, z = c.unbind(-1)
+    r = prims.radius[flat]
+    across = z <= r * 1.01                       # the sphere reaches (nearly) to the camera plane
+
+    def extent(a: Tensor) -> tuple[Tensor, Tensor]:
+        """Pixel index range of the sphere's projection along one image axis: the tangents from the camera
+        to the circle (a, z) of radius r have slopes (a z -+ r sqrt(a^2 + z^2 - r^2)) / (z^2 - r^2)."""
+        root = (a * a + z * z - r * r).clamp_min(0).sqrt()
+        denominator = (z * z - r * r).clamp_min(1e-9)
+        lo = (a * z - r * root) / denominator
+        hi = (a * z + r * root) / denominator
+        # across the camera plane the projection is unbounded, except on the side the sphere is clear of
+        lo = torch.where(across, torch.where(a - r > 0, (a - r) / (z + r), -INF), lo) * focal + R / 2
+        hi = torch.where(across, torch.where(a + r < 0, (a + r) / (z + r), INF), hi) * focal + R / 2
+        first = (lo - 1.0).clamp(-1, R).floor().long().clamp_min(0)          # pixel j is centred at j + 0.5
+        last = hi.clamp(-1, R).floor().long().clamp_max(R - 1)
+        return first, last
+
+    x0, x1 = extent(x)
+    y0, y1 = extent(y)
+    w, h = (x1 - x0 + 1).clamp_min(0), (y1 - y0 + 1).clamp_min(0)
+    count = torch.where((prims.kind[flat] >= 0) & (z + r > 0), w * h, 0).reshape(-1)  # (V * P,)
+    pair = torch.repeat_interleave(torch.arange(count.numel()), count)
+    offset = torch.arange(pair.numel()) - torch.repeat_interleave(count.cumsum(0) - count, count)
+    width = w.reshape(-1)[pair]
+    px = x0.reshape(-1)[pair] + offset % width
+    py = y0.reshape(-1)[pair] + offset // width
+    g = pair // P
+    return g, py * R + px, flat.reshape(-1)[pair]
+
+
 def _to_local(prims: Primitives, fp: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
     """Rays (k, 3) in the unit frames of primitives ``fp``: R^T (o - c) / s and R^T d / s."""
     rot, s = prims.rot[fp], prims.scale[fp]
@@ -226,8 +269,12 @@ def _room(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> tup
     return t, 2 * axis + sign.long(), normal
 
 
-def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> Hits:
-    """First surface hit by rays ``dirs`` (G, N, 3, unit) from ``origin`` (G, 3) in scenes ``scene`` (G,)."""
+def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
+                candidates: tuple[Tensor, Tensor, Tensor] | None = None) -> Hits:
+    """First surface hit by rays ``dirs`` (G, N, 3, unit) from ``origin`` (G, 3) in scenes ``scene`` (G,).
+
+    ``candidates``: (group, ray, flat primitive) triples to test, e.g. from :func:`pixel_candidates`;
+    by default every ray is culled against every primitive's bounding cone."""
     G, N, _ = dirs.shape
     t, surface, normal = _room(prims, scene, origin, dirs)
     t, surface = t.reshape(-1), surface.reshape(-1)                           # (G * N,)
@@ -235,7 +282,7 @@ def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) 
     texture = (origin[:, None] + t.reshape(G, N, 1) * dirs).reshape(-1, 3)
     curvature = torch.zeros(G * N, 2)
 
-    g, n, fp = _candidates(prims, scene, origin, dirs, None)
+    g, n, fp = _candidates(prims, scene, origin, dirs, None) if candidates is None else candidates
     if g.numel():
         o_l, d_l = _to_local(prims, fp, origin[g], dirs[g, n])
         kind = prims.kind[fp]

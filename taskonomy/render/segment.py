@@ -1,47 +1,30 @@
-"""Connected-component labelling of per-pixel keys, vectorised over images (for segment2d / segment25d).
+"""Connected-component labelling of per-pixel keys, for segment2d / segment25d.
 
-Two 4-neighbours are connected when their keys are equal. Every pixel starts labelled with its own
-raster index; each round takes the minimum label over connected neighbours, lets the pixel a label
-points at adopt that minimum too (hooking, as in union-find), then follows labels as pointers twice
-(``label = label[label]``, pointer jumping), so that long regions converge in a few rounds instead of
-one pixel per round. A label always names a pixel of the same region with a smaller
-index, so the fixed point labels each region by its first pixel. Regions are then numbered 0..K-1 per
-image in raster order of their first pixel.
+Two 4-neighbours are connected when their keys are equal. All images of a batch form one graph (pixels
+are nodes, equal-key neighbour pairs are edges; no edge crosses images) whose components
+``scipy.sparse.csgraph.connected_components`` finds in one C call. It numbers components in the order of
+their lowest node, i.e. in raster order of each region's first pixel, and the images are consecutive
+blocks of nodes, so subtracting each image's first label numbers its regions 0..K-1.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components as graph_components
 from torch import Tensor
-
-
-def _min_over_neighbours(label: Tensor, same_x: Tensor, same_y: Tensor) -> Tensor:
-    new = label.clone()
-    left, right = label[:, :, :-1], label[:, :, 1:]
-    new[:, :, :-1] = torch.where(same_x, torch.minimum(new[:, :, :-1], right), new[:, :, :-1])
-    new[:, :, 1:] = torch.where(same_x, torch.minimum(new[:, :, 1:], left), new[:, :, 1:])
-    up, down = label[:, :-1, :], label[:, 1:, :]
-    new[:, :-1, :] = torch.where(same_y, torch.minimum(new[:, :-1, :], down), new[:, :-1, :])
-    new[:, 1:, :] = torch.where(same_y, torch.minimum(new[:, 1:, :], up), new[:, 1:, :])
-    return new
 
 
 def connected_components(key: Tensor) -> Tensor:
     """Region ids (B, H, W) int64, 0..K-1 per image, of the 4-connected regions of equal ``key`` (B, H, W)."""
-    B, H, W = key.shape
-    same_x = key[:, :, 1:] == key[:, :, :-1]                   # (B, H, W - 1)
-    same_y = key[:, 1:, :] == key[:, :-1, :]                   # (B, H - 1, W)
-    index = torch.arange(H * W).expand(B, H * W)               # (B, H * W)
-    label = index.reshape(B, H, W).clone()
+    k = key.numpy()
+    B, H, W = k.shape
+    node = np.arange(B * H * W).reshape(B, H, W)
+    same_x = k[:, :, 1:] == k[:, :, :-1]                   # (B, H, W - 1)
+    same_y = k[:, 1:, :] == k[:, :-1, :]                   # (B, H - 1, W)
+    head = np.concatenate([node[:, :, 1:][same_x], node[:, 1:, :][same_y]])
+    tail = np.concatenate([node[:, :, :-1][same_x], node[:, :-1, :][same_y]])
+    graph = csr_matrix((np.ones(len(head), np.int8), (head, tail)), shape=(B * H * W, B * H * W))
+    _, label = graph_components(graph, directed=False)
     label = label.reshape(B, H * W)
-    while True:
-        low = _min_over_neighbours(label.reshape(B, H, W), same_x, same_y).reshape(B, H * W)
-        # hooking: the pixel a label points at adopts the smaller label too (union-find style)
-        new = torch.minimum(label.scatter_reduce(1, label, low, "amin"), low)
-        new = new.gather(1, new)
-        new = new.gather(1, new)
-        if torch.equal(new, label):
-            break
-        label = new
-    first = (label == index).long()
-    ids = first.cumsum(1) - 1                                  # region number at each region's first pixel
-    return ids.gather(1, label).reshape(B, H, W)
+    return torch.from_numpy((label - label[:, :1]).reshape(B, H, W).astype(np.int64))

@@ -19,7 +19,7 @@ from taskonomy import bank
 from taskonomy.config import RenderParams, as_dict
 from taskonomy.render import labels, views
 from taskonomy.render.camera import CANDIDATES, FIXATED_VIEWS, Rig, cam_to_world, look_at, sample_rig
-from taskonomy.render.raycast import ROOM_FACES, nearest_hit, occluded, pack
+from taskonomy.render.raycast import ROOM_FACES, nearest_hit, occluded, pack, pixel_candidates
 from taskonomy.render.scene import (CEILING, CLASSES, FLOOR, OBJECT_CLASSES, ROOM_MATERIALS, SCENE_TYPES, WALL,
                                     Scene, sample_scene)
 from taskonomy.render.shading import albedo, pack_lighting, shade
@@ -170,7 +170,8 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
     camera = Camera(R, r.fov_deg)
     ray_cam = camera.rays()                                                              # (N, 3)
     dirs = torch.matmul(ray_cam, rot.transpose(1, 2))                                    # (V, N, 3)
-    hits = nearest_hit(prims, scene_of_view, origin, dirs)
+    candidates = pixel_candidates(prims, scene_of_view, rot, origin, camera.focal, R)
+    hits = nearest_hit(prims, scene_of_view, origin, dirs, candidates)
     point = origin[:, None] + hits.t[..., None] * dirs                                  # (V, N, 3)
 
     # Surfaces: class, instance, material; then colour.
