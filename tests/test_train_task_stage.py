@@ -1,0 +1,94 @@
+"""stages/train_task.py as DVC runs it: outputs per task, and one-line errors with exit code 2."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from fake_bank import write_fake_bank
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "stages" / "train_task.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    return write_fake_bank(tmp_path_factory.mktemp("bank") / "bank")
+
+@pytest.fixture(scope="module")
+def params(tmp_path_factory):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["render"]["resolution"] = 16
+    raw["train_task"].update(width=4, head_width=16, epochs=2, batch_size=8, threads=1)
+    path = tmp_path_factory.mktemp("params") / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+def _run(task: str, bank: Path, out: Path, params: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), task, "--bank", str(bank), "--out", str(out),
+                           "--params", str(params)], capture_output=True, text=True, env=ENV, timeout=300)
+
+@pytest.mark.parametrize("task, items", [("segmentsemantic", 16), ("fix_pose", 12)])
+def test_trained_task_writes_every_output(task, items, bank, params, tmp_path):
+    out = tmp_path / task
+    proc = _run(task, bank, out, params)
+    assert proc.returncode == 0, proc.stderr
+    losses = np.load(out / "test_losses.npy")
+    assert losses.dtype == np.float32 and losses.shape == (items,) and np.isfinite(losses).all()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == task and metrics["trained"] is True
+    assert metrics["test_loss"] == pytest.approx(float(losses.mean()), rel=1e-5)
+    assert metrics["trivial_loss"] > 0 and metrics["train_seconds"] > 0 and metrics["epochs"] == 2
+    rows = list(csv.DictReader((out / "curve.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and all(float(r["train_loss"]) > 0 for r in rows)
+    assert (out / "samples.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "checkpoint.pt").exists()
+    from taskonomy.train import load_checkpoint, load_encoder
+    payload = load_checkpoint(out / "model.pt")
+    assert payload["task"] == task and payload["train_task"]["epochs"] == 2 and payload["code"]["code_sha256"]
+    assert load_encoder(out / "model.pt").out_channels == 8
+
+def test_random_saves_a_seeded_untrained_encoder(bank, params, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out in (first, second):
+        proc = _run("random", bank, out, params)
+        assert proc.returncode == 0, proc.stderr
+    from taskonomy.train import load_checkpoint
+    a, b = load_checkpoint(first / "model.pt"), load_checkpoint(second / "model.pt")
+    assert a["head"] is None and all(np.array_equal(a["encoder"][k], b["encoder"][k]) for k in a["encoder"])
+    assert np.load(first / "test_losses.npy").shape == (0,)
+    assert json.loads((first / "metrics.json").read_text()) == {"task": "random", "trained": False}
+    assert (first / "samples.png").exists()
+
+def _one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+def test_unknown_task(bank, params, tmp_path):
+    _one_line_error(_run("rgb2depht", bank, tmp_path / "x", params), "tasks.rgb2depht: not in the task list",
+                    "rgb2depth")
+    raw = yaml.safe_load(params.read_text())
+    raw["tasks"]["surface_colour"] = {"source_only": False}
+    odd = tmp_path / "params.yaml"
+    odd.write_text(yaml.safe_dump(raw))
+    _one_line_error(_run("surface_colour", bank, tmp_path / "y", odd), "unknown task 'surface_colour'", "known:")
+
+def test_missing_label_file(tmp_path, params):
+    bank = write_fake_bank(tmp_path / "bank", drop=("keypoint2d",))
+    _one_line_error(_run("keypoint2d", bank, tmp_path / "out", params), "keypoint2d", "keypoint2d.npy")
+
+def test_corrupt_checkpoint(bank, params, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"\x00garbage")
+    _one_line_error(_run("class_scene", bank, out, params), str(out / "checkpoint.pt"), "corrupt")
