@@ -193,13 +193,13 @@ def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
     cos = torch.where(dist <= radius, -2.0, cos)                      # origin inside: every ray may hit
     cos = torch.where(prims.kind[flat] < 0, 2.0, cos)                 # padding: no ray hits
     axis = (rel / dist.clamp_min(1e-9)[..., None]).transpose(1, 2)    # (G, 3, P)
+    if active is not None:
+        dirs = torch.where(active[..., None], dirs, float("nan"))      # NaN fails every comparison
     found = []
     block = max(1, CULL_BLOCK // max(1, N * P))
     for g0 in range(0, G, block):
         g1 = min(G, g0 + block)
         inside = torch.bmm(dirs[g0:g1], axis[g0:g1]) >= cos[g0:g1, None, :]   # (g, N, P)
-        if active is not None:
-            inside &= active[g0:g1, :, None]
         g, n, p = inside.nonzero(as_tuple=True)
         found.append((g + g0, n, p))
     g, n, p = (torch.cat(x) for x in zip(*found))

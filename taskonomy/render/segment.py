@@ -19,12 +19,19 @@ def connected_components(key: Tensor) -> Tensor:
     """Region ids (B, H, W) int64, 0..K-1 per image, of the 4-connected regions of equal ``key`` (B, H, W)."""
     k = key.numpy()
     B, H, W = k.shape
-    node = np.arange(B * H * W).reshape(B, H, W)
-    same_x = k[:, :, 1:] == k[:, :, :-1]                   # (B, H, W - 1)
-    same_y = k[:, 1:, :] == k[:, :-1, :]                   # (B, H - 1, W)
-    head = np.concatenate([node[:, :, 1:][same_x], node[:, 1:, :][same_y]])
-    tail = np.concatenate([node[:, :, :-1][same_x], node[:, :-1, :][same_y]])
-    graph = csr_matrix((np.ones(len(head), np.int8), (head, tail)), shape=(B * H * W, B * H * W))
+    n = B * H * W
+    # edges from each pixel to its right and lower neighbours when keys match; rows are pixels, so the
+    # graph is built directly in CSR form (row i lists i + 1 and then i + W, already sorted)
+    right = np.zeros((B, H, W), bool)
+    down = np.zeros((B, H, W), bool)
+    right[:, :, :-1] = k[:, :, 1:] == k[:, :, :-1]
+    down[:, :-1, :] = k[:, 1:, :] == k[:, :-1, :]
+    node = np.arange(n)
+    both = np.stack([np.where(right.ravel(), node + 1, -1), np.where(down.ravel(), node + W, -1)], axis=1)
+    indices = both[both >= 0]                                  # (edges,) row-major: row i's edges in order
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(right.ravel().astype(np.int64) + down.ravel(), out=indptr[1:])
+    graph = csr_matrix((np.ones(len(indices), np.int8), indices, indptr), shape=(n, n))
     _, label = graph_components(graph, directed=False)
     label = label.reshape(B, H * W)
     return torch.from_numpy((label - label[:, :1]).reshape(B, H, W).astype(np.int64))

@@ -25,10 +25,7 @@ LIT = 0.02         # n.l below this counts as unlit (no shadow ray at grazing li
 class Lighting:
     """Materials (S scenes x M, flat ``s * M + m``) and lights (S x L) of a batch of scenes."""
     pattern: Tensor      # (S * M,)
-    colour_a: Tensor     # (S * M, 3)
-    colour_b: Tensor     # (S * M, 3)
-    waves: Tensor        # (S * M, 3, 3)
-    phase: Tensor        # (S * M, 3)
+    table: Tensor        # (S * M, 18): waves (9, row-major), phase (3), colour_a (3), colour_b (3)
     specular: Tensor     # (S * M,)
     per_scene: int       # M
     light_pos: Tensor    # (S, L, 3)
@@ -47,8 +44,8 @@ def pack_lighting(scenes: list[Scene]) -> Lighting:
             out[i, :len(value)] = value
         return torch.from_numpy(out.reshape((len(scenes) * m,) + first.shape[1:]))
 
-    return Lighting(pattern=stack("pattern", np.int64), colour_a=stack("colour_a"), colour_b=stack("colour_b"),
-                    waves=stack("waves"), phase=stack("phase"), specular=stack("specular"), per_scene=m,
+    table = torch.cat([stack("waves").flatten(1), stack("phase"), stack("colour_a"), stack("colour_b")], dim=1)
+    return Lighting(pattern=stack("pattern", np.int64), table=table, specular=stack("specular"), per_scene=m,
                     light_pos=torch.from_numpy(np.array([s.light_pos for s in scenes], np.float32)),
                     light_rgb=torch.from_numpy(np.array([s.light_rgb for s in scenes], np.float32)),
                     ambient=torch.tensor([s.ambient for s in scenes], dtype=torch.float32))
@@ -57,14 +54,16 @@ def pack_lighting(scenes: list[Scene]) -> Lighting:
 def albedo(lighting: Lighting, material: Tensor, point: Tensor) -> Tensor:
     """Albedo (k, 3) of flat materials ``material`` (k,) at texture-frame points ``point`` (k, 3)."""
     pattern = lighting.pattern[material]
-    wave = (lighting.waves[material] * point[:, None, :]).sum(-1) + lighting.phase[material]   # (k, 3)
+    table = lighting.table.index_select(0, material)                                         # (k, 18)
+    waves = table[:, :9].reshape(-1, 3, 3)
+    wave = (waves * point[:, None, :]).sum(-1) + table[:, 9:12]                               # (k, 3)
     cell = wave.floor()
     checker = (cell.sum(-1) % 2).abs()
     stripes = cell[:, 0] % 2
     noise = (0.5 + 0.35 * wave.sin().sum(-1)).clamp(0, 1)
     mix = torch.where(pattern == CHECKER, checker,
                       torch.where(pattern == STRIPES, stripes, torch.where(pattern == NOISE, noise, 0.0)))
-    a, b = lighting.colour_a[material], lighting.colour_b[material]
+    a, b = table[:, 12:15], table[:, 15:18]
     return a + mix[:, None] * (b - a)
 
 
