@@ -2,11 +2,13 @@
 
 Scene ``i`` of a split is drawn from its own generator, seeded by (split seed, i), and everything after
 that is a pure function of the scene, so a split is a pure function of (render params, seed, split name);
-scenes are rendered ``chunk_scenes`` at a time, each chunk in one vectorised pass.
+scenes are rendered ``chunk_scenes`` at a time, each chunk in one vectorised pass, and chunks run in
+``workers`` forked processes of one thread each (the bytes depend on neither).
 """
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,6 +240,34 @@ def _ids(segments: torch.Tensor) -> np.ndarray:
 # A whole split
 # --------------------------------------------------------------------------------------------------
 
+def _chunks(n_scenes: int, chunk_scenes: int, workers: int) -> list[range]:
+    """Consecutive scene ranges of at most ``chunk_scenes``; their number is a multiple of ``workers`` (when
+    there are enough scenes), sizes as equal as possible, so that parallel workers finish together."""
+    n = -(-n_scenes // chunk_scenes)
+    n = min(n_scenes, -(-n // workers) * workers)
+    bounds = [n_scenes * i // n for i in range(n + 1)]
+    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _render_job(job: tuple[RenderParams, int, range]) -> dict[str, np.ndarray]:
+    return render_chunk(*job)
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _render_chunks(jobs: list[tuple[RenderParams, int, range]], workers: int):
+    """``render_chunk`` of each job, in order: here, or in ``workers`` forked processes of one thread each.
+    A chunk's bytes depend only on its scenes, so where it runs does not matter."""
+    workers = min(workers, len(jobs))
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield from map(_render_job, jobs)
+        return
+    with multiprocessing.get_context("fork").Pool(workers, _one_thread) as pool:
+        yield from pool.imap(_render_job, jobs, chunksize=1)
+
+
 def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progress: bool = False
                  ) -> tuple[dict[str, np.ndarray], dict]:
     """All arrays of one split and its manifest metadata (see taskonomy.bank.write_split)."""
@@ -247,10 +277,10 @@ def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progr
     log.info("rendering %s: %d scenes x %d views at %dx%d (seed %d)", split, n_scenes, per, r.resolution,
              r.resolution, seed)
     arrays: dict[str, np.ndarray] = {}
-    chunks = range(0, n_scenes, r.chunk_scenes)
-    for start in tqdm(chunks, desc=f"render {split}", unit="chunk", disable=not progress):
-        indices = range(start, min(n_scenes, start + r.chunk_scenes))
-        out = render_chunk(r, seed, indices)
+    jobs = [(r, seed, indices) for indices in _chunks(n_scenes, r.chunk_scenes, r.workers)]
+    for (_, _, indices), out in zip(jobs, tqdm(_render_chunks(jobs, r.workers), total=len(jobs),
+                                               desc=f"render {split}", unit="chunk", disable=not progress)):
+        start = indices.start
         for name, value in out.items():
             if name not in arrays:
                 arrays[name] = np.empty((n_scenes * per,) + value.shape[1:], value.dtype)
