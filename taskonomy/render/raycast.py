@@ -180,10 +180,9 @@ def _surface(kind: Tensor, part: Tensor, q: Tensor, s: Tensor) -> tuple[Tensor, 
 # Casting
 # --------------------------------------------------------------------------------------------------
 
-def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
-                active: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """(group, ray, flat primitive) triples whose ray enters the primitive's bounding cone."""
-    G, N, _ = dirs.shape
+def _cones(prims: Primitives, scene: Tensor, origin: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per group, the cone from its origin around each primitive's bounding sphere: flat primitive
+    indices (G, P), unit axes (G, P, 3), cosines of the half angles (G, P) and sphere entry distances."""
     P = prims.per_scene
     flat = scene[:, None] * P + torch.arange(P)                      # (G, P)
     rel = prims.centre[flat] - origin[:, None]                        # (G, P, 3)
@@ -192,7 +191,16 @@ def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
     cos = (1.0 - (radius / dist) ** 2).clamp_min(0).sqrt() - 1e-4    # the margin keeps culling conservative
     cos = torch.where(dist <= radius, -2.0, cos)                      # origin inside: every ray may hit
     cos = torch.where(prims.kind[flat] < 0, 2.0, cos)                 # padding: no ray hits
-    axis = (rel / dist.clamp_min(1e-9)[..., None]).transpose(1, 2)    # (G, 3, P)
+    return flat, rel / dist.clamp_min(1e-9)[..., None], cos, dist - radius
+
+
+def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
+                active: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """(group, ray, flat primitive) triples whose ray enters the primitive's bounding cone."""
+    G, N, _ = dirs.shape
+    P = prims.per_scene
+    flat, axis, cos, _ = _cones(prims, scene, origin)
+    axis = axis.transpose(1, 2)                                       # (G, 3, P)
     if active is not None:
         dirs = torch.where(active[..., None], dirs, float("nan"))      # NaN fails every comparison
     found = []
@@ -204,6 +212,34 @@ def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
         found.append((g + g0, n, p))
     g, n, p = (torch.cat(x) for x in zip(*found))
     return g, n, flat[g, p]
+
+
+def _bundle_candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
+                       active: Tensor, bundle: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The triples of :func:`_candidates` for active rays, culled first per bundle of ``bundle``
+    consecutive rays (e.g. an image tile): a bundle lies in the cone around its mean direction that holds
+    all its rays, and can only meet a primitive's cone if the angle between the two axes is at most
+    the sum of the half angles (and the sphere starts before the bundle's farthest ``t_max``). Surviving
+    (bundle, primitive) pairs are expanded to their rays and tested ray by ray as before."""
+    G, N, _ = dirs.shape
+    B = N // bundle
+    flat, axis, cos, near = _cones(prims, scene, origin)
+    half = torch.where(cos > 1.0, -INF, cos.clamp(-1, 1).acos())                        # (G, P)
+    d = dirs.reshape(G * B, bundle, 3)
+    mean = d.sum(1)                                                                      # (G * B, 3)
+    length = mean.norm(dim=-1, keepdim=True)
+    centre = mean / length.clamp_min(1e-9)
+    spread = torch.bmm(d, centre[:, :, None]).amin(1).clamp(-1, 1).acos()               # (G * B, 1)
+    spread = torch.where(length < 1e-6, torch.pi, spread).reshape(G, B, 1)
+    apart = torch.bmm(centre.reshape(G, B, 3), axis.transpose(1, 2)).clamp(-1, 1).acos()  # (G, B, P)
+    reach = torch.where(active.reshape(G, B, bundle).any(2), t_max.reshape(G, B, bundle).amax(2), -INF)
+    meet = (apart <= spread + half[:, None] + 1e-3) & (near[:, None] < reach[..., None])
+    g, b, p = meet.nonzero(as_tuple=True)                                                # (M,) pairs
+    tile, pair = g * B + b, g * prims.per_scene + p
+    dot = (d.index_select(0, tile) * axis.reshape(-1, 1, 3).index_select(0, pair)).sum(-1)  # (M, bundle)
+    inside = (dot >= cos.reshape(-1).index_select(0, pair)[:, None]) & active.reshape(G * B, bundle)[tile]
+    m, j = inside.nonzero(as_tuple=True)
+    return g[m], b[m] * bundle + j, flat.reshape(-1)[pair[m]]
 
 
 def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tensor, focal: float,
@@ -308,11 +344,17 @@ def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
 
 
 def occluded(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
-             active: Tensor) -> Tensor:
-    """Whether a primitive lies on each active ray before ``t_max`` (G, N); inactive rays are False."""
+             active: Tensor, bundle: int = 1) -> Tensor:
+    """Whether a primitive lies on each active ray before ``t_max`` (G, N); inactive rays are False.
+
+    ``bundle`` > 1 (dividing N): consecutive rays in bundles of that many are close in direction (image
+    tiles), so culling starts per bundle; the result is the same."""
     G, N, _ = dirs.shape
     blocked = torch.zeros(G * N, dtype=torch.bool)
-    g, n, fp = _candidates(prims, scene, origin, dirs, active)
+    if bundle > 1:
+        g, n, fp = _bundle_candidates(prims, scene, origin, dirs, t_max, active, bundle)
+    else:
+        g, n, fp = _candidates(prims, scene, origin, dirs, active)
     if g.numel():
         o_l, d_l = _to_local(prims, fp, origin[g], dirs[g, n])
         tk, _ = _intersect(prims.kind[fp], o_l, d_l)

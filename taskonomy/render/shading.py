@@ -7,6 +7,7 @@ image is the radiance clipped to [0, 1], gamma-encoded (1/2.2) and quantised to 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,11 +68,25 @@ def albedo(lighting: Lighting, material: Tensor, point: Tensor) -> Tensor:
     return a + mix[:, None] * (b - a)
 
 
+def tile_order(resolution: int) -> tuple[Tensor, int]:
+    """Row-major pixel indices (R * R,) listed tile by tile (square tiles of up to 8 x 8 pixels, row-major
+    within a tile), and the pixels per tile."""
+    side = math.gcd(resolution, 8)
+    n = resolution // side
+    order = torch.arange(resolution * resolution).reshape(n, side, n, side).transpose(1, 2).reshape(-1)
+    return order, side * side
+
+
 def shade(prims: Primitives, lighting: Lighting, scene: Tensor, dirs: Tensor, point: Tensor, normal: Tensor,
           base: Tensor, gloss: Tensor, shadows: bool) -> Tensor:
-    """Linear radiance (V, N, 3) of view pixels: rays ``dirs`` (V, N, 3) hit ``point`` with ``normal``,
-    albedo ``base`` (V, N, 3) and specular weight ``gloss`` (V, N)."""
+    """Linear radiance (V, N, 3) of view pixels (row-major R x R images): rays ``dirs`` (V, N, 3) hit
+    ``point`` with ``normal``, albedo ``base`` (V, N, 3) and specular weight ``gloss`` (V, N).
+
+    Shadow rays are cast in tile order, so that each image tile is culled as one bundle."""
     V, N, _ = dirs.shape
+    order, bundle = tile_order(math.isqrt(N))
+    unorder = torch.empty_like(order)
+    unorder[order] = torch.arange(N)
     diffuse = lighting.ambient[scene][:, None, None].expand(V, N, 1).clone()
     specular = torch.zeros(V, N, 1)
     for light in range(lighting.light_pos.shape[1]):
@@ -84,8 +99,9 @@ def shade(prims: Primitives, lighting: Lighting, scene: Tensor, dirs: Tensor, po
         lit = (cos > LIT) & (rgb.sum(-1) > 0)
         if shadows and bool(lit.any()):
             # rays from the light towards the points; the margin keeps the point's own surface out
-            blocked = occluded(prims, scene, pos, -l, dist * (1 - 1e-4) - 1e-3, lit)
-            lit &= ~blocked
+            blocked = occluded(prims, scene, pos, -l[:, order], (dist * (1 - 1e-4) - 1e-3)[:, order],
+                               lit[:, order], bundle)
+            lit &= blocked[:, unorder].logical_not_()
         weight = (lit * cos / (1 + (dist / FALLOFF) ** 2))[..., None]   # (V, N, 1)
         diffuse = diffuse + weight * rgb
         half = l - dirs
