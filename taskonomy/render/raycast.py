@@ -20,12 +20,15 @@ import torch
 from torch import Tensor
 
 from taskonomy.render.scene import BOX, CONE, CYLINDER, ELLIPSOID, Scene
+from taskonomy.render.vector import dot, norm, rotate, rotate_back
 
 EPS = 1e-4                  # smallest accepted t (m): a ray does not hit the surface it starts on
 ROOM_FACES = 6              # surface ids 0..5 are the room faces (2 * axis + (ray goes + along axis))
 MAX_CURVATURE = 100.0       # 1/m; caps the cone apex
 CULL_BLOCK = 1 << 21        # (group, ray, primitive) triples culled per block
 INF = float("inf")
+# inward normal of room face 2 * axis + (ray goes + along the axis)
+_FACE_NORMAL = torch.tensor([[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
 
 
 @dataclass(frozen=True)
@@ -288,9 +291,7 @@ def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tens
 def _to_local(prims: Primitives, fp: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
     """Rays (k, 3) in the unit frames of primitives ``fp``: R^T (o - c) / s and R^T d / s."""
     rot, s = prims.rot[fp], prims.scale[fp]
-    o_l = ((o - prims.centre[fp])[:, :, None] * rot).sum(1) / s
-    d_l = (d[:, :, None] * rot).sum(1) / s
-    return o_l, d_l
+    return rotate_back(rot, o - prims.centre[fp]) / s, rotate_back(rot, d) / s
 
 
 def _room(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -300,9 +301,8 @@ def _room(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> tup
     dist = (torch.where(positive, hi, lo) - origin[:, None]) / dirs
     dist = torch.where(dirs == 0, INF, dist)
     t, axis = dist.min(dim=-1)
-    sign = positive.gather(-1, axis[..., None]).squeeze(-1)
-    normal = -torch.nn.functional.one_hot(axis, 3).to(dirs.dtype) * torch.where(sign, 1.0, -1.0)[..., None]
-    return t, 2 * axis + sign.long(), normal
+    face = 2 * axis + positive.gather(-1, axis[..., None]).squeeze(-1)
+    return t, face, _FACE_NORMAL[face]
 
 
 def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
@@ -332,14 +332,15 @@ def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
         r, fk, s = ray[k], fp[k], prims.scale[fp[k]]
         q = o_l[k] + tk[k, None] * d_l[k]
         local_normal, curv = _surface(kind[k], part[k], q, s)
-        world_normal = (prims.rot[fk] * local_normal[:, None, :]).sum(-1)    # R n
+        world_normal = rotate(prims.rot[fk], local_normal)
+        # unit, and facing the ray origin (room normals face inwards already)
+        away = dot(world_normal, dirs.reshape(-1, 3).index_select(0, r)) > 0
+        world_normal = world_normal * (torch.where(away, -1.0, 1.0) / norm(world_normal))[:, None]
         t[r], curvature[r], texture[r] = tk[k], curv, q * s
-        normal[r] = world_normal / world_normal.norm(dim=-1, keepdim=True)
+        normal[r] = world_normal
         surface[r] = ROOM_FACES + fk % prims.per_scene
 
-    flat_dirs = dirs.reshape(-1, 3)
-    facing = torch.where(((normal * flat_dirs).sum(-1) > 0)[:, None], -normal, normal)
-    return Hits(t=t.reshape(G, N), normal=facing.reshape(G, N, 3), surface=surface.reshape(G, N),
+    return Hits(t=t.reshape(G, N), normal=normal.reshape(G, N, 3), surface=surface.reshape(G, N),
                 curvature=curvature.reshape(G, N, 2), texture_point=texture.reshape(G, N, 3))
 
 

@@ -16,9 +16,10 @@ from torch import Tensor
 
 from taskonomy.render.raycast import Primitives, occluded
 from taskonomy.render.scene import CHECKER, NOISE, STRIPES, Scene
+from taskonomy.render.vector import dot
 
 FALLOFF = 3.0      # m
-SHININESS = 32.0
+SHININESS_LOG2 = 5   # Blinn-Phong exponent 2^5 = 32
 LIT = 0.02         # n.l below this counts as unlit (no shadow ray at grazing light)
 
 
@@ -56,16 +57,16 @@ def albedo(lighting: Lighting, material: Tensor, point: Tensor) -> Tensor:
     """Albedo (k, 3) of flat materials ``material`` (k,) at texture-frame points ``point`` (k, 3)."""
     pattern = lighting.pattern[material]
     table = lighting.table.index_select(0, material)                                         # (k, 18)
-    waves = table[:, :9].reshape(-1, 3, 3)
-    wave = (waves * point[:, None, :]).sum(-1) + table[:, 9:12]                               # (k, 3)
+    wave = torch.addcmul(table[:, 9:12], table[:, 0:9:3], point[:, :1])                       # W p + phase
+    wave = torch.addcmul(torch.addcmul(wave, table[:, 1:9:3], point[:, 1:2]), table[:, 2:9:3], point[:, 2:])
     cell = wave.floor()
-    checker = (cell.sum(-1) % 2).abs()
-    stripes = cell[:, 0] % 2
+    checker = (cell[:, 0] + cell[:, 1] + cell[:, 2]).remainder(2).abs()
+    stripes = cell[:, 0].remainder(2)
     noise = (0.5 + 0.35 * wave.sin().sum(-1)).clamp(0, 1)
     mix = torch.where(pattern == CHECKER, checker,
                       torch.where(pattern == STRIPES, stripes, torch.where(pattern == NOISE, noise, 0.0)))
     a, b = table[:, 12:15], table[:, 15:18]
-    return a + mix[:, None] * (b - a)
+    return torch.addcmul(a, mix[:, None], b - a)
 
 
 def tile_order(resolution: int) -> tuple[Tensor, int]:
@@ -87,25 +88,31 @@ def shade(prims: Primitives, lighting: Lighting, scene: Tensor, dirs: Tensor, po
     order, bundle = tile_order(math.isqrt(N))
     unorder = torch.empty_like(order)
     unorder[order] = torch.arange(N)
-    diffuse = lighting.ambient[scene][:, None, None].expand(V, N, 1).clone()
-    specular = torch.zeros(V, N, 1)
+    facing = dot(normal, dirs)                                         # n.d (< 0), (V, N)
+    weights, highlights = [], []
     for light in range(lighting.light_pos.shape[1]):
         pos = lighting.light_pos[scene, light]                         # (V, 3)
-        rgb = lighting.light_rgb[scene, light][:, None, :]             # (V, 1, 3)
-        to_light = pos[:, None] - point
-        dist = to_light.norm(dim=-1)
-        l = to_light / dist[..., None]
-        cos = (normal * l).sum(-1)
-        lit = (cos > LIT) & (rgb.sum(-1) > 0)
+        to_light = pos[:, None] - point                                # (V, N, 3)
+        inverse = dot(to_light, to_light).rsqrt()                      # 1 / distance
+        cos = dot(normal, to_light) * inverse                          # n.l
+        falloff = 1 / (1 + (1 / (inverse * FALLOFF)) ** 2)
+        lit = (cos > LIT) & (lighting.light_rgb[scene, light].sum(-1) > 0)[:, None]
         if shadows and bool(lit.any()):
-            # rays from the light towards the points; the margin keeps the point's own surface out
-            blocked = occluded(prims, scene, pos, -l[:, order], (dist * (1 - 1e-4) - 1e-3)[:, order],
-                               lit[:, order], bundle)
+            # rays from the light towards the points (in tile order); the margin keeps the point's own
+            # surface out
+            l = to_light[:, order] * inverse[:, order, None]
+            t_max = ((1 - 1e-4) / inverse - 1e-3)[:, order]
+            blocked = occluded(prims, scene, pos, l.neg_(), t_max, lit[:, order], bundle)
             lit &= blocked[:, unorder].logical_not_()
-        weight = (lit * cos / (1 + (dist / FALLOFF) ** 2))[..., None]   # (V, N, 1)
-        diffuse = diffuse + weight * rgb
-        half = l - dirs
-        half = half / half.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-        highlight = (normal * half).sum(-1, keepdim=True).clamp_min(0) ** SHININESS
-        specular = specular + (weight > 0) * highlight * rgb / (1 + (dist[..., None] / FALLOFF) ** 2)
-    return diffuse * base + gloss[..., None] * specular
+        weight = torch.where(lit, cos * falloff, 0.0)                  # (V, N)
+        # Blinn-Phong: n.h with h = (l - d) / |l - d|, |l - d|^2 = 2 - 2 l.d
+        half_length = (2 - 2 * dot(to_light, dirs) * inverse).clamp_min(1e-18).rsqrt()
+        highlight = ((cos - facing) * half_length).clamp_min_(0)
+        for _ in range(SHININESS_LOG2):
+            highlight = highlight * highlight                          # ** SHININESS
+        weights.append(weight)
+        highlights.append(torch.where(lit, highlight * falloff, 0.0))
+    rgb = lighting.light_rgb[scene]                                    # (V, L, 3)
+    diffuse = torch.bmm(torch.stack(weights, -1), rgb) + lighting.ambient[scene][:, None, None]
+    specular = torch.bmm(torch.stack(highlights, -1), rgb)             # (V, N, 3)
+    return torch.addcmul(diffuse * base, gloss[..., None], specular)

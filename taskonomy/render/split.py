@@ -186,7 +186,7 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
     rgb = (radiance.clamp(0, 1) ** (1 / 2.2) * 255).round().to(torch.uint8)             # (V, N, 3)
 
     # Dense labels, images (V, C, R, R).
-    image = lambda x: x.reshape(V, R, R, -1).permute(0, 3, 1, 2)                        # noqa: E731
+    image = lambda x: x.reshape(V, R, R, -1).permute(0, 3, 1, 2).contiguous()           # noqa: E731
     normal_cam = torch.matmul(hits.normal, rot)                                           # R^T n, (V, N, 3)
     point_cam = torch.matmul(point - origin[:, None], rot)                                # (V, N, 3)
     rgb_img = image(rgb)
@@ -206,8 +206,8 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
     f16 = lambda x: x.to(torch.float16).numpy()                                          # noqa: E731
     room = np.array([s.room for s in scenes])
     return {
-        "rgb": rgb_img.contiguous().numpy(),
-        "mask": image(torch.isfinite(hits.t)[..., None]).contiguous().numpy(),
+        "rgb": rgb_img.numpy(),
+        "mask": image(torch.isfinite(hits.t)[..., None]).numpy(),
         "rgb2depth": f16(image(point_cam[..., 2:])),
         "rgb2mist": f16(image(hits.t[..., None])),
         "rgb2sfnorm": f16(normal_img),
