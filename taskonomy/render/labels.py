@@ -77,8 +77,11 @@ def segment2d(rgb: Tensor) -> Tensor:
 
 def segment25d(surface: Tensor, normal: Tensor) -> Tensor:
     """Ids (V, R, R) of connected regions of one surface (V, R, R) and one normal direction."""
-    axis = normal.abs().argmax(1)                                                 # (V, R, R)
-    positive = normal.gather(1, axis[:, None]).squeeze(1) > 0
+    x, y, z = normal.abs().unbind(1)                                              # (V, R, R) each
+    is_x = (x >= y) & (x >= z)                                                    # argmax: first of ties
+    is_y = ~is_x & (y >= z)
+    axis = torch.where(is_x, 0, torch.where(is_y, 1, 2))
+    positive = torch.where(is_x, normal[:, 0], torch.where(is_y, normal[:, 1], normal[:, 2])) > 0
     return connected_components(surface * 6 + axis * 2 + positive.long())
 
 

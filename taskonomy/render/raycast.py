@@ -297,11 +297,11 @@ def _to_local(prims: Primitives, fp: Tensor, o: Tensor, d: Tensor) -> tuple[Tens
 def _room(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Exit distance, face id and inward normal of rays leaving the room box from inside."""
     lo, hi = prims.room_lo[scene][:, None], prims.room_hi[scene][:, None]    # (G, 1, 3)
-    positive = dirs > 0
-    dist = (torch.where(positive, hi, lo) - origin[:, None]) / dirs
-    dist = torch.where(dirs == 0, INF, dist)
-    t, axis = dist.min(dim=-1)
-    face = 2 * axis + positive.gather(-1, axis[..., None]).squeeze(-1)
+    wall = torch.where(dirs > 0, hi, lo) - origin[:, None]
+    dist = torch.where(dirs == 0, INF, wall / dirs).unbind(-1)                  # (G, N) per axis
+    t = torch.minimum(torch.minimum(dist[0], dist[1]), dist[2])
+    axis = torch.where(dist[0] == t, 0, torch.where(dist[1] == t, 1, 2))
+    face = 2 * axis + (dirs.gather(-1, axis[..., None]).squeeze(-1) > 0)
     return t, face, _FACE_NORMAL[face]
 
 
