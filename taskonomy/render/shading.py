@@ -27,7 +27,7 @@ LIT = 0.02         # n.l below this counts as unlit (no shadow ray at grazing li
 class Lighting:
     """Materials (S scenes x M, flat ``s * M + m``) and lights (S x L) of a batch of scenes."""
     pattern: Tensor      # (S * M,)
-    table: Tensor        # (S * M, 18): waves (9, row-major), phase (3), colour_a (3), colour_b (3)
+    table: Tensor        # (18, S * M): waves (9, row-major), phase (3), colour_a (3), colour_b (3)
     specular: Tensor     # (S * M,)
     per_scene: int       # M
     light_pos: Tensor    # (S, L, 3)
@@ -47,6 +47,7 @@ def pack_lighting(scenes: list[Scene]) -> Lighting:
         return torch.from_numpy(out.reshape((len(scenes) * m,) + first.shape[1:]))
 
     table = torch.cat([stack("waves").flatten(1), stack("phase"), stack("colour_a"), stack("colour_b")], dim=1)
+    table = table.t().contiguous()                     # a material's entries in one column: rows gather fast
     return Lighting(pattern=stack("pattern", np.int64), table=table, specular=stack("specular"), per_scene=m,
                     light_pos=torch.from_numpy(np.array([s.light_pos for s in scenes], np.float32)),
                     light_rgb=torch.from_numpy(np.array([s.light_rgb for s in scenes], np.float32)),
@@ -56,19 +57,18 @@ def pack_lighting(scenes: list[Scene]) -> Lighting:
 def albedo(lighting: Lighting, material: Tensor, point: Tensor) -> Tensor:
     """Albedo (k, 3) of flat materials ``material`` (k,) at texture-frame points ``point`` (k, 3)."""
     pattern = lighting.pattern[material]
-    table = lighting.table.index_select(0, material)                                         # (k, 18)
-    wave = torch.addcmul(table[:, 9:12], table[:, 0:9:3], point[:, :1])                       # W p + phase
-    wave = torch.addcmul(torch.addcmul(wave, table[:, 1:9:3], point[:, 1:2]), table[:, 2:9:3], point[:, 2:])
-    cell = wave.floor()
-    checker = (cell[:, 0] + cell[:, 1] + cell[:, 2]).remainder(2).abs()
-    stripes = cell[:, 0].remainder(2)
-    noise = (0.5 + 0.35 * wave.sin().sum(-1)).clamp(0, 1)
+    table = lighting.table.index_select(1, material)                                         # (18, k)
+    p = point.t()                                                                            # (3, k)
+    wave = [torch.addcmul(torch.addcmul(torch.addcmul(table[9 + i], table[3 * i], p[0]), table[3 * i + 1], p[1]),
+                          table[3 * i + 2], p[2]) for i in range(3)]                         # W p + phase
+    cell = [w.floor() for w in wave]
+    checker = (cell[0] + cell[1] + cell[2]).remainder_(2).abs_()
+    stripes = cell[0].remainder(2)
+    noise = (wave[0].sin() + wave[1].sin() + wave[2].sin()).mul_(0.35).add_(0.5).clamp_(0, 1)
     mix = torch.where(pattern == CHECKER, checker,
                       torch.where(pattern == STRIPES, stripes, torch.where(pattern == NOISE, noise, 0.0)))
-    a, b = table[:, 12:15], table[:, 15:18]
-    return torch.addcmul(a, mix[:, None], b - a)
-
-
+    a, b = table[12:15], table[15:18]
+    return torch.addcmul(a, mix, b - a).t()
 def tile_order(resolution: int) -> tuple[Tensor, int]:
     """Row-major pixel indices (R * R,) listed tile by tile (square tiles of up to 8 x 8 pixels, row-major
     within a tile), and the pixels per tile."""

@@ -178,8 +178,9 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
 
     # Surfaces: class, instance, material; then colour.
     cls_table, material_table = _lookup_tables(scenes, prims.per_scene)
-    cls = cls_table[scene_of_view[:, None], hits.surface]                                # (V, N)
-    material = scene_of_view[:, None] * lighting.per_scene + material_table[scene_of_view[:, None], hits.surface]
+    entry = scene_of_view[:, None] * cls_table.shape[1] + hits.surface                  # (V, N) into the tables
+    cls = cls_table.take(entry)
+    material = scene_of_view[:, None] * lighting.per_scene + material_table.take(entry)
     base = albedo(lighting, material.reshape(-1), hits.texture_point.reshape(-1, 3)).reshape(V, -1, 3)
     gloss = lighting.specular[material]
     radiance = shade(prims, lighting, scene_of_view, dirs, point, hits.normal, base, gloss, r.shadows)
