@@ -88,31 +88,41 @@ def shade(prims: Primitives, lighting: Lighting, scene: Tensor, dirs: Tensor, po
     order, bundle = tile_order(math.isqrt(N))
     unorder = torch.empty_like(order)
     unorder[order] = torch.arange(N)
-    facing = dot(normal, dirs)                                         # n.d (< 0), (V, N)
-    weights, highlights = [], []
-    for light in range(lighting.light_pos.shape[1]):
-        pos = lighting.light_pos[scene, light]                         # (V, 3)
-        to_light = pos[:, None] - point                                # (V, N, 3)
-        inverse = dot(to_light, to_light).rsqrt()                      # 1 / distance
-        cos = dot(normal, to_light) * inverse                          # n.l
+    L = lighting.light_pos.shape[1]
+    weights, highlights = torch.zeros(V, N, L), torch.zeros(V, N, L)
+    for light in range(L):
+        # only the views whose scene uses this light slot
+        views = (lighting.light_rgb[scene, light].sum(-1) > 0).nonzero().squeeze(1)
+        if views.numel() == 0:
+            continue
+        every = views.numel() == V
+        pick = (lambda x: x) if every else (lambda x: x.index_select(0, views))      # noqa: E731
+        p, n, d = pick(point), pick(normal), pick(dirs)                              # (v, N, 3)
+        pos = lighting.light_pos[scene[views], light]                                # (v, 3)
+        to_light = pos[:, None] - p                                                  # (v, N, 3)
+        inverse = dot(to_light, to_light).rsqrt()                                    # 1 / distance
+        cos = dot(n, to_light) * inverse                                             # n.l
         falloff = 1 / (1 + (1 / (inverse * FALLOFF)) ** 2)
-        lit = (cos > LIT) & (lighting.light_rgb[scene, light].sum(-1) > 0)[:, None]
+        lit = cos > LIT
         if shadows and bool(lit.any()):
             # rays from the light towards the points (in tile order); the margin keeps the point's own
             # surface out
             l = to_light[:, order] * inverse[:, order, None]
             t_max = ((1 - 1e-4) / inverse - 1e-3)[:, order]
-            blocked = occluded(prims, scene, pos, l.neg_(), t_max, lit[:, order], bundle)
+            blocked = occluded(prims, scene[views], pos, l.neg_(), t_max, lit[:, order], bundle)
             lit &= blocked[:, unorder].logical_not_()
-        weight = torch.where(lit, cos * falloff, 0.0)                  # (V, N)
         # Blinn-Phong: n.h with h = (l - d) / |l - d|, |l - d|^2 = 2 - 2 l.d
-        half_length = (2 - 2 * dot(to_light, dirs) * inverse).clamp_min(1e-18).rsqrt()
-        highlight = ((cos - facing) * half_length).clamp_min_(0)
+        half_length = (2 - 2 * dot(to_light, d) * inverse).clamp_min(1e-18).rsqrt()
+        highlight = ((cos - dot(n, d)) * half_length).clamp_min_(0)
         for _ in range(SHININESS_LOG2):
-            highlight = highlight * highlight                          # ** SHININESS
-        weights.append(weight)
-        highlights.append(torch.where(lit, highlight * falloff, 0.0))
+            highlight = highlight * highlight                                        # ** SHININESS
+        weight = torch.where(lit, cos * falloff, 0.0)                                # (v, N)
+        highlight = torch.where(lit, highlight * falloff, 0.0)
+        if every:
+            weights[..., light], highlights[..., light] = weight, highlight
+        else:
+            weights[views, :, light], highlights[views, :, light] = weight, highlight
     rgb = lighting.light_rgb[scene]                                    # (V, L, 3)
-    diffuse = torch.bmm(torch.stack(weights, -1), rgb) + lighting.ambient[scene][:, None, None]
-    specular = torch.bmm(torch.stack(highlights, -1), rgb)             # (V, N, 3)
+    diffuse = torch.bmm(weights, rgb) + lighting.ambient[scene][:, None, None]
+    specular = torch.bmm(highlights, rgb)                              # (V, N, 3)
     return torch.addcmul(diffuse * base, gloss[..., None], specular)
