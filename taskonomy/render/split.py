@@ -3,7 +3,8 @@
 Scene ``i`` of a split is drawn from its own generator, seeded by (split seed, i), and everything after
 that is a pure function of the scene, so a split is a pure function of (render params, seed, split name);
 scenes are rendered ``chunk_scenes`` at a time, each chunk in one vectorised pass, and chunks run in
-``workers`` forked processes of one thread each (the bytes depend on neither).
+``workers`` forked processes of one thread each (the bytes depend on neither). Within a chunk, the
+per-pixel work runs a slice of views at a time, small enough to stay in cache.
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from taskonomy import bank
 from taskonomy.config import RenderParams, as_dict
 from taskonomy.render import labels, views
 from taskonomy.render.camera import CANDIDATES, FIXATED_VIEWS, Rig, cam_to_world, look_at, sample_rig
-from taskonomy.render.raycast import ROOM_FACES, nearest_hit, occluded, pack, pixel_candidates
+from taskonomy.render.raycast import ROOM_FACES, Primitives, nearest_hit, occluded, pack, pixel_candidates
 from taskonomy.render.scene import (CEILING, CLASSES, FLOOR, OBJECT_CLASSES, ROOM_MATERIALS, SCENE_TYPES, WALL,
                                     Scene, sample_scene)
-from taskonomy.render.shading import albedo, pack_lighting, shade
+from taskonomy.render.shading import Lighting, albedo, pack_lighting, shade
+from taskonomy.render.vector import dot
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ SPLITS = ("train", "transfer", "test")
 # Semantic class of the room faces 2 * axis + (ray goes + along the axis): x walls, floor / ceiling, z walls.
 FACE_CLASS = (WALL, WALL, FLOOR, CEILING, WALL, WALL)
 MIN_FIXATION_DISTANCE = 0.6     # m
+DENSE_PIXELS = 1 << 18          # pixels shaded and labelled per pass: the buffers of a pass stay in cache
 
 # What each array holds (the manifest's "encoding"); the full table is docs/bank-format.md.
 ENCODINGS = {
@@ -160,13 +163,36 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
         rng = scene_rng(seed, i)
         scenes.append(sample_scene(rng, r.objects_min, r.objects_max, r.lights_max))
         rigs.append(sample_rig(rng, scenes[-1], r.views_per_scene, r.jigsaw_permutations))
-    S, per, R = len(scenes), r.views_per_scene, r.resolution
-    prims, lighting = pack(scenes), pack_lighting(scenes)
-    poses, fixation = place_cameras(prims, scenes, rigs, per)
-    pose = torch.from_numpy(poses.reshape(S * per, 4, 4)).float()                       # (V, 4, 4)
-    rot, origin = pose[:, :3, :3], pose[:, :3, 3]
+    S, per = len(scenes), r.views_per_scene
     V = S * per
+    prims, lighting = pack(scenes), pack_lighting(scenes)
+    tables = _lookup_tables(scenes, prims.per_scene)
+    poses, fixation = place_cameras(prims, scenes, rigs, per)
+    pose = torch.from_numpy(poses.reshape(V, 4, 4)).float()                             # (V, 4, 4)
     scene_of_view = torch.arange(S).repeat_interleave(per)
+
+    # The per-pixel work, a slice of views at a time (each view is independent of the others).
+    step = max(1, DENSE_PIXELS // (r.resolution * r.resolution))
+    dense = [_render_views(r, prims, lighting, tables, scene_of_view[v:v + step], pose[v:v + step])
+             for v in range(0, V, step)]
+    room = np.array([s.room for s in scenes])
+    return {
+        **{name: np.concatenate([d[name] for d in dense]) for name in dense[0]},
+        "class_scene": np.repeat([s.scene_type for s in scenes], per).astype(np.int64),
+        "room_layout": views.room_layout(poses.reshape(V, 4, 4), np.repeat(room, per, axis=0)).astype(np.float32),
+        "vanishing_point": views.vanishing_points(poses.reshape(V, 4, 4)).astype(np.float32),
+        "jigsaw": np.concatenate([rig.jigsaw for rig in rigs]).astype(np.int64),
+        "scene_id": np.repeat(np.asarray(indices, dtype=np.int32), per),
+        "cam_to_world": poses.reshape(V, 4, 4).astype(np.float32),
+        "fixation_point": np.repeat(fixation, per, axis=0).astype(np.float32),
+    }
+
+
+def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables: tuple[torch.Tensor, torch.Tensor],
+                  scene_of_view: torch.Tensor, pose: torch.Tensor) -> dict[str, np.ndarray]:
+    """The image and the dense labels of views ``pose`` (V, 4, 4) of scenes ``scene_of_view`` (V,)."""
+    V, R = len(pose), r.resolution
+    rot, origin = pose[:, :3, :3], pose[:, :3, 3]
 
     # Primary rays: one per pixel, camera frame -> world.
     camera = Camera(R, r.fov_deg)
@@ -174,10 +200,10 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
     dirs = torch.matmul(ray_cam, rot.transpose(1, 2))                                    # (V, N, 3)
     candidates = pixel_candidates(prims, scene_of_view, rot, origin, camera.focal, R)
     hits = nearest_hit(prims, scene_of_view, origin, dirs, candidates)
-    point = origin[:, None] + hits.t[..., None] * dirs                                  # (V, N, 3)
+    point = torch.addcmul(origin[:, None], hits.t[..., None], dirs)                     # (V, N, 3)
 
     # Surfaces: class, instance, material; then colour.
-    cls_table, material_table = _lookup_tables(scenes, prims.per_scene)
+    cls_table, material_table = tables
     entry = scene_of_view[:, None] * cls_table.shape[1] + hits.surface                  # (V, N) into the tables
     cls = cls_table.take(entry)
     material = scene_of_view[:, None] * lighting.per_scene + material_table.take(entry)
@@ -205,14 +231,13 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
     class_object = torch.where(total > 0, area / total.clamp_min(1), 1.0 / len(OBJECT_CLASSES))
 
     f16 = lambda x: x.to(torch.float16).numpy()                                          # noqa: E731
-    room = np.array([s.room for s in scenes])
     return {
         "rgb": rgb_img.numpy(),
         "mask": image(torch.isfinite(hits.t)[..., None]).numpy(),
         "rgb2depth": f16(image(point_cam[..., 2:])),
         "rgb2mist": f16(image(hits.t[..., None])),
         "rgb2sfnorm": f16(normal_img),
-        "reshade": f16(image((-(hits.normal * dirs).sum(-1, keepdim=True)).clamp(0, 1))),
+        "reshade": f16(image(dot(hits.normal, dirs).neg_().clamp_(0, 1)[..., None])),
         "curvature": f16(image(hits.curvature)),
         "edge3d": f16(labels.edge3d(image(point_cam), normal_img, surface, is_room, camera.focal)),
         "keypoint3d": f16(labels.keypoint3d(normal_img)),
@@ -222,13 +247,6 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
         "segment2d": _ids(labels.segment2d(clean)),
         "segmentsemantic": semantic[:, None].to(torch.uint8).numpy(),
         "class_object": class_object.float().numpy(),
-        "class_scene": np.repeat([s.scene_type for s in scenes], per).astype(np.int64),
-        "room_layout": views.room_layout(poses.reshape(V, 4, 4), np.repeat(room, per, axis=0)).astype(np.float32),
-        "vanishing_point": views.vanishing_points(poses.reshape(V, 4, 4)).astype(np.float32),
-        "jigsaw": np.concatenate([rig.jigsaw for rig in rigs]).astype(np.int64),
-        "scene_id": np.repeat(np.asarray(indices, dtype=np.int32), per),
-        "cam_to_world": poses.reshape(V, 4, 4).astype(np.float32),
-        "fixation_point": np.repeat(fixation, per, axis=0).astype(np.float32),
     }
 
 
