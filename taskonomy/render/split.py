@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.pool
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,15 +277,20 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+_POOLS: dict[int, multiprocessing.pool.Pool] = {}     # forked worker pools by size, kept for later splits
+
+
 def _render_chunks(jobs: list[tuple[RenderParams, int, range]], workers: int):
-    """``render_chunk`` of each job, in order: here, or in ``workers`` forked processes of one thread each.
-    A chunk's bytes depend only on its scenes, so where it runs does not matter."""
+    """``render_chunk`` of each job, in order: here, or in ``workers`` forked processes of one thread each
+    (started on first use and kept, so later splits find them warm). A chunk's bytes depend only on its
+    scenes, so where it runs does not matter."""
     workers = min(workers, len(jobs))
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         yield from map(_render_job, jobs)
         return
-    with multiprocessing.get_context("fork").Pool(workers, _one_thread) as pool:
-        yield from pool.imap(_render_job, jobs, chunksize=1)
+    if workers not in _POOLS:
+        _POOLS[workers] = multiprocessing.get_context("fork").Pool(workers, _one_thread)
+    yield from _POOLS[workers].imap(_render_job, jobs, chunksize=1)
 
 
 def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progress: bool = False
