@@ -28,20 +28,25 @@ def _padded(x: Tensor) -> Tensor:
     return F.pad(x, (1, 1, 1, 1), mode="replicate")
 
 
+def _smooth(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    """a + 2 b + c in two passes (the order of the old three-pass sum, so the same floats)."""
+    return torch.add(a, b, alpha=2).add_(c)
+
+
 def blur(x: Tensor) -> Tensor:
     """Separable [1, 2, 1] / 4 smoothing of (V, C, R, R)."""
     p = _padded(x)
-    p = (p[..., :-2, :] + 2 * p[..., 1:-1, :] + p[..., 2:, :]) / 4      # (V, C, R, R + 2)
-    return (p[..., :-2] + 2 * p[..., 1:-1] + p[..., 2:]) / 4
+    p = _smooth(p[..., :-2, :], p[..., 1:-1, :], p[..., 2:, :]).mul_(0.25)     # (V, C, R, R + 2)
+    return _smooth(p[..., :-2], p[..., 1:-1], p[..., 2:]).mul_(0.25)
 
 
 def sobel(x: Tensor) -> tuple[Tensor, Tensor]:
     """Horizontal and vertical Sobel derivatives of (V, C, R, R), per pixel."""
     p = _padded(x)
-    smooth_y = p[..., :-2, :] + 2 * p[..., 1:-1, :] + p[..., 2:, :]     # (V, C, R, R + 2)
-    smooth_x = p[..., :-2] + 2 * p[..., 1:-1] + p[..., 2:]              # (V, C, R + 2, R)
-    gx = (smooth_y[..., 2:] - smooth_y[..., :-2]) / 8
-    gy = (smooth_x[..., 2:, :] - smooth_x[..., :-2, :]) / 8
+    smooth_y = _smooth(p[..., :-2, :], p[..., 1:-1, :], p[..., 2:, :])         # (V, C, R, R + 2)
+    smooth_x = _smooth(p[..., :-2], p[..., 1:-1], p[..., 2:])                  # (V, C, R + 2, R)
+    gx = torch.sub(smooth_y[..., 2:], smooth_y[..., :-2]).mul_(0.125)
+    gy = torch.sub(smooth_x[..., 2:, :], smooth_x[..., :-2, :]).mul_(0.125)
     return gx, gy
 
 
