@@ -155,6 +155,14 @@ def _raw_target(task: Task, split: Any) -> torch.Tensor:
     if task.encoding is Encoding.LOG_CENTERED:
         log = torch.from_numpy(np.log(np.maximum(raw.astype(np.float32), 1e-3)))  # (N, C, H, W)
         return log - log.mean(dim=(2, 3), keepdim=True)
+    if task.encoding is Encoding.SIGNED_LOG:
+        x = torch.from_numpy(raw.astype(np.float32))
+        return x.sign() * x.abs().log1p()
+    if task.encoding is Encoding.AXES:
+        v = torch.from_numpy(raw.astype(np.float32)).view(raw.shape[0], -1, 3)  # (N, axes, 3)
+        outer = v.unsqueeze(3) * v.unsqueeze(2)                                 # (N, axes, 3, 3)
+        i, j = torch.triu_indices(3, 3)
+        return outer[:, :, i, j].flatten(1)                                     # (N, axes * 6)
     if task.encoding in (Encoding.ZSCORE, Encoding.SOFT):
         return torch.from_numpy(raw.astype(np.float32))
     return torch.from_numpy(raw.astype(np.int64))
@@ -162,7 +170,7 @@ def _raw_target(task: Task, split: Any) -> torch.Tensor:
 
 def fit_stats(task: Task, split: Any) -> dict[str, list[float]]:
     """Per-channel mean and std of a continuous target on (normally) the train split; {} otherwise."""
-    if task.encoding not in (Encoding.ZSCORE, Encoding.LOG_CENTERED):
+    if not task.encoding.standardised:
         return {}
     raw = _raw_target(task, split).double()
     dims = [d for d in range(raw.dim()) if d != 1]                          # all but channels
@@ -173,7 +181,7 @@ def fit_stats(task: Task, split: Any) -> dict[str, list[float]]:
 def encode_target(task: Task, split: Any, stats: dict[str, list[float]]) -> torch.Tensor:
     """The training target of every item of ``split`` (bank order)."""
     raw = _raw_target(task, split)
-    if task.encoding in (Encoding.ZSCORE, Encoding.LOG_CENTERED):
+    if task.encoding.standardised:
         shape = (1, -1) + (1,) * (raw.dim() - 2)
         mean = torch.tensor(stats["mean"], dtype=torch.float32).view(shape)
         std = torch.tensor(stats["std"], dtype=torch.float32).view(shape)

@@ -15,6 +15,12 @@ the number a transfer is judged on is the number it was trained on. Choices agai
   keypoint2d), where L1 learns to predict zero everywhere (prototype-lessons.md);
 - every continuous target is z-scored per channel on the train split; depth and distance use
   log-depth with each image's mean removed first (absolute scale is ambiguous across rooms);
+  curvature a signed log first (97% zeros, a few values near 100 dominated a plain z-score);
+- vanishing points: a room axis and its negative are the same vanishing point (and a box room looks
+  the same turned by 180 degrees), so each axis v is encoded as the 6 entries of v v^T (Taskonomy
+  rotated the labels to make them "well defined" instead);
+- soft labels (class_object): the per-item loss is KL(y || p), i.e. the soft cross-entropy minus the
+  label's entropy: the same gradients and the same per-item ranking of models, but 0 = perfect;
 - colorization regresses the standardised RGB image from its grayscale (L1), not 313 ab bins;
 - pose tasks use Taskonomy's unsquared Euclidean norm per 6-d pose, summed over the pairs of a triplet;
 - the unsupervised segmentations use Taskonomy's pairwise metric loss on ``METRIC_PIXELS`` pixels per
@@ -54,17 +60,24 @@ class Encoding(str, Enum):
     """How the bank's label array becomes the training target."""
     ZSCORE = "zscore"              # float, per-channel (x - mean) / std over the train split
     LOG_CENTERED = "log_centered"  # log(x) minus the image's mean log, then / std over the train split
+    SIGNED_LOG = "signed_log"      # sign(x) log(1 + |x|), then z-scored: heavy-tailed, mostly-zero maps
+    AXES = "axes"                  # unit 3-vectors defined up to sign -> upper triangle of v v^T, z-scored
     INDEX = "index"                # integer class id (per item or per pixel)
     SOFT = "soft"                  # a probability vector
     SEGMENTS = "segments"          # per-image segment ids, sampled to (pixel, id) pairs
     NONE = "none"                  # no label
+
+    @property
+    def standardised(self) -> bool:
+        """Real-valued targets z-scored per channel with train-split statistics."""
+        return self in (Encoding.ZSCORE, Encoding.LOG_CENTERED, Encoding.SIGNED_LOG, Encoding.AXES)
 
 
 class Loss(str, Enum):
     L1 = "l1"
     L2 = "l2"
     CROSS_ENTROPY = "cross_entropy"
-    SOFT_CROSS_ENTROPY = "soft_cross_entropy"
+    SOFT_CROSS_ENTROPY = "soft_cross_entropy"   # reported as KL(y || p): cross-entropy minus H(y)
     METRIC = "metric"
     POSE_NORM = "pose_norm"
     NONE = "none"
@@ -156,7 +169,8 @@ for _task in [
          doc="Euclidean distance to the camera centre"),
     Task("rgb2sfnorm", _D, "rgb2sfnorm", _E, Loss.L1, out_channels=3, masked=True, doc="surface normals"),
     Task("reshade", _D, "reshade", _E, Loss.L1, out_channels=1, masked=True, doc="shading, light at the camera"),
-    Task("curvature", _D, "curvature", _E, Loss.L2, out_channels=2, masked=True, doc="principal curvatures"),
+    Task("curvature", _D, "curvature", Encoding.SIGNED_LOG, Loss.L2, out_channels=2, masked=True,
+         doc="principal curvatures (1/m: 0 on planes, up to 100 on small spheres)"),
     Task("edge3d", _D, "edge3d", _E, Loss.L2, out_channels=1, masked=True, doc="occlusion edges"),
     Task("keypoint3d", _D, "keypoint3d", _E, Loss.L1, out_channels=1, masked=True, doc="3D keypoints"),
     Task("segment25d", Kind.DENSE_EMBEDDING, "segment25d", Encoding.SEGMENTS, Loss.METRIC, out_channels=16,
@@ -182,8 +196,8 @@ for _task in [
     # geometric
     Task("room_layout", Kind.REGRESSION, "room_layout", _E, Loss.L2, out_channels=9,
          doc="room centre, camera Euler angles, room extents"),
-    Task("vanishing_point", Kind.REGRESSION, "vanishing_point", _E, Loss.L2, out_channels=9,
-         doc="the three room axes in the camera frame"),
+    Task("vanishing_point", Kind.REGRESSION, "vanishing_point", Encoding.AXES, Loss.L2, out_channels=18,
+         doc="the three room axes in the camera frame, as sign-free outer products"),
     # pairwise
     Task("fix_pose", Kind.MULTI_VIEW_REGRESSION, "fix_pose", _E, Loss.POSE_NORM, n_views=2,
          index="fix_pose_index", out_channels=POSE_DIM, doc="relative pose of two fixated views"),
@@ -261,7 +275,7 @@ def per_item_loss(task: Task, pred: torch.Tensor, target: torch.Tensor,
         ce = F.cross_entropy(pred, target, reduction="none")               # (B,) or (B, H, W)
         return ce.flatten(1).mean(1) if ce.dim() > 1 else ce
     if task.loss is Loss.SOFT_CROSS_ENTROPY:
-        return -(target * F.log_softmax(pred, dim=1)).sum(1)
+        return (target * (target.clamp(min=1e-12).log() - F.log_softmax(pred, dim=1))).sum(1)  # KL(y || p)
     if task.loss is Loss.METRIC:
         return metric_loss(pred, target)
     if task.loss is Loss.POSE_NORM:

@@ -139,8 +139,23 @@ def test_losses_have_the_documented_values():
     assert torch.allclose(per_item_loss(unmasked, pred, y, mask), torch.tensor([10 / 4, 10 / 4]))
     pose = per_item_loss(get_task("ego_motion"), torch.zeros(1, 18), torch.tensor([[3.0, 4.0] + [0] * 16]))
     assert torch.allclose(pose, torch.tensor([5.0]))
-    soft = per_item_loss(get_task("class_object"), torch.zeros(1, 4), torch.full((1, 4), 0.25))
-    assert torch.allclose(soft, torch.tensor([np.log(4)], dtype=torch.float32))
+    soft = per_item_loss(get_task("class_object"), torch.zeros(2, 4),            # uniform prediction
+                         torch.tensor([[0.25] * 4, [1.0, 0, 0, 0]]))
+    assert torch.allclose(soft, torch.tensor([0.0, np.log(4)], dtype=torch.float32))   # KL(y || p)
+
+
+def test_sign_free_encodings(train_split):
+    axes = get_task("vanishing_point")
+    v = torch.from_numpy(np.asarray(train_split["vanishing_point"])).view(-1, 3, 3)
+    flipped = type(train_split)({**train_split.arrays, "vanishing_point": (-v).flatten(1).numpy()},
+                                train_split.manifest, "flipped")
+    stats = fit_stats(axes, train_split)
+    assert torch.allclose(encode_target(axes, train_split, stats), encode_target(axes, flipped, stats))
+    assert load_task_data(train_split, axes, stats).task.out_channels == 18
+    curvature = get_task("curvature")
+    y = encode_target(curvature, train_split, {"mean": [0.0, 0.0], "std": [1.0, 1.0]})
+    raw = torch.from_numpy(train_split["curvature"].astype(np.float32))
+    assert torch.allclose(y, raw.sign() * raw.abs().log1p())
 
 
 def test_metric_loss_rewards_separated_segments():
