@@ -140,7 +140,9 @@ def _intersect(kind: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
     for k, hit in HIT.items():
         sel = (kind == k).nonzero().squeeze(1)
         if sel.numel():
-            t[sel], part[sel] = hit(o[sel], d[sel])
+            t_k, part_k = hit(o.index_select(0, sel), d.index_select(0, sel))
+            t.index_copy_(0, sel, t_k)
+            part.index_copy_(0, sel, part_k)
     return t, part
 
 
@@ -290,8 +292,8 @@ def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tens
 
 def _to_local(prims: Primitives, fp: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
     """Rays (k, 3) in the unit frames of primitives ``fp``: R^T (o - c) / s and R^T d / s."""
-    rot, s = prims.rot[fp], prims.scale[fp]
-    return rotate_back(rot, o - prims.centre[fp]) / s, rotate_back(rot, d) / s
+    rot, s = prims.rot.index_select(0, fp), prims.scale.index_select(0, fp)
+    return rotate_back(rot, o - prims.centre.index_select(0, fp)) / s, rotate_back(rot, d) / s
 
 
 def _room(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -302,7 +304,7 @@ def _room(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> tup
     t = torch.minimum(torch.minimum(dist[0], dist[1]), dist[2])
     axis = torch.where(dist[0] == t, 0, torch.where(dist[1] == t, 1, 2))
     face = 2 * axis + (dirs.gather(-1, axis[..., None]).squeeze(-1) > 0)
-    return t, face, _FACE_NORMAL[face]
+    return t, face, _FACE_NORMAL.index_select(0, face.reshape(-1)).reshape(face.shape + (3,))
 
 
 def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
@@ -320,25 +322,28 @@ def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
 
     g, n, fp = _candidates(prims, scene, origin, dirs, None) if candidates is None else candidates
     if g.numel():
-        o_l, d_l = _to_local(prims, fp, origin[g], dirs[g, n])
-        kind = prims.kind[fp]
-        tk, part = _intersect(kind, o_l, d_l)
         ray = g * N + n
+        o_l, d_l = _to_local(prims, fp, origin.index_select(0, g), dirs.reshape(-1, 3).index_select(0, ray))
+        kind = prims.kind.index_select(0, fp)
+        tk, part = _intersect(kind, o_l, d_l)
         best = t.scatter_reduce(0, ray, tk, "amin")
-        won = ((tk == best[ray]) & (tk < t[ray])).nonzero().squeeze(1)
+        won = ((tk == best.index_select(0, ray)) & (tk < t.index_select(0, ray))).nonzero().squeeze(1)
         # equal t on two primitives (where parts of an object touch): keep the last candidate
         last = torch.full((G * N,), -1, dtype=torch.int64).scatter_reduce(0, ray[won], won, "amax")
         k = won[last[ray[won]] == won]
-        r, fk, s = ray[k], fp[k], prims.scale[fp[k]]
-        q = o_l[k] + tk[k, None] * d_l[k]
-        local_normal, curv = _surface(kind[k], part[k], q, s)
-        world_normal = rotate(prims.rot[fk], local_normal)
+        r, fk, tk = ray.index_select(0, k), fp.index_select(0, k), tk.index_select(0, k)
+        s = prims.scale.index_select(0, fk)
+        q = torch.addcmul(o_l.index_select(0, k), tk[:, None], d_l.index_select(0, k))
+        local_normal, curv = _surface(kind.index_select(0, k), part.index_select(0, k), q, s)
+        world_normal = rotate(prims.rot.index_select(0, fk), local_normal)
         # unit, and facing the ray origin (room normals face inwards already)
         away = dot(world_normal, dirs.reshape(-1, 3).index_select(0, r)) > 0
         world_normal = world_normal * (torch.where(away, -1.0, 1.0) / norm(world_normal))[:, None]
-        t[r], curvature[r], texture[r] = tk[k], curv, q * s
-        normal[r] = world_normal
-        surface[r] = ROOM_FACES + fk % prims.per_scene
+        t.index_copy_(0, r, tk)
+        curvature.index_copy_(0, r, curv)
+        texture.index_copy_(0, r, q * s)
+        normal.index_copy_(0, r, world_normal)
+        surface.index_copy_(0, r, ROOM_FACES + fk % prims.per_scene)
 
     return Hits(t=t.reshape(G, N), normal=normal.reshape(G, N, 3), surface=surface.reshape(G, N),
                 curvature=curvature.reshape(G, N, 2), texture_point=texture.reshape(G, N, 3))
@@ -357,8 +362,8 @@ def occluded(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_m
     else:
         g, n, fp = _candidates(prims, scene, origin, dirs, active)
     if g.numel():
-        o_l, d_l = _to_local(prims, fp, origin[g], dirs[g, n])
-        tk, _ = _intersect(prims.kind[fp], o_l, d_l)
-        hit = tk < t_max[g, n]
-        blocked[(g * N + n)[hit]] = True
+        ray = g * N + n
+        o_l, d_l = _to_local(prims, fp, origin.index_select(0, g), dirs.reshape(-1, 3).index_select(0, ray))
+        tk, _ = _intersect(prims.kind.index_select(0, fp), o_l, d_l)
+        blocked[ray[tk < t_max.reshape(-1).index_select(0, ray)]] = True
     return blocked.reshape(G, N)

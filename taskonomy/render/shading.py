@@ -56,7 +56,7 @@ def pack_lighting(scenes: list[Scene]) -> Lighting:
 
 def albedo(lighting: Lighting, material: Tensor, point: Tensor) -> Tensor:
     """Albedo (k, 3) of flat materials ``material`` (k,) at texture-frame points ``point`` (k, 3)."""
-    pattern = lighting.pattern[material]
+    pattern = lighting.pattern.index_select(0, material)
     table = lighting.table.index_select(1, material)                                         # (18, k)
     p = point.t()                                                                            # (3, k)
     wave = [torch.addcmul(torch.addcmul(torch.addcmul(table[9 + i], table[3 * i], p[0]), table[3 * i + 1], p[1]),
@@ -107,10 +107,10 @@ def shade(prims: Primitives, lighting: Lighting, scene: Tensor, dirs: Tensor, po
         if shadows and bool(lit.any()):
             # rays from the light towards the points (in tile order); the margin keeps the point's own
             # surface out
-            l = to_light[:, order] * inverse[:, order, None]
-            t_max = ((1 - 1e-4) / inverse - 1e-3)[:, order]
-            blocked = occluded(prims, scene[views], pos, l.neg_(), t_max, lit[:, order], bundle)
-            lit &= blocked[:, unorder].logical_not_()
+            l = to_light.index_select(1, order) * inverse.index_select(1, order)[..., None]
+            t_max = ((1 - 1e-4) / inverse - 1e-3).index_select(1, order)
+            blocked = occluded(prims, scene[views], pos, l.neg_(), t_max, lit.index_select(1, order), bundle)
+            lit &= blocked.index_select(1, unorder).logical_not_()
         # Blinn-Phong: n.h with h = (l - d) / |l - d|, |l - d|^2 = 2 - 2 l.d
         half_length = (2 - 2 * dot(to_light, d) * inverse).clamp_min(1e-18).rsqrt()
         highlight = ((cos - dot(n, d)) * half_length).clamp_min_(0)

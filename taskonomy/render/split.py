@@ -209,7 +209,7 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
     cls = cls_table.take(entry)
     material = scene_of_view[:, None] * lighting.per_scene + material_table.take(entry)
     base = albedo(lighting, material.reshape(-1), hits.texture_point.reshape(-1, 3)).reshape(V, -1, 3)
-    gloss = lighting.specular[material]
+    gloss = lighting.specular.take(material)
     radiance = shade(prims, lighting, scene_of_view, dirs, point, hits.normal, base, gloss, r.shadows)
     rgb = (radiance.clamp(0, 1) ** (1 / 2.2) * 255).round().to(torch.uint8)             # (V, N, 3)
 
