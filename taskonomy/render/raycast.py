@@ -242,9 +242,9 @@ def _bundle_candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: T
     g, b, p = meet.nonzero(as_tuple=True)                                                # (M,) pairs
     tile, pair = g * B + b, g * prims.per_scene + p
     dot = (d.index_select(0, tile) * axis.reshape(-1, 1, 3).index_select(0, pair)).sum(-1)  # (M, bundle)
-    inside = (dot >= cos.reshape(-1).index_select(0, pair)[:, None]) & active.reshape(G * B, bundle)[tile]
+    inside = (dot >= cos.reshape(-1).index_select(0, pair)[:, None]) & active.reshape(G * B, bundle).index_select(0, tile)
     m, j = inside.nonzero(as_tuple=True)
-    return g[m], b[m] * bundle + j, flat.reshape(-1)[pair[m]]
+    return g.index_select(0, m), b.index_select(0, m) * bundle + j, flat.reshape(-1).index_select(0, pair.index_select(0, m))
 
 
 def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tensor, focal: float,

@@ -211,16 +211,17 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
     base = albedo(lighting, material.reshape(-1), hits.texture_point.reshape(-1, 3)).reshape(V, -1, 3)
     gloss = lighting.specular.take(material)
     radiance = shade(prims, lighting, scene_of_view, dirs, point, hits.normal, base, gloss, r.shadows)
-    rgb = (radiance.clamp(0, 1) ** (1 / 2.2) * 255).round().to(torch.uint8)             # (V, N, 3)
+    gamma = radiance.clamp(0, 1).log_().mul_(1 / 2.2).exp_()                           # x ** (1 / 2.2)
+    rgb = gamma.mul_(255).round_().to(torch.uint8)                                       # (V, N, 3)
 
     # Dense labels, images (V, C, R, R).
     image = lambda x: x.reshape(V, R, R, -1).permute(0, 3, 1, 2).contiguous()           # noqa: E731
-    normal_cam = torch.matmul(hits.normal, rot)                                           # R^T n, (V, N, 3)
-    point_cam = torch.matmul(point - origin[:, None], rot)                                # (V, N, 3)
+    # camera-frame normals and points R^T x, computed planar: (V, 3, N) -> images (V, 3, R, R)
+    normal_img = torch.bmm(rot.transpose(1, 2), hits.normal.transpose(1, 2)).reshape(V, 3, R, R)
+    point_img = torch.bmm(rot.transpose(1, 2), (point - origin[:, None]).transpose(1, 2)).reshape(V, 3, R, R)
     rgb_img = image(rgb)
     clean = rgb_img.float() / 255
     surface = hits.surface.reshape(V, R, R)
-    normal_img = image(normal_cam)
     is_room = surface < ROOM_FACES
     semantic = cls.reshape(V, R, R)
 
@@ -235,12 +236,12 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
     return {
         "rgb": rgb_img.numpy(),
         "mask": image(torch.isfinite(hits.t)[..., None]).numpy(),
-        "rgb2depth": f16(image(point_cam[..., 2:])),
+        "rgb2depth": f16(point_img[:, 2:]),
         "rgb2mist": f16(image(hits.t[..., None])),
         "rgb2sfnorm": f16(normal_img),
         "reshade": f16(image(dot(hits.normal, dirs).neg_().clamp_(0, 1)[..., None])),
         "curvature": f16(image(hits.curvature)),
-        "edge3d": f16(labels.edge3d(image(point_cam), normal_img, surface, is_room, camera.focal)),
+        "edge3d": f16(labels.edge3d(point_img, normal_img, surface, is_room, camera.focal)),
         "keypoint3d": f16(labels.keypoint3d(normal_img)),
         "segment25d": _ids(labels.segment25d(surface, normal_img)),
         "edge2d": f16(labels.edge2d(clean)),
