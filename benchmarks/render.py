@@ -7,7 +7,8 @@ Renders the train split's first ``--scenes`` scenes (every label) after a warm-u
 each, 64x64 without shadows, and the default params. The last line is
 ``render: <N> images/s at 64x64 (all labels)`` for the configuration the render stage uses (the params'
 ``workers``, shadows on). The machine may be shared: the load average is printed next to each timing,
-and variants are timed in the same run, interleaved over the repeats.
+variants are timed in the same run, interleaved over the repeats, and in-process variants also report
+CPU time per image (``cpu ms``), which other processes on the machine disturb much less than wall time.
 """
 from __future__ import annotations
 
@@ -42,20 +43,23 @@ def main() -> None:
     torch.set_num_threads(1)
     render_split(dataclasses.replace(base, resolution=16, workers=1), "train", n_scenes=4)        # warm-up
     best = [float("inf")] * len(variants)
+    cpu = [float("inf")] * len(variants)
     load = [0.0] * len(variants)
     for _ in range(args.repeats):
         for i, (_, r, threads, _) in enumerate(variants):
             torch.set_num_threads(threads)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             render_split(r, "train", n_scenes=args.scenes)
             best[i] = min(best[i], time.perf_counter() - start)
+            cpu[i] = min(cpu[i], time.process_time() - start_cpu)
             load[i] = max(load[i], os.getloadavg()[0])
     print(f"{args.scenes} scenes x {base.views_per_scene} views, chunk <= {base.chunk_scenes} scenes, "
           f"best of {args.repeats}, {os.cpu_count()} cores; load = highest 1-min load average seen")
-    print(f"{'resolution':>10}  {'images/s':>9}  {'ms/image':>8}  {'load':>5}  notes")
-    for (name, r, _, notes), seconds, seen in zip(variants, best, load):
-        rate = args.scenes * r.views_per_scene / seconds
-        print(f"{name:>10}  {rate:9.0f}  {1000 / rate:8.2f}  {seen:5.2f}  {notes}")
+    print(f"{'resolution':>10}  {'images/s':>9}  {'ms/image':>8}  {'cpu ms':>6}  {'load':>5}  notes")
+    for (name, r, _, notes), seconds, used, seen in zip(variants, best, cpu, load):
+        n = args.scenes * r.views_per_scene
+        cpu_ms = f"{1000 * used / n:6.2f}" if r.workers == 1 else f"{'-':>6}"
+        print(f"{name:>10}  {n / seconds:9.0f}  {1000 * seconds / n:8.2f}  {cpu_ms}  {seen:5.2f}  {notes}")
     headline = args.scenes * stage.views_per_scene / best[2]
     print(f"render: {headline:.0f} images/s at 64x64 (all labels)")
 
