@@ -8,8 +8,11 @@ mapped into the unit frame keeps its parameter t, so every intersection is compu
 
 Culling: a primitive can only be hit by the rays of a group that fall inside the cone from the group's
 origin around its bounding sphere (one batched matrix product of ray directions against sphere
-directions); only those (ray, primitive) candidates are intersected exactly. No Python loop runs over
-pixels; the loops run over primitive kinds and over blocks of groups (to bound memory).
+directions); only those (ray, primitive) candidates are intersected exactly. Shadow rays arrive in
+image tiles and are culled a tile at a time first (the cone holding a tile's rays against each sphere's
+cone), then ray by ray for the surviving pairs; primary rays are culled in image space
+(:func:`pixel_candidates`). No Python loop runs over pixels; the loops run over primitive kinds and
+over blocks of groups (to bound memory).
 """
 from __future__ import annotations
 
@@ -242,9 +245,11 @@ def _bundle_candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: T
     g, b, p = meet.nonzero(as_tuple=True)                                                # (M,) pairs
     tile, pair = g * B + b, g * prims.per_scene + p
     dot = (d.index_select(0, tile) * axis.reshape(-1, 1, 3).index_select(0, pair)).sum(-1)  # (M, bundle)
-    inside = (dot >= cos.reshape(-1).index_select(0, pair)[:, None]) & active.reshape(G * B, bundle).index_select(0, tile)
+    inside = dot >= cos.reshape(-1).index_select(0, pair)[:, None]
+    inside &= active.reshape(G * B, bundle).index_select(0, tile)
     m, j = inside.nonzero(as_tuple=True)
-    return g.index_select(0, m), b.index_select(0, m) * bundle + j, flat.reshape(-1).index_select(0, pair.index_select(0, m))
+    pick = lambda x: x.index_select(0, m)                                                # noqa: E731
+    return pick(g), pick(b) * bundle + j, flat.reshape(-1).index_select(0, pick(pair))
 
 
 def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tensor, focal: float,
