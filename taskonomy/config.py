@@ -135,7 +135,9 @@ class TaxonomyParams:
 
 @dataclass(frozen=True)
 class ReportParams:
+    """The report page and its Markdown twin (stage ``report``)."""
     samples: int = param(4, ge=1, le=32)
+    top_sources: int = param(3, ge=1, le=10, doc="best first-order sources listed per target")
 
 
 @dataclass(frozen=True)

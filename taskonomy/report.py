@@ -1,0 +1,285 @@
+"""Stage ``report``: what the run found, as ``reports/index.html`` (self-contained) and ``reports/README.md``.
+
+Reads the outputs of every earlier stage (paths from dvc.yaml, task names from the task list, never
+globbed) and builds one list of sections (:mod:`taskonomy.report_page`), each with a stable id:
+
+``task-bank``        the bank's sample sheet;
+``task-networks``    each task network against its trivial baseline, training curves, and whether
+                     ``self`` beats every first-order transfer into its task (the gold standard);
+``affinities``       the first-order matrices before and after AHP (the paper's Fig. 7), top sources;
+``taxonomy``         the taxonomy graph per budget at the largest max order; supervised tasks per cell;
+``gain-quality``     gain and quality over budget x max order (reports/taxonomy/grid.csv);
+``similarity-tree``  the task similarity tree;
+``known-structure``  the synthetic bank's known ties, checked on the affinities (taskonomy.report_checks);
+``provenance``       params, code version, per-stage timings that stages record, the machine.
+
+A missing input stops the stage with one line naming the file and the command that makes it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from taskonomy import report_figures as figures
+from taskonomy.config import Params, as_dict
+from taskonomy.errors import DataError
+from taskonomy.report_checks import PASS, check_structure, ranked_sources
+from taskonomy.report_page import Image, Pre, Section, Table, Text, render_html, render_markdown
+from taskonomy.storage import atomic_write_text
+
+SECTION_IDS = ("task-bank", "task-networks", "affinities", "taxonomy", "gain-quality", "similarity-tree",
+               "known-structure", "provenance")
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Where the earlier stages wrote their outputs (the stage's arguments, from dvc.yaml)."""
+    task_list: Path
+    models: Path
+    transfer: Path
+    bank_samples: Path
+    first_order: Path      # folder: first_order_{losses,affinities}.csv, first_order.png
+    affinities: Path
+    taxonomy: Path         # folder: solutions/, grid.csv, tree/
+    lock: Path | None = None
+
+
+def _need(path: Path, stage: str) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path} is missing: run `dvc repro {stage}`")
+    return path
+
+
+def _read_csv(path: Path, stage: str, **kwargs) -> pd.DataFrame:
+    try:
+        return pd.read_csv(_need(path, stage), **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a readable CSV ({type(err).__name__}): run `dvc repro {stage}`") from None
+
+
+def _read_json(path: Path, stage: str):
+    try:
+        return json.loads(_need(path, stage).read_text())
+    except json.JSONDecodeError:
+        raise DataError(f"{path}: not valid JSON: run `dvc repro {stage}`") from None
+
+
+def solution_name(budget: float, max_order: int) -> str:
+    """File stem of one taxonomy, as stage taxonomy names it."""
+    return f"b{float(budget):g}_k{max_order}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Findings (pure: tables in, tables out)
+# --------------------------------------------------------------------------------------------------
+
+def network_rows(metrics: dict[str, dict]) -> list[tuple]:
+    """(task, test loss, trivial loss, ratio, share of items beating trivial, beats trivial) per task."""
+    rows = []
+    for task, m in metrics.items():
+        if not m.get("trained", True) or "test_loss" not in m:
+            rows.append((task, float("nan"), float("nan"), float("nan"), float("nan"), "untrained"))
+            continue
+        ratio = m["test_loss"] / m["trivial_loss"] if m.get("trivial_loss") else float("nan")
+        rows.append((task, m["test_loss"], m["trivial_loss"], ratio, m.get("beats_trivial", float("nan")),
+                     "yes" if ratio < 1 else "no"))
+    return rows
+
+
+def gold_standard(first_losses: pd.DataFrame, self_losses: dict[str, float]) -> list[tuple]:
+    """Per target: self's mean test loss, the best first-order transfer's, and whether self wins."""
+    rows = []
+    for target, self_loss in self_losses.items():
+        col = first_losses[target].dropna()
+        best = col.idxmin()
+        rows.append((target, self_loss, best, float(col[best]), "yes" if self_loss < col[best] else "no"))
+    return rows
+
+
+def top_sources(affinities: pd.DataFrame, k: int) -> list[tuple]:
+    """Per target: its ``k`` best first-order sources with their affinities (itself left out)."""
+    rows = []
+    for target in affinities.columns:
+        ranked = ranked_sources(affinities, target)[:k]
+        rows.append((target, *[f"{s} ({affinities.at[s, target]:.3f})" for s in ranked],
+                     *[""] * (k - len(ranked))))
+    return rows
+
+
+def stage_timings(stages: list[str], models: Path, transfer: Path) -> list[tuple]:
+    """(stage, seconds, what) per stage of dvc.lock: train time of task networks, load + encode +
+    train of transfer stages; stages that record no time say so."""
+    rows = []
+    for stage in stages:
+        name, _, key = stage.partition("@")
+        path = {"train_task": models / key / "metrics.json", "transfer": transfer / key / "metrics.json"}.get(name)
+        m = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+        if name == "train_task" and "train_seconds" in m:
+            rows.append((stage, m["train_seconds"], "training"))
+        elif name == "transfer" and "train_seconds" in m:
+            parts = [m.get(k, 0.0) for k in ("load_seconds", "encode_seconds", "train_seconds")]
+            rows.append((stage, float(sum(parts)), "load + encode + readout training"))
+        elif name == "train_task" and m.get("trained") is False:
+            rows.append((stage, float("nan"), "untrained (nothing to time)"))
+        else:
+            rows.append((stage, float("nan"), "not recorded by the stage"))
+    return rows
+
+
+def code_version(where: Path) -> str:
+    """``git describe`` of the checkout at ``where``; the package version when there is no git."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=where, capture_output=True,
+                             text=True, timeout=10)
+        if out.returncode == 0 and out.stdout.strip():
+            return f"git {out.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from taskonomy import __version__
+
+    return f"taskonomy {__version__} (no git checkout)"
+
+
+def machine() -> list[tuple]:
+    import torch
+
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no"
+    return [("platform", platform.platform()), ("python", platform.python_version()),
+            ("CPU count", str(os.cpu_count())), ("torch", torch.__version__), ("CUDA", cuda)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------------
+
+def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, top_k: int = 3,
+                   root: Path = Path(".")) -> list[Section]:
+    """Read every input (a missing one raises :class:`DataError`), draw the figures, build the sections."""
+    task_list = _read_json(inputs.task_list, "task_list")
+    tasks, targets = list(task_list["tasks"]), list(task_list["targets"])
+    metrics = {t: _read_json(inputs.models / t / "metrics.json", f"train_task@{t}") for t in tasks}
+    _need(inputs.bank_samples, "render")
+    curves = {t: _read_csv(inputs.models / t / "curve.csv", f"train_task@{t}") for t in tasks}
+    first_losses = _read_csv(inputs.first_order / "first_order_losses.csv", "affinity_first", index_col=0)
+    first_aff = _read_csv(inputs.first_order / "first_order_affinities.csv", "affinity_first", index_col=0)
+    first_png = _need(inputs.first_order / "first_order.png", "affinity_first")
+    _need(inputs.affinities, "affinity")
+    grid = _read_csv(inputs.taxonomy / "grid.csv", "taxonomy")
+    tree_png = _need(inputs.taxonomy / "tree" / "similarity_tree.png", "taxonomy")
+    tp = params.taxonomy
+    solutions = {(b, k): _read_json(inputs.taxonomy / "solutions" / f"{solution_name(b, k)}.json", "taxonomy")
+                 for k in tp.max_orders for b in tp.budgets}
+    self_losses = {}
+    for t in targets:
+        path = _need(inputs.models / t / "test_losses.npy", f"train_task@{t}")
+        self_losses[t] = float(np.mean(np.load(path)))
+
+    # task networks
+    nets = network_rows(metrics)
+    losing = [r[0] for r in nets if r[5] == "no"]
+    gold = gold_standard(first_losses, self_losses)
+    not_gold = [r[0] for r in gold if r[4] == "no"]
+    net_section = Section("task-networks", "Task networks", [
+        Text(f"{sum(r[5] == 'yes' for r in nets)} of {sum(r[5] != 'untrained' for r in nets)} trained task networks "
+             f"beat their trivial baseline on mean test loss (ratio = test / trivial < 1). "
+             + (f"Not beating it: {', '.join(losing)}." if losing else "Every one beats it.")),
+        Table(("task", "test loss", "trivial loss", "ratio", "items beating trivial", "beats trivial"),
+              tuple(nets), status_column="beats trivial"),
+        Image(figures.training_curves(curves, figures_dir / "training_curves.png"),
+              "training curves: train and test loss per epoch"),
+        Text(f"Gold standard: self (the fully supervised network) has a lower mean test loss than every first-order "
+             f"transfer into its task for {len(gold) - len(not_gold)} of {len(gold)} targets"
+             + (f"; not for {', '.join(not_gold)}." if not_gold else ".")),
+        Table(("target", "self loss", "best transfer", "its loss", "self best"), tuple(gold), status_column="self best"),
+    ])
+
+    # affinities
+    aff_section = Section("affinities", "First-order affinities", [
+        Text("Left: mean test loss of every first-order transfer (rows: sources, columns: targets; each column "
+             "divided by its mean). Right: the same transfers after the AHP (win rates -> principal eigenvector; "
+             "higher = better source), as the paper's Fig. 7."),
+        Image(first_png, "first-order matrices: raw mean losses and AHP affinities"),
+        Text(f"Top {top_k} sources per target (first-order affinity; a target is not its own source):"),
+        Table(("target", *[f"#{i + 1}" for i in range(top_k)]), tuple(top_sources(first_aff, top_k))),
+    ])
+
+    # taxonomy
+    kmax = max(tp.max_orders)
+    tax_blocks = [Text(f"One taxonomy per budget at max order {kmax} (the largest swept): red squares are "
+                       "supervised; an edge runs from each source of a target's chosen transfer, coloured by order; "
+                       "each transferred target shows its gain (win rate against pixels).")]
+    for b in tp.budgets:
+        tax_blocks.append(Image(figures.taxonomy_graph(solutions[(b, kmax)],
+                                                       figures_dir / f"taxonomy_{solution_name(b, kmax)}.png"),
+                                f"budget {b:g}, max order {kmax}"))
+    tax_rows = tuple((f"{b:g}", k, s["status"], ", ".join(s["supervised"]), f"{s['objective']:.4g}")
+                     for (b, k), s in sorted(solutions.items()))
+    tax_blocks += [Text("Supervised tasks per (budget, max order):"),
+                   Table(("budget", "max order", "status", "supervised", "objective"), tax_rows)]
+
+    # gain and quality
+    gq = Section("gain-quality", "Gain and quality over budget and max order", [
+        Text("Mean over the targets served by a transfer: gain = win rate against pixels (a network trained from "
+             "scratch on the transfer data), quality = win rate against self (the fully supervised network)."),
+        Image(figures.sweep(grid, figures_dir / "sweep.png"), "gain and quality over budget x max order"),
+        Table(("max order", "budget", "gain", "quality", "supervised", "transferred"),
+              tuple(grid[["max_order", "budget", "gain", "quality", "supervised", "transferred"]]
+                    .itertuples(index=False, name=None))),
+    ])
+
+    # similarity tree
+    tree_blocks = [Text("Agglomerative clustering of the first-order affinity columns (the paper's Fig. 14).")]
+    tree_json = inputs.taxonomy / "tree" / "similarity_tree.json"
+    if tree_json.is_file():
+        tree_blocks.append(Text("Leaf order: " + ", ".join(json.loads(tree_json.read_text())["leaves"]) + "."))
+    tree_blocks.append(Image(tree_png, "task similarity tree"))
+
+    # known structure
+    checks = check_structure(first_aff)
+    passed = sum(c.status == PASS for c in checks)
+    known = Section("known-structure", "Known-structure checks", [
+        Text(f"The generator of the synthetic bank ties some labels together, so these ranks are expected of a "
+             f"correct pipeline (taskonomy/report_checks.py): {passed} of {len(checks)} pass."),
+        Table(("check", "why", "expected", "found", "result"),
+              tuple((c.name, c.claim, c.expected, c.found, c.status) for c in checks), status_column="result"),
+    ])
+
+    # provenance
+    stages = list(yaml.safe_load(inputs.lock.read_text()).get("stages", {})) \
+        if inputs.lock is not None and inputs.lock.is_file() else []
+    prov_blocks = [Text(f"Code version: {code_version(root)}."), Text("Parameters:"),
+                   Pre(yaml.safe_dump(as_dict(params), sort_keys=False)), Text("Machine:"),
+                   Table(("", "value"), tuple(machine())), Text("Per-stage timings, as the stages record them:")]
+    if stages:
+        prov_blocks.append(Table(("stage", "seconds", "what"), tuple(stage_timings(stages, inputs.models, inputs.transfer))))
+    else:
+        prov_blocks.append(Text(f"{inputs.lock}: not found, so no stage list; the stages run so far recorded "
+                                "their times in models/<task>/metrics.json and outputs/transfer/<source>/metrics.json."))
+
+    return [
+        Section("task-bank", "Task bank", [Text(f"A sample of every task's label ({len(tasks)} tasks, "
+                                                 f"{len(targets)} targets)."),
+                                            Image(inputs.bank_samples, "the bank's sample sheet")]),
+        net_section, aff_section, Section("taxonomy", "Taxonomy", tax_blocks), gq,
+        Section("similarity-tree", "Task similarity tree", tree_blocks), known,
+        Section("provenance", "Provenance", prov_blocks),
+    ]
+
+
+def write_report(inputs: ReportInputs, params: Params, *, html: Path, markdown: Path, figures_dir: Path,
+                 top_k: int = 3, root: Path = Path(".")) -> list[Section]:
+    """Build the sections and write the HTML page and the Markdown, each atomically."""
+    sections = build_sections(inputs, params, figures_dir, top_k=top_k, root=root)
+    title = "Taskonomy on the synthetic task bank"
+    subtitle = "Generated by stage report (dvc repro report) from the outputs of every earlier stage."
+    atomic_write_text(html, render_html(title, subtitle, sections))
+    atomic_write_text(markdown, render_markdown(title, subtitle, sections, markdown.parent))
+    return sections

@@ -1,0 +1,126 @@
+"""The report's own figures (matplotlib, Agg): training curves, taxonomy graphs, the budget sweep.
+
+Each function draws one PNG through :func:`taskonomy.storage.atomic_savefig` and returns its path.
+The figures the pipeline already draws (the bank's sample sheet, the first-order matrices, the
+similarity tree) are reused as they are.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from taskonomy.storage import atomic_savefig
+
+DPI = 90
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves(curves: Mapping[str, pd.DataFrame], path: Path) -> Path:
+    """Small multiples: train and test loss per epoch, one panel per task network."""
+    plt = _plt()
+    names = list(curves)
+    cols = min(6, max(1, len(names)))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 1.8 * rows), squeeze=False, constrained_layout=True)
+    for ax, name in zip(axes.flat, names):
+        c = curves[name]
+        if len(c):
+            for column, style in (("train_loss", "-o"), ("test_loss", "-s")):
+                ax.plot(c["epoch"], c[column], style, ms=3, lw=1, label=column.replace("_loss", ""))
+        else:
+            ax.text(0.5, 0.5, "not trained", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    if names:
+        axes.flat[0].legend(fontsize=6)
+    fig.supxlabel("epoch", fontsize=8)
+    fig.supylabel("loss", fontsize=8)
+    atomic_savefig(fig, path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def taxonomy_graph(solution: Mapping, path: Path) -> Path:
+    """One taxonomy: supervised tasks in the inner ring, the other targets outside; an edge per source
+    of a chosen transfer, coloured by the transfer's order; each transferred target labelled with its gain."""
+    plt = _plt()
+    supervised = list(solution["supervised"])
+    per_target = solution.get("per_target", {})
+    g = nx.DiGraph()
+    g.add_nodes_from(supervised)
+    for target, choice in per_target.items():
+        g.add_node(target)
+        sources = [s for s in choice["sources"] if s != "self"]
+        for s in sources:
+            g.add_edge(s, target, order=len(sources))
+    outer = [n for n in g if n not in supervised]
+    shells = [supervised, outer] if supervised and outer else [list(g)]
+    pos = nx.shell_layout(g, shells)
+    fig, ax = plt.subplots(figsize=(7, 7), constrained_layout=True)
+    orders = sorted({d["order"] for *_, d in g.edges(data=True)})
+    cmap = plt.get_cmap("viridis", max(2, len(orders)))
+    for i, k in enumerate(orders):
+        edges = [(u, v) for u, v, d in g.edges(data=True) if d["order"] == k]
+        nx.draw_networkx_edges(g, pos, edgelist=edges, ax=ax, edge_color=[cmap(i)], arrows=True, arrowsize=8,
+                               width=1.0, alpha=0.7, node_size=300, label=f"order {k}")
+    nx.draw_networkx_nodes(g, pos, nodelist=outer, ax=ax, node_color="#dddddd", node_size=160)
+    nx.draw_networkx_nodes(g, pos, nodelist=supervised, ax=ax, node_color="#d62728", node_size=320,
+                           node_shape="s", label="supervised")
+    labels = {}
+    for n in g:
+        gain = per_target.get(n, {}).get("gain")
+        labels[n] = n if n in supervised or gain is None or not np.isfinite(gain) else f"{n}\ngain {gain:.2f}"
+    nx.draw_networkx_labels(g, pos, labels, ax=ax, font_size=6)
+    ax.set_title(f"budget {solution['budget']:g}, max order {solution['max_order']}: "
+                 f"{len(supervised)} supervised, objective {solution.get('objective', float('nan')):.3f}", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right", scatterpoints=1)
+    ax.axis("off")
+    ax.margins(0.12)
+    atomic_savefig(fig, path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def sweep(grid: pd.DataFrame, path: Path) -> Path:
+    """Gain and quality against budget (one line per max order) and as budget x max order heatmaps."""
+    plt = _plt()
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), constrained_layout=True)
+    for col, metric in enumerate(("gain", "quality")):
+        ax = axes[0, col]
+        for k, rows in grid.groupby("max_order"):
+            rows = rows.sort_values("budget")
+            ax.plot(rows["budget"], rows[metric], "-o", ms=4, label=f"max order {k}")
+        ax.set_xlabel("supervision budget")
+        ax.set_ylabel(f"mean {metric} (win rate)")
+        ax.set_title(f"{metric} vs budget", fontsize=9)
+        ax.legend(fontsize=7)
+        table = grid.pivot_table(index="max_order", columns="budget", values=metric)
+        ax = axes[1, col]
+        im = ax.imshow(table.to_numpy(dtype=float), cmap="viridis", aspect="auto", vmin=0, vmax=1, origin="lower")
+        ax.set_xticks(range(table.shape[1]), [f"{b:g}" for b in table.columns])
+        ax.set_yticks(range(table.shape[0]), [str(k) for k in table.index])
+        for (i, j), v in np.ndenumerate(table.to_numpy(dtype=float)):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
+        ax.set_xlabel("supervision budget")
+        ax.set_ylabel("max order")
+        ax.set_title(f"{metric} over budget x max order", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    atomic_savefig(fig, path, dpi=DPI)
+    plt.close(fig)
+    return path
