@@ -1,0 +1,225 @@
+"""The report: known-structure checks on constructed affinities, the page and its Markdown twin built
+from a small fixture of every input file, and the one-line error on a missing input."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from taskonomy.config import Params, TaskParams, from_dict
+from taskonomy.report import SECTION_IDS, ReportInputs, write_report
+from taskonomy.report_checks import EXPECTATIONS, FAIL, NA, PASS, check_structure
+from taskonomy.tasks import TASKS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# --------------------------------------------------------------------------------------------------
+# Known-structure checks
+# --------------------------------------------------------------------------------------------------
+
+CLUSTERS = [("rgb2depth", "rgb2mist"), ("rgb2sfnorm", "reshade", "curvature"), ("edge2d", "keypoint2d", "segment2d"),
+            ("segmentsemantic", "class_object", "class_scene"), ("room_layout", "vanishing_point")]
+GROUPS = [("rgb2depth", "rgb2mist", "rgb2sfnorm", "reshade", "curvature", "edge3d", "keypoint3d", "segment25d"),
+          ("edge2d", "keypoint2d", "segment2d", "autoencoder", "denoise", "inpainting", "colorization")]
+
+
+def structured_affinities() -> pd.DataFrame:
+    """Every task a source, every non-source-only task a target: 1.0 within a known cluster, 0.5
+    within a group (3D / 2D), 0.1 otherwise, 0.001 from random."""
+    tasks = list(TASKS)
+    targets = [t for t in tasks if not TASKS[t].source_only]
+
+    def value(s, t):
+        if s == "random":
+            return 0.001
+        if any(s in c and t in c for c in CLUSTERS):
+            return 1.0
+        if any(s in g and t in g for g in GROUPS):
+            return 0.5
+        return 0.1
+
+    return pd.DataFrame([[value(s, t) for t in targets] for s in tasks], index=tasks, columns=targets)
+
+
+def test_known_structure_passes_on_structured_affinities():
+    results = {r.name: r for r in check_structure(structured_affinities())}
+    assert set(results) == {e.name for e in EXPECTATIONS}
+    assert {r.status for r in results.values()} == {PASS}, [r for r in results.values() if r.status != PASS]
+    assert results["depth_mist"].found == "rgb2mist is #1 for rgb2depth; rgb2depth is #1 for rgb2mist"
+    assert results["normals_shading"].found == "rgb2sfnorm is #1 for reshade; rgb2sfnorm is #1 for curvature"
+    assert results["3d_prefers_3d"].found.split(" vs ")[1] == "0.1000"
+    assert results["random_last"].found.startswith("20/20 targets")   # 22 targets less autoencoder, denoise
+
+
+def test_known_structure_fails_where_the_ties_are_broken():
+    a = structured_affinities()
+    a.loc["random"] = 2.0                       # random is everybody's best source
+    a.loc["rgb2mist", "rgb2depth"] = 0.0        # depth no longer finds distance
+    results = {r.name: r for r in check_structure(a)}
+    assert results["depth_mist"].status == FAIL
+    assert "rgb2mist is #25 for rgb2depth" in results["depth_mist"].found
+    assert results["random_last"].status == FAIL and results["random_last"].found.startswith("0/20")
+    assert results["layout_vanishing"].status == PASS    # untouched ties still hold
+
+
+def test_known_structure_not_applicable_without_its_tasks():
+    a = structured_affinities().drop(index="room_layout", columns="room_layout")
+    results = {r.name: r for r in check_structure(a)}
+    assert results["layout_vanishing"].status == NA
+    assert results["layout_vanishing"].found == "not in the run: room_layout"
+
+
+# --------------------------------------------------------------------------------------------------
+# A small fixture of every input of the report
+# --------------------------------------------------------------------------------------------------
+
+FIXTURE_TASKS = {"rgb2depth": False, "rgb2mist": False, "edge2d": False, "class_scene": False, "random": True}
+BUDGETS, MAX_ORDERS = [1, 2], [1, 2]
+
+
+def _png(path: Path, seed: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(path, np.random.default_rng(seed).random((8, 12)))
+
+
+def write_report_inputs(root: Path) -> tuple[ReportInputs, Params]:
+    """Every file stage report reads, small and consistent: 4 targets + random, 2 budgets x 2 orders.
+    rgb2depth's network loses to its trivial baseline and to the transfer from rgb2mist."""
+    tasks = list(FIXTURE_TASKS)
+    targets = [t for t, only in FIXTURE_TASKS.items() if not only]
+    params = from_dict(Params, {"tasks": {t: {"source_only": o} for t, o in FIXTURE_TASKS.items()},
+                                "taxonomy": {"budgets": BUDGETS, "max_orders": MAX_ORDERS}})
+    inputs = ReportInputs(task_list=root / "outputs/task_list.json", models=root / "models",
+                          transfer=root / "outputs/transfer", bank_samples=root / "reports/figures/bank_samples.png",
+                          first_order=root / "reports/affinity", affinities=root / "reports/affinities.csv",
+                          taxonomy=root / "reports/taxonomy", lock=root / "dvc.lock")
+    inputs.task_list.parent.mkdir(parents=True)
+    inputs.task_list.write_text(json.dumps({"tasks": tasks, "targets": targets, "source_only": ["random"]}))
+    self_loss = {"rgb2depth": 0.8, "rgb2mist": 0.4, "edge2d": 0.3, "class_scene": 0.9}
+    for i, t in enumerate(tasks):
+        d = inputs.models / t
+        d.mkdir(parents=True)
+        if t == "random":
+            (d / "metrics.json").write_text(json.dumps({"task": t, "trained": False}))
+            (d / "curve.csv").write_text("epoch,train_loss,test_loss,lr,seconds\n")
+            continue
+        trivial = 0.5 if t == "rgb2depth" else 2 * self_loss[t]
+        (d / "metrics.json").write_text(json.dumps({"task": t, "trained": True, "test_loss": self_loss[t],
+                                                    "trivial_loss": trivial, "beats_trivial": 0.25,
+                                                    "train_seconds": 1.5 + i}))
+        pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.6], "test_loss": [0.9, self_loss[t]],
+                      "lr": [1e-3, 0.0], "seconds": [0.1, 0.1]}).to_csv(d / "curve.csv", index=False)
+        np.save(d / "test_losses.npy", np.full(6, self_loss[t], dtype=np.float32))
+        m = inputs.transfer / t / "metrics.json"
+        m.parent.mkdir(parents=True)
+        m.write_text(json.dumps({"source": t, "load_seconds": 0.5, "encode_seconds": 0.25, "train_seconds": 2.0}))
+    _png(inputs.bank_samples, 0)
+    losses = pd.DataFrame(1.0, index=tasks, columns=targets)
+    losses.loc["rgb2mist", "rgb2depth"] = 0.6                     # beats rgb2depth's self (0.8)
+    aff = pd.DataFrame(0.1, index=tasks, columns=targets)
+    aff.loc["rgb2mist", "rgb2depth"] = aff.loc["rgb2depth", "rgb2mist"] = 0.6
+    aff.loc["random"] = 0.01
+    inputs.first_order.mkdir(parents=True)
+    losses.rename_axis("source").to_csv(inputs.first_order / "first_order_losses.csv")
+    aff.rename_axis("source").to_csv(inputs.first_order / "first_order_affinities.csv")
+    _png(inputs.first_order / "first_order.png", 1)
+    inputs.affinities.write_text("target,sources,order,affinity,quality,gain,mean_loss\n")
+    rows = []
+    for k in MAX_ORDERS:
+        for b in BUDGETS:
+            supervised = ["rgb2mist", "edge2d"][:b]
+            per_target = {t: {"sources": ["self"] if t in supervised else ["rgb2mist"], "affinity": 0.5,
+                              "quality": 0.25 * b, "gain": 0.5 + 0.1 * k} for t in targets}
+            sol = {"status": "optimal", "objective": 1.0 + b, "budget": float(b), "max_order": k,
+                   "supervised": supervised, "per_target": per_target}
+            path = inputs.taxonomy / "solutions" / f"b{b}_k{k}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(sol))
+            rows.append({"max_order": k, "budget": b, "objective": 1.0 + b, "gain": 0.5 + 0.1 * k,
+                         "quality": 0.25 * b, "supervised": b, "transferred": 4 - b, "status": "optimal"})
+    pd.DataFrame(rows).to_csv(inputs.taxonomy / "grid.csv", index=False)
+    _png(inputs.taxonomy / "tree" / "similarity_tree.png", 2)
+    (inputs.taxonomy / "tree" / "similarity_tree.json").write_text(json.dumps({"leaves": targets[::-1]}))
+    inputs.lock.write_text("schema: '2.0'\nstages:\n  render: {cmd: x}\n"
+                           + "".join(f"  train_task@{t}: {{cmd: x}}\n  transfer@{t}: {{cmd: x}}\n" for t in tasks))
+    return inputs, params
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    inputs, params = write_report_inputs(root)
+    out = root / "reports"
+    write_report(inputs, params, html=out / "index.html", markdown=out / "README.md",
+                 figures_dir=out / "report_figures", root=root)
+    return out
+
+
+def test_page_has_every_section_and_only_embedded_images(built):
+    page = (built / "index.html").read_text()
+    for sid in SECTION_IDS:
+        assert page.count(f'<section id="{sid}">') == 1, sid
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(srcs) == 1 + 1 + 1 + len(BUDGETS) + 1 + 1      # bank, curves, fig. 7, graphs, sweep, tree
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not re.search(r'(src|href)="(https?:)?//', page)        # nothing from the network
+    assert "<script" not in page
+
+
+def test_page_findings(built):
+    page = (built / "index.html").read_text()
+    # rgb2depth: 0.8 vs trivial 0.5 -> ratio 1.6, flagged; rgb2mist's transfer (0.6) beats its self (0.8)
+    assert "<td>rgb2depth</td><td>0.8</td><td>0.5</td><td>1.6</td><td>0.25</td><td class=\"bad\">no</td>" in page
+    assert "Not beating it: rgb2depth." in page
+    assert "<td>rgb2depth</td><td>0.8</td><td>rgb2mist</td><td>0.6</td><td class=\"bad\">no</td>" in page
+    assert "for 3 of 4 targets; not for rgb2depth." in page
+    assert "<td>rgb2depth</td><td>rgb2mist (0.600)</td>" in page          # top source
+    assert "<td>2</td><td>2</td><td>optimal</td><td>rgb2mist, edge2d</td>" in page
+    assert "<td>train_task@rgb2mist</td><td>2.5</td><td>training</td>" in page
+    assert "<td>transfer@rgb2depth</td><td>2.75</td>" in page
+    assert "<td>render</td><td>n/a</td><td>not recorded by the stage</td>" in page
+    assert "<td>train_task@random</td><td>n/a</td><td>untrained (nothing to time)</td>" in page
+
+
+def test_markdown_mentions_the_same_findings(built):
+    md = (built / "README.md").read_text()
+    for sid in SECTION_IDS:
+        assert f'<a id="{sid}"></a>' in md
+    assert "Not beating it: rgb2depth." in md and "for 3 of 4 targets; not for rgb2depth." in md
+    assert "| rgb2depth | 0.8 | 0.5 | 1.6 | 0.25 | no |" in md
+    page = (built / "index.html").read_text()
+    checks = re.search(r'<section id="known-structure">.*?</section>', page, re.S).group(0)
+    for name, status in re.findall(r"<tr><td>(\w+)</td>.*?<td class=\"\w+\">([a-z/]+)</td></tr>", checks):
+        assert re.search(rf"^\| {name} \|.*\| {re.escape(status)} \|$", md, re.M), name
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
+    assert "figures/bank_samples.png" in links and "report_figures/sweep.png" in links
+    assert all((built / link).is_file() for link in links)
+
+
+def test_missing_input_is_one_line_naming_the_file_and_command(tmp_path):
+    inputs, _ = write_report_inputs(tmp_path)
+    (tmp_path / "params.yaml").write_text("tasks:\n" + "".join(f"  {t}: {{source_only: {str(o).lower()}}}\n"
+                                                                for t, o in FIXTURE_TASKS.items())
+                                          + "taxonomy: {budgets: [1, 2], max_orders: [1, 2]}\n")
+    inputs.affinities.unlink()
+    cmd = [sys.executable, str(ROOT / "stages/report.py"), "--params", "params.yaml",
+           "--task-list", "outputs/task_list.json", "--models", "models", "--transfer", "outputs/transfer",
+           "--bank-samples", "reports/figures/bank_samples.png", "--first-order", "reports/affinity",
+           "--affinities", "reports/affinities.csv", "--taxonomy", "reports/taxonomy",
+           "--html", "reports/index.html", "--markdown", "reports/README.md", "--figures", "reports/report_figures"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert result.stderr == "error: reports/affinities.csv is missing: run `dvc repro affinity`\n"
+    assert not (tmp_path / "reports/index.html").exists()
