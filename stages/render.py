@@ -31,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     r = load_params(args.params).render
-    # The bytes do not depend on the thread count; two threads suit the shared 2-core machines.
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    # The bytes do not depend on threads or workers. Parallelism comes from render.workers (forked
+    # processes, one thread each); intra-op threads gain little here and collapse on a shared machine.
+    torch.set_num_threads(1)
     start = time.perf_counter()
     render_bank(r, args.out, progress=True)
     log.info("rendered the bank in %.1f s", time.perf_counter() - start)

@@ -63,8 +63,9 @@ class RenderParams:
     shadows: bool = param(True)
     jigsaw_permutations: int = param(24, ge=2, le=1000, doc="size of the fixed permutation set")
     chunk_scenes: int = param(64, ge=1, doc="scenes rendered per vectorised batch")
-    workers: int = param(2, ge=1, le=64, doc="processes rendering chunks in parallel, one thread each "
-                                                 "(1: in process); the bytes do not depend on it")
+    workers: int = param(0, ge=0, le=64, doc="processes rendering chunks in parallel, one thread each "
+                                                 "(1: in process; 0: the cores the load average leaves "
+                                                 "free, at least 1); the bytes do not depend on it")
     sample_scenes: int = param(3, ge=1, le=16, doc="scenes shown in the sample sheet")
 
 

@@ -3,7 +3,8 @@
 Scene ``i`` of a split is drawn from its own generator, seeded by (split seed, i), and everything after
 that is a pure function of the scene, so a split is a pure function of (render params, seed, split name);
 scenes are rendered ``chunk_scenes`` at a time, each chunk in one vectorised pass, and chunks run in
-``workers`` forked processes of one thread each (the bytes depend on neither). Within a chunk, the
+``workers`` forked processes of one thread each (by default as many as the machine has free cores; the
+bytes depend on neither). Within a chunk, the
 per-pixel work runs a slice of views at a time, small enough to stay in cache.
 """
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.pool
+import os
 import zlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,6 +273,16 @@ def _chunks(n_scenes: int, chunk_scenes: int, workers: int) -> list[range]:
     return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def render_workers(workers: int) -> int:
+    """The worker processes to use: ``workers``, or for 0 the cores not busy with other work (the 1-minute
+    load average rounded, so decide before rendering; at least 1). Processes only pay off on free cores: on a shared machine a second
+    worker competes with the other jobs and loses more than it gains."""
+    if workers:
+        return workers
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, round(cores - os.getloadavg()[0])))
+
+
 def _render_job(job: tuple[RenderParams, int, range]) -> dict[str, np.ndarray]:
     return render_chunk(*job)
 
@@ -303,8 +316,9 @@ def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progr
     log.info("rendering %s: %d scenes x %d views at %dx%d (seed %d)", split, n_scenes, per, r.resolution,
              r.resolution, seed)
     arrays: dict[str, np.ndarray] = {}
-    jobs = [(r, seed, indices) for indices in _chunks(n_scenes, r.chunk_scenes, r.workers)]
-    for (_, _, indices), out in zip(jobs, tqdm(_render_chunks(jobs, r.workers), total=len(jobs),
+    workers = render_workers(r.workers)
+    jobs = [(r, seed, indices) for indices in _chunks(n_scenes, r.chunk_scenes, workers)]
+    for (_, _, indices), out in zip(jobs, tqdm(_render_chunks(jobs, workers), total=len(jobs),
                                                desc=f"render {split}", unit="chunk", disable=not progress)):
         start = indices.start
         for name, value in out.items():
@@ -328,8 +342,10 @@ def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progr
 
 def render_bank(r: RenderParams, out: str | Path, progress: bool = False) -> None:
     """Render every split into ``out`` (one atomic folder each), then the top-level manifest."""
+    # decide the workers once, before our own work raises the load average; the manifest keeps the params
+    run = dataclasses.replace(r, workers=render_workers(r.workers))
     for split in SPLITS:
-        arrays, meta = render_split(r, split, progress=progress)
+        arrays, meta = render_split(run, split, progress=progress)
         path = bank.write_split(out, split, arrays, {**meta, "params": as_dict(r)})
         log.info("wrote %s (%d views)", path, meta["n_views"])
     bank.write_manifest(out, list(SPLITS), as_dict(r))
