@@ -77,10 +77,10 @@ def taxonomy_graph(solution: Mapping, path: Path) -> Path:
     for i, k in enumerate(orders):
         edges = [(u, v) for u, v, d in g.edges(data=True) if d["order"] == k]
         nx.draw_networkx_edges(g, pos, edgelist=edges, ax=ax, edge_color=[cmap(i)], arrows=True, arrowsize=8,
-                               width=1.0, alpha=0.7, node_size=300, label=f"order {k}")
+                               width=1.0, alpha=0.7, node_size=300)
     nx.draw_networkx_nodes(g, pos, nodelist=outer, ax=ax, node_color="#dddddd", node_size=160)
     nx.draw_networkx_nodes(g, pos, nodelist=supervised, ax=ax, node_color="#d62728", node_size=320,
-                           node_shape="s", label="supervised")
+                           node_shape="s")
     labels = {}
     for n in g:
         gain = per_target.get(n, {}).get("gain")
@@ -88,7 +88,11 @@ def taxonomy_graph(solution: Mapping, path: Path) -> Path:
     nx.draw_networkx_labels(g, pos, labels, ax=ax, font_size=6)
     ax.set_title(f"budget {solution['budget']:g}, max order {solution['max_order']}: "
                  f"{len(supervised)} supervised, objective {solution.get('objective', float('nan')):.3f}", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right", scatterpoints=1)
+    from matplotlib.lines import Line2D  # edge collections carry no legend entry: proxies per order
+
+    handles = [Line2D([], [], color="#d62728", marker="s", ls="", label="supervised")]
+    handles += [Line2D([], [], color=cmap(i), label=f"order {k} transfer") for i, k in enumerate(orders)]
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
     ax.axis("off")
     ax.margins(0.12)
     atomic_savefig(fig, path, dpi=DPI)
