@@ -140,8 +140,8 @@ def input_views(task: Task, split: Any) -> torch.Tensor:
         lum = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
         image = (image * lum).sum(1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
     elif task.transform is Transform.TILES:
-        perms = torch.from_numpy(np.asarray(_array(split, "jigsaw_permutations", task), dtype=np.int64))
-        labels = torch.from_numpy(np.asarray(_array(split, task.label, task), dtype=np.int64))
+        perms = torch.from_numpy(np.array(_array(split, "jigsaw_permutations", task), dtype=np.int64))
+        labels = torch.from_numpy(np.array(_array(split, task.label, task), dtype=np.int64))
         return jigsaw_tiles(image, perms[labels])
     return image.unsqueeze(1)
 
@@ -210,11 +210,11 @@ def load_task_data(split: Any, task: Task, stats: dict[str, list[float]]) -> Tas
     if task.index is None:
         index = torch.arange(views.shape[0]).unsqueeze(1)                  # (V, 1)
     else:
-        index = torch.from_numpy(np.asarray(_array(split, task.index, task), dtype=np.int64))
+        index = torch.from_numpy(np.array(_array(split, task.index, task), dtype=np.int64))
     if index.shape[0] != target.shape[0] or index.shape[1] * views.shape[1] != task.n_views:
         raise DataError(f"{task.name}: {_split_name(split)}: {task.index or 'views'} has shape {tuple(index.shape)} "
                         f"but the label has {target.shape[0]} items of {task.n_views} inputs")
     mask = None
     if task.masked and "mask" in split.arrays:
-        mask = torch.from_numpy(np.asarray(split.arrays["mask"], dtype=bool))
+        mask = torch.from_numpy(np.array(split.arrays["mask"], dtype=bool))
     return TaskData(task, views, index, target, mask)
