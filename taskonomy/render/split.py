@@ -9,12 +9,13 @@ per-pixel work runs a slice of views at a time, small enough to stay in cache.
 """
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.pool
 import os
 import zlib
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,6 +295,13 @@ def _one_thread() -> None:
 _POOLS: dict[int, multiprocessing.pool.Pool] = {}     # forked worker pools by size, kept for later splits
 
 
+def _close_pools() -> None:
+    """Stop the kept pools before interpreter shutdown (a pool left to the garbage collector then
+    fails noisily in ``Pool.__del__``)."""
+    while _POOLS:
+        _POOLS.popitem()[1].terminate()
+
+
 def _render_chunks(jobs: list[tuple[RenderParams, int, range]], workers: int):
     """``render_chunk`` of each job, in order: here, or in ``workers`` forked processes of one thread each
     (started on first use and kept, so later splits find them warm). A chunk's bytes depend only on its
@@ -303,6 +311,8 @@ def _render_chunks(jobs: list[tuple[RenderParams, int, range]], workers: int):
         yield from map(_render_job, jobs)
         return
     if workers not in _POOLS:
+        if not _POOLS:
+            atexit.register(_close_pools)
         _POOLS[workers] = multiprocessing.get_context("fork").Pool(workers, _one_thread)
     yield from _POOLS[workers].imap(_render_job, jobs, chunksize=1)
 
