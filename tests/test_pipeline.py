@@ -1,0 +1,118 @@
+"""The whole DAG under `dvc repro` on a tiny configuration, and granular reruns after a params edit.
+
+One temporary copy of the repository runs every stage (render -> report) over a task list that
+covers every task kind and input transform; the tests then assert on its outputs and on which stages
+a one-task edit reruns (read from what `dvc repro` printed, since `dvc status` lists only the first
+stale stages).
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import make_dvc_repo
+
+pytestmark = pytest.mark.slow
+
+# One task of every kind and transform: dense regression (plain, noisy input), dense classification,
+# dense embedding, soft and hard classification, low-dimensional regression, pair regression, pair
+# classification, triplet, tiles; source-only tasks and the random encoder.
+TASKS = {
+    "rgb2depth": {"source_only": False},
+    "rgb2sfnorm": {"source_only": False},
+    "denoise": {"source_only": False},
+    "segment2d": {"source_only": False},
+    "segmentsemantic": {"source_only": False},
+    "class_object": {"source_only": False},
+    "class_scene": {"source_only": False},
+    "room_layout": {"source_only": False},
+    "fix_pose": {"source_only": False},
+    "point_match": {"source_only": False},
+    "ego_motion": {"source_only": False},
+    "colorization": {"source_only": True},
+    "jigsaw": {"source_only": True},
+    "random": {"source_only": True},
+}
+TARGETS = [t for t, p in TASKS.items() if not p["source_only"]]
+TINY = {
+    "tasks": TASKS,
+    "render": {"resolution": 16, "scenes": {"train": 6, "transfer": 4, "test": 3}, "chunk_scenes": 4,
+               "sample_scenes": 1, "workers": 1},
+    "train_task": {"width": 4, "epochs": 1, "batch_size": 16, "threads": 1},
+    "transfer": {"epochs": 1, "batch_size": 16, "max_order": 2, "beam": 3, "workers": 1},
+    "taxonomy": {"budgets": [1, 2, 3], "max_orders": [1, 2]},
+}
+
+
+def _stages_run(stdout: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", stdout))
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """The repository copy after a full `dvc repro`, and the stages that repro ran."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    overrides = dict(TINY)
+    repo = make_dvc_repo(tmp, overrides)
+    # make_dvc_repo merges mappings: the task list itself must be replaced, not merged.
+    params = yaml.safe_load((repo.path / "params.yaml").read_text())
+    params["tasks"] = TASKS
+    (repo.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repo.run("git", "commit", "-qam", "tiny task list")
+    proc = repo.dvc("repro", check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return repo, _stages_run(proc.stdout)
+
+
+def test_every_stage_ran(pipeline):
+    _, ran = pipeline
+    expected = {"render", "task_list", "pixels", "affinity_first", "affinity", "taxonomy", "report"}
+    expected |= {f"{stage}@{t}" for t in TASKS for stage in ("train_task", "transfer", "transfer_high")}
+    assert expected <= ran
+
+
+def test_outputs_are_consistent(pipeline):
+    repo, _ = pipeline
+    path = repo.path
+    table = pd.read_csv(path / "reports/affinities.csv")
+    assert set(table.target) == set(TARGETS)
+    for target, rows in table.groupby("target"):
+        # AHP: one eigenvector per target over all its transfers (pixels stays out).
+        assert rows.loc[rows.sources != "pixels", "affinity"].sum() == pytest.approx(1.0, abs=1e-6)
+        first = rows[rows.order == 1]
+        assert set(first.sources) == set(TASKS)  # every source, incl. source-only, random and t <- t
+        assert (rows.order == 2).any()  # the beam formed pairs
+        assert rows.quality.between(0, 1).all() and rows.gain.between(0, 1).all()
+        n_items = len(np.load(path / f"models/{target}/test_losses.npy"))
+        with np.load(path / "outputs/transfer/random/losses.npz") as z:
+            assert z[target].shape == (n_items,)
+    solution = json.loads((path / "reports/taxonomy/solutions/b2_k2.json").read_text())
+    assert solution["status"] == "optimal" and len(solution["supervised"]) <= 2
+    served = set(solution["supervised"]) | set(solution["transfers"])
+    assert set(TARGETS) <= served
+    html = (path / "reports/index.html").read_text()
+    for section in ("task-bank", "task-networks", "affinities", "taxonomy", "gain-quality",
+                    "similarity-tree", "known-structure", "provenance"):
+        assert f'id="{section}"' in html
+
+
+def test_one_task_edit_reruns_only_its_stages(pipeline):
+    repo, _ = pipeline
+    params = yaml.safe_load((repo.path / "params.yaml").read_text())
+    params["tasks"]["rgb2depth"]["epochs"] = 2
+    (repo.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = repo.dvc("repro", check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ran = _stages_run(proc.stdout)
+    assert {"train_task@rgb2depth", "transfer@rgb2depth", "affinity", "taxonomy"} <= ran
+    others = {f"{stage}@{t}" for t in TASKS if t != "rgb2depth" for stage in ("train_task", "transfer")}
+    assert not ran & others, f"reran other tasks' stages: {sorted(ran & others)}"
+    assert not ran & {"render", "pixels"}
+    # Nothing is stale afterwards.
+    status = repo.dvc("status")
+    assert "up to date" in status.stdout.lower() or status.stdout.strip() == ""
