@@ -77,6 +77,7 @@ class TrainTaskParams:
     width: int = param(16, ge=4, le=1024, doc="base channel width of the small encoder and the decoders")
     depth: int = param(1, ge=1, le=16, doc="residual blocks per resolution of the small encoder")
     head_width: int = param(128, ge=4, le=8192, doc="hidden units of the fully connected heads")
+    channels_last: bool = param(True, doc="NHWC memory format (faster convolutions on CPU)")
     bottleneck_channels: int = param(8, ge=1, le=256, doc="channels of the representation")
     bottleneck_stride: int = param(4, ge=1, le=64, doc="input resolution / representation size")
     epochs: int = param(5, ge=1)
