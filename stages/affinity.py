@@ -45,6 +45,7 @@ import argparse
 from pathlib import Path
 
 from taskonomy.errors import TaskonomyError, run_main
+from taskonomy.storage import atomic_savefig, atomic_write_text
 
 
 def plot_first_order(mean_loss, affinity, path: Path) -> None:
@@ -65,7 +66,7 @@ def plot_first_order(mean_loss, affinity, path: Path) -> None:
         ax.set_yticks(range(n_src), matrix.index, fontsize=7)
         ax.set_xlabel("target"), ax.set_ylabel("source"), ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -93,13 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.table is not None:
         table = affinity_table(losses, clip=params.affinity.clip)
         args.table.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.table, index=False, float_format="%.8g")
+        atomic_write_text(args.table, table.to_csv(index=False, float_format="%.8g"))
         print(f"affinity: {len(table)} transfers into {len(targets)} targets -> {args.table}")
     if args.first_order is not None:
         mean_loss, affinity = first_order_matrices(losses, clip=params.affinity.clip, sources=sources)
         args.first_order.mkdir(parents=True, exist_ok=True)
-        mean_loss.to_csv(args.first_order / "first_order_losses.csv", float_format="%.8g")
-        affinity.to_csv(args.first_order / "first_order_affinities.csv", float_format="%.8g")
+        atomic_write_text(args.first_order / "first_order_losses.csv", mean_loss.to_csv(float_format="%.8g"))
+        atomic_write_text(args.first_order / "first_order_affinities.csv", affinity.to_csv(float_format="%.8g"))
         plot_first_order(mean_loss, affinity, args.first_order / "first_order.png")
         print(f"affinity: first-order matrices ({len(sources)} sources x {len(targets)} targets) -> {args.first_order}")
     return 0

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from taskonomy.config import load_params
 from taskonomy.errors import run_main
+from taskonomy.storage import atomic_savez
 from taskonomy.train import resolve_device
-from taskonomy.transfer import PIXELS, TransferContext, executor_spec, load_targets, run_transfers, write_npz
+from taskonomy.transfer import PIXELS, TransferContext, executor_spec, load_targets, run_transfers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = load_targets(splits, params.targets(), params.transfer.images)
     context = TransferContext({}, targets, params.transfer, params.train_task, device)
     losses = run_transfers(context, [((PIXELS,), t) for t in targets], executor_spec(params.transfer, device))
-    write_npz(args.out / "losses.npz", {t: losses[t][PIXELS] for t in targets})
+    atomic_savez(args.out / "losses.npz", {t: losses[t][PIXELS] for t in targets})
     return 0
 
 

@@ -32,15 +32,10 @@ The expected dvc.yaml entry:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from taskonomy.errors import DataError, TaskonomyError, run_main
-
-
-def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
+from taskonomy.storage import atomic_savefig, atomic_write_json, atomic_write_text
 
 
 def plot_tree(z, labels: list[str], path: Path, method: str) -> dict:
@@ -56,7 +51,7 @@ def plot_tree(z, labels: list[str], path: Path, method: str) -> dict:
     ax.set_title(f"task similarity tree ({method} linkage of first-order affinity columns)", fontsize=9)
     ax.set_xlabel("distance")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
     return tree
 
@@ -89,16 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     metrics, rows = {}, []
     for r in results:
         name = f"b{r.budget:g}_k{r.max_order}"
-        _write_json(args.solutions / f"{name}.json", r.to_dict())
-        _write_json(args.solutions / f"{name}.graph.json", nx.node_link_data(r.to_graph(roles), edges="edges"))
+        atomic_write_json(args.solutions / f"{name}.json", r.to_dict())
+        atomic_write_json(args.solutions / f"{name}.graph.json", nx.node_link_data(r.to_graph(roles), edges="edges"))
         cell = {"objective": nan_or(r.objective), "gain": nan_or(r.mean("gain")),
                 "quality": nan_or(r.mean("quality")), "supervised": len(r.supervised),
                 "transferred": len(r.transfers), "status": r.status}
         metrics.setdefault(f"k{r.max_order}", {})[f"b{r.budget:g}"] = cell
         rows.append({"max_order": r.max_order, "budget": r.budget, **cell})
-    _write_json(args.metrics, metrics)
+    atomic_write_json(args.metrics, metrics)
     args.grid.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(args.grid, index=False, float_format="%.6g")
+    atomic_write_text(args.grid, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
 
     try:
         first = pd.read_csv(args.first_order, index_col=0)
@@ -111,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         raise TaskonomyError(f"{args.first_order}: the similarity tree needs >= 2 target columns, got {targets}")
     z = similarity_tree(first[targets].to_numpy(dtype=float), tp.tree_linkage)
     tree = plot_tree(z, targets, args.tree / "similarity_tree.png", tp.tree_linkage)
-    _write_json(args.tree / "similarity_tree.json", {
+    atomic_write_json(args.tree / "similarity_tree.json", {
         "method": tp.tree_linkage, "metric": "euclidean", "labels": targets,
         "linkage": z.tolist(), "leaves": [targets[i] for i in tree["leaves"]]})
 

@@ -15,7 +15,6 @@ on the cached representation (taskonomy.transfer). Writes to ``--out``:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -24,9 +23,10 @@ from pathlib import Path
 
 from taskonomy.config import load_params
 from taskonomy.errors import ParamsError, run_main
+from taskonomy.storage import atomic_savez, atomic_write_json
 from taskonomy.train import resolve_device
 from taskonomy.transfer import (TransferContext, encode_source, executor_spec, load_source_encoder, load_targets,
-                                run_transfers, save_reps, strip_views, write_npz)
+                                run_transfers, save_reps, strip_views)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,13 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     losses = run_transfers(context, [((args.source,), t) for t in targets], spec)
     t_train = time.perf_counter()
 
-    write_npz(args.out / "losses.npz", {t: losses[t][args.source] for t in targets})
+    atomic_savez(args.out / "losses.npz", {t: losses[t][args.source] for t in targets})
     save_reps(args.out / "reps.npz", reps)
-    (args.out / "metrics.json").write_text(json.dumps({
+    atomic_write_json(args.out / "metrics.json", {
         "source": args.source, "targets": len(targets), "device": device, "executor": spec.kind,
         "workers": spec.workers, "threads": spec.threads, "load_seconds": round(t_load - t0, 3),
         "encode_seconds": round(t_encode - t_load, 3), "train_seconds": round(t_train - t_encode, 3),
-        "loadavg": round(os.getloadavg()[0], 2)}, indent=1) + "\n")
+        "loadavg": round(os.getloadavg()[0], 2)})
     return 0
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from taskonomy.beam import high_order_sets, read_affinity_rows, set_key
 from taskonomy.config import load_params
 from taskonomy.errors import ParamsError, run_main
+from taskonomy.storage import atomic_savez
 from taskonomy.train import resolve_device
-from taskonomy.transfer import TransferContext, executor_spec, load_reps, load_targets, run_transfers, strip_views, write_npz
+from taskonomy.transfer import TransferContext, executor_spec, load_reps, load_targets, run_transfers, strip_views
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ParamsError(f"{args.params}: tasks.{args.target}: not in the task list "
                           f"(listed: {', '.join(params.tasks)})")
     if params.tasks[args.target].source_only or params.transfer.max_order < 2:
-        write_npz(args.out / "losses.npz", {})
+        atomic_savez(args.out / "losses.npz", {})
         return 0
     tp = params.transfer
     sets = high_order_sets(read_affinity_rows(args.affinities), args.target, tp.max_order, tp.beam, tp.beam_order4)
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     reps = {s: load_reps(args.reps / s / "reps.npz", s) for s in sorted({s for group in sets for s in group})}
     context = TransferContext(reps, targets, tp, params.train_task, device)
     losses = run_transfers(context, [(group, args.target) for group in sets], executor_spec(tp, device))
-    write_npz(args.out / "losses.npz", {set_key(g): losses[args.target][set_key(g)] for g in sets})
+    atomic_savez(args.out / "losses.npz", {set_key(g): losses[args.target][set_key(g)] for g in sets})
     return 0
 
 

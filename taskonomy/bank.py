@@ -17,16 +17,10 @@ from typing import Any
 import numpy as np
 
 from taskonomy.errors import DataError
+from taskonomy.storage import atomic_write_json
 
 FORMAT = 1
 MANIFEST = "manifest.json"
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Write JSON through a temporary file and a rename, so a reader never sees half a manifest."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def write_split(root: str | Path, split: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
@@ -47,7 +41,8 @@ def write_split(root: str | Path, split: str, arrays: dict[str, np.ndarray], met
             np.save(tmp / f"{name}.npy", value, allow_pickle=False)
             entries[name] = {"shape": list(value.shape), "dtype": value.dtype.name,
                              "encoding": encodings.get(name, "")}
-        _write_json(tmp / MANIFEST, {"format": FORMAT, "split": split, **meta, "arrays": entries})
+        atomic_write_json(tmp / MANIFEST, {"format": FORMAT, "split": split, **meta, "arrays": entries},
+                          sort_keys=True)
         if final.exists():
             old = root / f".{split}.old-{os.getpid()}"
             os.rename(final, old)
@@ -63,7 +58,8 @@ def write_split(root: str | Path, split: str, arrays: dict[str, np.ndarray], met
 
 def write_manifest(root: str | Path, splits: list[str], params: dict[str, Any]) -> None:
     """The top-level manifest, written after every split."""
-    _write_json(Path(root) / MANIFEST, {"format": FORMAT, "splits": list(splits), "params": params})
+    atomic_write_json(Path(root) / MANIFEST, {"format": FORMAT, "splits": list(splits), "params": params},
+                      sort_keys=True)
 
 
 def read_manifest(root: str | Path) -> dict:

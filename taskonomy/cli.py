@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 from taskonomy import __version__
 from taskonomy.errors import TaskonomyError, fail, run_main
+from taskonomy.storage import atomic_write_json
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,8 +90,7 @@ def _solve(args: argparse.Namespace) -> int:
                "roles": {"targets": list(roles.targets), "source_only": list(roles.source_only),
                          "target_only": list(roles.target_only), "unused": list(roles.unused)}}
         try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(out, indent=1) + "\n")
+            atomic_write_json(args.out, out)
         except OSError as err:
             raise TaskonomyError(f"--out {args.out}: cannot write ({err.strerror})") from None
         print(f"wrote {args.out}")

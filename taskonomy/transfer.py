@@ -36,11 +36,12 @@ import torch
 from torch import nn
 
 from taskonomy.config import TrainTaskParams, TransferParams
-from taskonomy.data import Batch, TaskData, fit_stats, input_views, load_task_data
+from taskonomy.data import Batch, TaskData, fit_stats, load_task_data
 from taskonomy.errors import DataError, TaskonomyError
 from taskonomy.executors import ExecutorSpec, map_jobs
 from taskonomy.models import build_head
 from taskonomy.readout import PixelsTrunk, Readout, TransferFunction
+from taskonomy.storage import atomic_savez
 from taskonomy.tasks import Task, get_task, per_item_loss
 from taskonomy.train import LoopConfig, evaluate_per_item, fit
 
@@ -257,7 +258,7 @@ def load_source_encoder(checkpoint: str | Path, source: str) -> nn.Module:
 
 def save_reps(path: str | Path, reps: Mapping[str, torch.Tensor]) -> None:
     """Write a source's cached representations (float16) atomically: ``'<split>/<transform>' -> (V, C, h, w)``."""
-    write_npz(path, {k: v.numpy().astype(np.float16) for k, v in reps.items()})
+    atomic_savez(path, {k: v.numpy().astype(np.float16) for k, v in reps.items()})
 
 
 def load_reps(path: str | Path, source: str) -> dict[str, torch.Tensor]:
@@ -266,15 +267,3 @@ def load_reps(path: str | Path, source: str) -> dict[str, torch.Tensor]:
         raise DataError(f"{source}: {path} is missing; run `dvc repro transfer@{source}` first")
     with np.load(path) as z:
         return {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
-
-
-def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """``np.savez`` to a temp file, then ``os.replace``: readers never see half a file."""
-    import os
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taskonomy.config import Params, TaskParams, from_dict
+from taskonomy.config import Params, from_dict
 from taskonomy.report import SECTION_IDS, ReportInputs, write_report
 from taskonomy.report_checks import EXPECTATIONS, FAIL, NA, PASS, check_structure
 from taskonomy.tasks import TASKS
