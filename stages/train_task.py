@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import os
 import sys
@@ -39,6 +38,7 @@ from taskonomy.config import as_dict, load_params
 from taskonomy.errors import ParamsError, run_main
 from taskonomy.models import build_encoder
 from taskonomy.samples import random_encoder_sheet, sample_sheet
+from taskonomy.storage import atomic_path, atomic_save, atomic_write_json
 from taskonomy.tasks import get_task
 from taskonomy.train import (predict, save_checkpoint, set_threads, task_checkpoint, task_seed,
                              train_task_network)
@@ -47,12 +47,8 @@ SAMPLES = 4
 CURVE_FIELDS = ["epoch", "train_loss", "test_loss", "lr", "seconds"]
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1) + "\n")
-
-
 def _write_curve(path: Path, history: list[dict]) -> None:
-    with path.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, CURVE_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
@@ -82,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(task_seed(cfg.seed, task))
         encoder = build_encoder(cfg).eval()
         save_checkpoint(out / "model.pt", task_checkpoint(task, cfg, encoder=encoder, params=record))
-        np.save(out / "test_losses.npy", np.zeros(0, dtype=np.float32))
-        _write_json(out / "metrics.json", {"task": task.name, "trained": False})
+        atomic_save(out / "test_losses.npy", np.zeros(0, dtype=np.float32))
+        atomic_write_json(out / "metrics.json", {"task": task.name, "trained": False})
         _write_curve(out / "curve.csv", [])
         image = torch.from_numpy(np.asarray(test_split["rgb"][:SAMPLES], dtype=np.float32)) / 127.5 - 1
         with torch.no_grad():
@@ -94,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     run = train_task_network(task, load_split(args.bank, "train"), test_split, cfg,
                              epochs=task_params.epochs, lr=task_params.lr, checkpoint=resume)
     save_checkpoint(out / "model.pt", task_checkpoint(task, cfg, network=run.network, run=run, params=record))
-    np.save(out / "test_losses.npy", run.test_losses)
+    atomic_save(out / "test_losses.npy", run.test_losses)
     test, trivial = float(run.test_losses.mean()), float(run.trivial_losses.mean())
-    _write_json(out / "metrics.json", {
+    atomic_write_json(out / "metrics.json", {
         "task": task.name, "trained": True, "kind": task.kind.value, "loss": task.loss.value,
         "test_loss": test, "trivial_loss": trivial, "loss_ratio": test / trivial if trivial else None,
         "beats_trivial": float((run.test_losses < run.trivial_losses).mean()),

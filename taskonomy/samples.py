@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from taskonomy.data import TaskData
+from taskonomy.storage import atomic_savefig
 from taskonomy.tasks import Encoding, Kind
 
 matplotlib.use("Agg")
@@ -86,7 +87,7 @@ def sample_sheet(data: TaskData, pred: torch.Tensor, items: torch.Tensor, path: 
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    atomic_savefig(fig, path, dpi=80)
     plt.close(fig)
     return path
 
@@ -108,6 +109,6 @@ def random_encoder_sheet(image: torch.Tensor, rep: torch.Tensor, path: Path) -> 
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    atomic_savefig(fig, path, dpi=80)
     plt.close(fig)
     return path

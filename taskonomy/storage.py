@@ -37,6 +37,11 @@ def atomic_write_json(path: str | Path, data: Any, **kwargs) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, **kwargs) + "\n")
 
 
+def atomic_save(path: str | Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
+
+
 def atomic_savez(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import subprocess
 import time
 import zlib
@@ -41,6 +40,7 @@ from taskonomy.config import TrainTaskParams, as_dict, from_dict
 from taskonomy.data import Batch, TaskData, fit_stats, load_task_data
 from taskonomy.errors import DataError, TaskonomyError
 from taskonomy.models import Encoder, TaskNetwork, build_encoder, build_task_network
+from taskonomy.storage import atomic_path
 from taskonomy.tasks import Task, per_item_loss, trivial_losses
 
 log = logging.getLogger(__name__)
@@ -104,11 +104,8 @@ def set_threads(threads: int) -> None:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write atomically: a crash leaves the previous file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

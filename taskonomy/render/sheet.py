@@ -14,6 +14,7 @@ import torch
 from torchvision.utils import make_grid
 
 from taskonomy.bank import Split
+from taskonomy.storage import atomic_savefig
 
 DENSE = ("rgb", "rgb2depth", "rgb2mist", "rgb2sfnorm", "reshade", "curvature", "edge3d", "keypoint3d",
          "segment25d", "edge2d", "keypoint2d", "segment2d", "segmentsemantic")
@@ -111,6 +112,6 @@ def sample_sheet(split: Split, scenes: int, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    atomic_savefig(fig, path, dpi=90)
     plt.close(fig)
     return path
