@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import yaml
 from taskonomy import report_figures as figures
 from taskonomy.config import Params, as_dict
 from taskonomy.errors import DataError
+from taskonomy.provenance import git_describe
 from taskonomy.report_checks import PASS, check_structure, ranked_sources
 from taskonomy.report_page import Image, Pre, Section, Table, Text, render_html, render_markdown
 from taskonomy.storage import atomic_write_text
@@ -136,13 +136,9 @@ def stage_timings(stages: list[str], models: Path, transfer: Path) -> list[tuple
 
 def code_version(where: Path) -> str:
     """``git describe`` of the checkout at ``where``; the package version when there is no git."""
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=where, capture_output=True,
-                             text=True, timeout=10)
-        if out.returncode == 0 and out.stdout.strip():
-            return f"git {out.stdout.strip()}"
-    except (OSError, subprocess.SubprocessError):
-        pass
+    describe = git_describe(where)
+    if describe:
+        return f"git {describe}"
     from taskonomy import __version__
 
     return f"taskonomy {__version__} (no git checkout)"

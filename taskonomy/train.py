@@ -20,10 +20,8 @@ checkpoint (params, code version, standardisation stats) and reads an encoder ba
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import subprocess
 import time
 import zlib
 from dataclasses import asdict, dataclass, field, fields
@@ -35,11 +33,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-import taskonomy
 from taskonomy.config import TrainTaskParams, as_dict, from_dict
 from taskonomy.data import Batch, TaskData, fit_stats, load_task_data
 from taskonomy.errors import DataError, TaskonomyError
 from taskonomy.models import Encoder, TaskNetwork, build_encoder, build_task_network
+from taskonomy.provenance import code_version
 from taskonomy.storage import atomic_path
 from taskonomy.tasks import Task, per_item_loss, trivial_losses
 
@@ -120,21 +118,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or not ({"model", "encoder"} & set(payload)):
         raise DataError(f"{path}: not a taskonomy checkpoint (no model state)")
     return payload
-
-
-def code_version(package_dir: Path | None = None) -> dict[str, str]:
-    """``git describe`` (or the package version) and a sha256 over the package's *.py files."""
-    package_dir = Path(package_dir or Path(taskonomy.__file__).parent)
-    digest = hashlib.sha256()
-    for py in sorted(package_dir.glob("*.py")):
-        digest.update(py.name.encode() + b"\0" + py.read_bytes())
-    try:
-        describe = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=package_dir,
-                                  capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        describe = ""
-    return {"version": describe or taskonomy.__version__, "package": taskonomy.__version__,
-            "code_sha256": digest.hexdigest()}
 
 
 # --------------------------------------------------------------------------------------------------
