@@ -67,7 +67,6 @@ def plot_first_order(mean_loss, affinity, path: Path) -> None:
         ax.set_xlabel("target"), ax.set_ylabel("source"), ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
     atomic_savefig(fig, path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:

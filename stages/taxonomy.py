@@ -50,9 +50,7 @@ def plot_tree(z, labels: list[str], path: Path, method: str) -> dict:
     tree = dendrogram(z, labels=labels, orientation="right", ax=ax)
     ax.set_title(f"task similarity tree ({method} linkage of first-order affinity columns)", fontsize=9)
     ax.set_xlabel("distance")
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_savefig(fig, path, dpi=120)
-    plt.close(fig)
     return tree
 
 

@@ -50,9 +50,7 @@ def training_curves(curves: Mapping[str, pd.DataFrame], path: Path) -> Path:
         axes.flat[0].legend(fontsize=6)
     fig.supxlabel("epoch", fontsize=8)
     fig.supylabel("loss", fontsize=8)
-    atomic_savefig(fig, path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return atomic_savefig(fig, path, dpi=DPI)
 
 
 def taxonomy_graph(solution: Mapping, path: Path) -> Path:
@@ -95,9 +93,7 @@ def taxonomy_graph(solution: Mapping, path: Path) -> Path:
     ax.legend(handles=handles, fontsize=7, loc="lower right")
     ax.axis("off")
     ax.margins(0.12)
-    atomic_savefig(fig, path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return atomic_savefig(fig, path, dpi=DPI)
 
 
 def sweep(grid: pd.DataFrame, path: Path) -> Path:
@@ -125,6 +121,4 @@ def sweep(grid: pd.DataFrame, path: Path) -> Path:
         ax.set_ylabel("max order")
         ax.set_title(f"{metric} over budget x max order", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
-    atomic_savefig(fig, path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return atomic_savefig(fig, path, dpi=DPI)

@@ -85,11 +85,7 @@ def sample_sheet(data: TaskData, pred: torch.Tensor, items: torch.Tensor, path: 
         ax.set_title(title, fontsize=9)
     fig.suptitle(f"{task.name} ({task.kind.value}), test items {items.tolist()}", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_savefig(fig, path, dpi=80)
-    plt.close(fig)
-    return path
+    return atomic_savefig(fig, path, dpi=80)
 
 
 def random_encoder_sheet(image: torch.Tensor, rep: torch.Tensor, path: Path) -> Path:
@@ -107,8 +103,4 @@ def random_encoder_sheet(image: torch.Tensor, rep: torch.Tensor, path: Path) -> 
         axes[0, 1 + c].set_title(f"channel {c}", fontsize=8)
     fig.suptitle("random: untrained encoder representation", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_savefig(fig, path, dpi=80)
-    plt.close(fig)
-    return path
+    return atomic_savefig(fig, path, dpi=80)

@@ -47,7 +47,12 @@ def atomic_savez(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
 
 
-def atomic_savefig(fig, path: str | Path, **kwargs) -> None:
-    """``fig.savefig`` through a temporary file (the format comes from ``path``'s suffix)."""
+def atomic_savefig(fig, path: str | Path, **kwargs) -> Path:
+    """``fig.savefig`` through a temporary file (the format comes from ``path``'s suffix), then close
+    the figure, which every caller is done with. Returns ``path``."""
+    import matplotlib.pyplot as plt
+
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+    plt.close(fig)
+    return Path(path)

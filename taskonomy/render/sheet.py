@@ -110,8 +110,4 @@ def sample_sheet(split: Split, scenes: int, path: str | Path) -> Path:
                                                  for ax, row in zip("xyz", vp)))
         bottom[8].text(0, 0.5, text, fontsize=6, family="monospace", va="center")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_savefig(fig, path, dpi=90)
-    plt.close(fig)
-    return path
+    return atomic_savefig(fig, path, dpi=90)
