@@ -111,6 +111,7 @@ class TransferParams:
     beam: int = param(5, ge=2, doc="orders 2-3 combine the top-`beam` first-order sources")
     beam_order4: int = param(6, ge=2, doc="order 4 combines the top-`beam_order4` sources")
     coords: bool = param(True, doc="x/y coordinate channels on the representation (readout can localise)")
+    decoder_width: int = param(0, ge=0, doc="width of a readout's dense decoder; 0 = train_task.width")
     device: Literal["auto", "cpu", "cuda"] = param("auto")
     workers: int = param(0, ge=0, doc="local readout processes; 0 = one per core on CPU, 1 on CUDA")
     threads: int = param(0, ge=0, doc="torch threads per worker; 0 = cores / workers")

@@ -108,9 +108,11 @@ def build_encoder(cfg: Any) -> Encoder:
 class DenseDecoder(nn.Module):
     """Convolutional upsampling decoder (Taskonomy's 15-layer decoder, scaled down).
 
-    2 convs at the representation size, then per halving of the encoder: bilinear x2 + conv (channels
-    halve down to ``width``), then a linear 3x3 conv to the outputs (no tanh: logits and standardised
-    targets are unbounded).
+    2 convs at the representation size, then per halving of the encoder a stride-2 deconvolution
+    (4x4 ConvTranspose2d + BN + ReLU; channels halve down to ``width``), as the original decoder
+    upsampled, then a linear 3x3 conv to the outputs (no tanh: logits and standardised targets are
+    unbounded). Deconvolutions, not bilinear x2 + conv: on CPU the bilinear backward pass alone took
+    16% of a readout's time, and a 4x4 stride-2 deconv does a 3x3 conv's job in 4/9 of its work.
     """
 
     def __init__(self, in_channels: int, out_channels: int, width: int, upsamples: int):
@@ -118,9 +120,10 @@ class DenseDecoder(nn.Module):
         c = 4 * width
         layers: list[nn.Module] = [Conv2dNormActivation(in_channels, c, 3), Conv2dNormActivation(c, c, 3)]
         for _ in range(upsamples):
-            layers += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                       Conv2dNormActivation(c, max(c // 2, width), 3)]
-            c = max(c // 2, width)
+            c_out = max(c // 2, width)
+            layers += [nn.ConvTranspose2d(c, c_out, 4, stride=2, padding=1, bias=False),
+                       nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            c = c_out
         layers.append(nn.Conv2d(c, out_channels, 3, padding=1))
         self.net = nn.Sequential(*layers)
 
