@@ -1,14 +1,18 @@
-"""DVC stage ``transfer_high@<target>``: higher-order transfers into one target (reference §3).
+"""DVC stage ``transfer_high``: higher-order transfers into every target (reference §3).
 
-    python stages/transfer_high.py TARGET --bank data/bank --affinities reports/affinities.csv \
-        --reps outputs/transfer --out outputs/transfer_high/TARGET [--params params.yaml]
+    python stages/transfer_high.py [TARGET ...] --bank data/bank \
+        --affinities reports/affinity/first_order_affinities.csv --reps outputs/transfer \
+        --out outputs/transfer_high [--params params.yaml]
 
-The source sets of orders 2..``transfer.max_order`` come from the beam over the target's first-order
+The source sets of orders 2..``transfer.max_order`` come from the beam over each target's first-order
 sources ranked by AHP affinity (taskonomy.beam). Each set's cached representations (written by the
 ``transfer@<source>`` stages, ``<reps>/<source>/reps.npz``) are concatenated along channels and read
-out like a first-order transfer. Writes ``losses.npz`` with one key per set (``s1__s2``), float32
-per-item test losses in bank order. A source-only task is never a target: its instance writes an
-empty ``losses.npz`` and exits.
+out like a first-order transfer. Writes ``<out>/<target>/losses.npz`` for every target (all targets of
+the task list unless named), one key per set (``s1__s2``), float32 per-item test losses in bank order.
+
+One stage, not one per target: every target's beam reads the whole first-order table and every
+source's representation, so any upstream change reruns all of them anyway; one process saves a
+Python + torch start per target and keeps the workers busy across targets.
 """
 from __future__ import annotations
 
@@ -19,15 +23,17 @@ from pathlib import Path
 
 from taskonomy.beam import high_order_sets, read_affinity_rows, set_key
 from taskonomy.config import load_params
-from taskonomy.errors import ParamsError, run_main
+from taskonomy.errors import ParamsError, run_stage
 from taskonomy.storage import atomic_savez
 from taskonomy.train import resolve_device
 from taskonomy.transfer import TransferContext, executor_spec, load_reps, load_targets, run_transfers, strip_views
 
+log = logging.getLogger("taskonomy.transfer_high")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("target")
+    parser.add_argument("targets", nargs="*", help="targets to run (default: every target of the task list)")
     parser.add_argument("--bank", type=Path, default=Path("data/bank"))
     parser.add_argument("--affinities", type=Path, required=True)
     parser.add_argument("--reps", type=Path, required=True, help="folder of the transfer stages' outputs")
@@ -35,31 +41,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    log.setLevel(logging.INFO)
 
     params = load_params(args.params)
-    if args.target not in params.tasks:
-        raise ParamsError(f"{args.params}: tasks.{args.target}: not in the task list "
-                          f"(listed: {', '.join(params.tasks)})")
-    if params.tasks[args.target].source_only or params.transfer.max_order < 2:
-        atomic_savez(args.out / "losses.npz", {})
-        return 0
+    for target in args.targets:
+        if target not in params.tasks:
+            raise ParamsError(f"{args.params}: tasks.{target}: not in the task list "
+                              f"(listed: {', '.join(params.tasks)})")
+        if params.tasks[target].source_only:
+            raise ParamsError(f"{args.params}: tasks.{target}: is source_only, so it is never a transfer target")
+    targets = args.targets or params.targets()
     tp = params.transfer
-    sets = high_order_sets(read_affinity_rows(args.affinities), args.target, tp.max_order, tp.beam, tp.beam_order4)
-    unknown = sorted({s for group in sets for s in group} - set(params.tasks))
+    sets: dict[str, list[tuple[str, ...]]] = {}
+    if tp.max_order >= 2:
+        rows = read_affinity_rows(args.affinities)
+        sets = {t: high_order_sets(rows, t, tp.max_order, tp.beam, tp.beam_order4) for t in targets}
+    sources = sorted({s for groups in sets.values() for group in groups for s in group})
+    unknown = [s for s in sources if s not in params.tasks]
     if unknown:
         raise ParamsError(f"{args.affinities}: sources {', '.join(unknown)} are not in the task list; "
-                          f"rerun the affinity stage")
-    from taskonomy.bank import load_split
+                          f"rerun the affinity_first stage")
+    jobs = [(group, t) for t, groups in sets.items() for group in groups]
+    losses = {}
+    if jobs:
+        from taskonomy.bank import load_split
 
-    device = str(resolve_device(tp.device))
-    splits = {name: load_split(args.bank, name) for name in ("train", "transfer", "test")}
-    targets = strip_views(load_targets(splits, [args.target], tp.images))
-    reps = {s: load_reps(args.reps / s / "reps.npz", s) for s in sorted({s for group in sets for s in group})}
-    context = TransferContext(reps, targets, tp, params.train_task, device)
-    losses = run_transfers(context, [(group, args.target) for group in sets], executor_spec(tp, device))
-    atomic_savez(args.out / "losses.npz", {set_key(g): losses[args.target][set_key(g)] for g in sets})
+        device = str(resolve_device(tp.device))
+        splits = {name: load_split(args.bank, name) for name in ("train", "transfer", "test")}
+        data = strip_views(load_targets(splits, list(sets), tp.images))
+        reps = {s: load_reps(args.reps / s / "reps.npz", s) for s in sources}
+        log.info("transfer_high: %d source sets into %d targets from %d sources", len(jobs), len(sets), len(sources))
+        context = TransferContext(reps, data, tp, params.train_task, device)
+        losses = run_transfers(context, jobs, executor_spec(tp, device))
+    for t in targets:
+        atomic_savez(args.out / t / "losses.npz", {set_key(g): losses[t][set_key(g)] for g in sets.get(t, [])})
     return 0
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_stage(main)

@@ -90,13 +90,13 @@ def read_target_losses(targets: Sequence[str], sources: Sequence[str], *, models
         if high is not None:
             path = high / t / "losses.npz"
             if not path.is_file():
-                raise _missing(path, f"transfer_high@{t}")
+                raise _missing(path, "transfer_high")
             try:
                 with np.load(path, allow_pickle=False) as z:
                     names = list(z.files)
             except (OSError, ValueError, zipfile.BadZipFile) as err:
                 raise DataError(f"{path}: not a readable .npz file ({err})") from None
-            for key, a in load_npz(path, f"transfer_high@{t}", names).items():
+            for key, a in load_npz(path, "transfer_high", names).items():
                 if len(key.split(SEP)) < 2 or key in losses:
                     raise DataError(f"{path}[{key}]: expected a source set of order >= 2 joined by '{SEP}'")
                 losses[key], where[key] = a, f"{path}[{key}]"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from fake_bank import fake_split
 from taskonomy import transfer as T
@@ -174,9 +175,24 @@ def test_order_larger_than_sources(tmp_path):
     assert len(lines) == 1 and "order 3 requested but only 2 sources" in lines[0]
 
 
-def test_source_only_target_writes_empty_result(tmp_path):
+def test_source_only_target_is_refused(tmp_path):
     result = run_stage("stages/transfer_high.py", "jigsaw", "--affinities", str(tmp_path / "none.csv"),
                        "--reps", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "tasks.jigsaw: is source_only" in lines[0]
+
+
+def test_first_order_only_writes_an_empty_result_per_target(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["transfer"]["max_order"] = 1
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    result = run_stage("stages/transfer_high.py", "--affinities", str(tmp_path / "none.csv"), "--reps", str(tmp_path),
+                       "--out", str(tmp_path / "out"), "--params", str(params))
     assert result.returncode == 0, result.stderr
-    with np.load(tmp_path / "out" / "losses.npz") as z:
-        assert z.files == []
+    targets = [t for t, spec in raw["tasks"].items() if not spec["source_only"]]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(targets)
+    for t in targets:
+        with np.load(tmp_path / "out" / t / "losses.npz") as z:
+            assert z.files == []
