@@ -44,7 +44,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from taskonomy.errors import TaskonomyError, run_main
+from taskonomy.errors import TaskonomyError, run_stage
 from taskonomy.storage import atomic_savefig, atomic_write_text
 
 
@@ -106,4 +106,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_stage(main)

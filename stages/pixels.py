@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from taskonomy.config import load_params
-from taskonomy.errors import run_main
+from taskonomy.errors import run_stage
 from taskonomy.storage import atomic_savez
 from taskonomy.train import resolve_device
 from taskonomy.transfer import PIXELS, TransferContext, executor_spec, load_targets, run_transfers
@@ -42,4 +42,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_stage(main)

@@ -15,7 +15,7 @@ import torch
 
 from taskonomy.bank import load_split
 from taskonomy.config import load_params
-from taskonomy.errors import run_main
+from taskonomy.errors import run_stage
 from taskonomy.render import render_bank
 from taskonomy.render.sheet import sample_sheet
 
@@ -43,4 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_stage(main)

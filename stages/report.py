@@ -3,7 +3,8 @@
     python stages/report.py --params params.yaml --task-list outputs/task_list.json --models models \
         --transfer outputs/transfer --bank-samples reports/figures/bank_samples.png \
         --first-order reports/affinity --affinities reports/affinities.csv --taxonomy reports/taxonomy \
-        --lock dvc.lock --html reports/index.html --markdown reports/README.md --figures reports/report_figures
+        --lock dvc.lock --timings reports/timings --html reports/index.html --markdown reports/README.md \
+        --figures reports/report_figures
 
 Everything is in :mod:`taskonomy.report`; a missing input is one line naming the file and the
 ``dvc repro`` command that makes it (exit code 2).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from taskonomy.errors import run_main
+from taskonomy.errors import run_stage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,12 +27,14 @@ def main(argv: list[str] | None = None) -> int:
                  "html", "markdown", "figures"):
         ap.add_argument(f"--{flag}", type=Path, required=True)
     ap.add_argument("--lock", type=Path, help="dvc.lock, for the stage list of the timings table")
+    ap.add_argument("--timings", type=Path, help="folder of the stages' --timing files (reports/timings)")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
     inputs = ReportInputs(task_list=args.task_list, models=args.models, transfer=args.transfer,
                           bank_samples=args.bank_samples, first_order=args.first_order,
-                          affinities=args.affinities, taxonomy=args.taxonomy, lock=args.lock)
+                          affinities=args.affinities, taxonomy=args.taxonomy, lock=args.lock,
+                          timings=args.timings)
     sections = write_report(inputs, params, html=args.html, markdown=args.markdown, figures_dir=args.figures,
                             top_k=params.report.top_sources, root=args.params.resolve().parent)
     print(f"report: {len(sections)} sections -> {args.html}, {args.markdown} (figures in {args.figures})")
@@ -39,4 +42,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_stage(main)

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from taskonomy.config import load_params
-from taskonomy.errors import run_main
+from taskonomy.errors import run_stage
 from taskonomy.storage import atomic_write_text
 
 
@@ -31,4 +31,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_stage(main)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from taskonomy.errors import DataError, TaskonomyError, run_main
+from taskonomy.errors import DataError, TaskonomyError, run_stage
 from taskonomy.storage import atomic_savefig, atomic_write_json, atomic_write_text
 
 
@@ -115,4 +115,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_stage(main)

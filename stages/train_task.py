@@ -35,7 +35,7 @@ import torch
 
 from taskonomy.bank import load_split
 from taskonomy.config import as_dict, load_params
-from taskonomy.errors import ParamsError, run_main
+from taskonomy.errors import ParamsError, run_stage
 from taskonomy.models import build_encoder
 from taskonomy.samples import random_encoder_sheet, sample_sheet
 from taskonomy.storage import atomic_path, atomic_save, atomic_write_json
@@ -107,4 +107,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_stage(main)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from taskonomy.config import load_params
-from taskonomy.errors import ParamsError, run_main
+from taskonomy.errors import ParamsError, run_stage
 from taskonomy.storage import atomic_savez, atomic_write_json
 from taskonomy.train import resolve_device
 from taskonomy.transfer import (TransferContext, encode_source, executor_spec, load_source_encoder, load_targets,
@@ -69,4 +69,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_stage(main)

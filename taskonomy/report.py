@@ -50,6 +50,7 @@ class ReportInputs:
     affinities: Path
     taxonomy: Path         # folder: solutions/, grid.csv, tree/
     lock: Path | None = None
+    timings: Path | None = None
 
 
 def _need(path: Path, stage: str) -> Path:
@@ -114,23 +115,35 @@ def top_sources(affinities: pd.DataFrame, k: int) -> list[tuple]:
     return rows
 
 
-def stage_timings(stages: list[str], models: Path, transfer: Path) -> list[tuple]:
-    """(stage, seconds, what) per stage of dvc.lock: train time of task networks, load + encode +
-    train of transfer stages; stages that record no time say so."""
-    rows = []
+def stage_timings(stages: list[str], timings: Path | None, models: Path, transfer: Path) -> list[tuple]:
+    """(stage, seconds, detail) per stage of dvc.lock, and their total.
+
+    Seconds: the stage process's wall clock from start to its last write, imports included, as the
+    stage wrote it to ``<timings>/<stage>.json`` (``--timing``); DVC's own bookkeeping between stages
+    is not in it. Detail: what the stage's metrics add (training time, load + encode + readouts).
+    """
+    rows, total = [], 0.0
     for stage in stages:
         name, _, key = stage.partition("@")
-        path = {"train_task": models / key / "metrics.json", "transfer": transfer / key / "metrics.json"}.get(name)
-        m = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+        path = timings / f"{stage}.json" if timings is not None else None
+        seconds = float(json.loads(path.read_text())["seconds"]) if path is not None and path.is_file() else float("nan")
+        metrics = {"train_task": models / key / "metrics.json", "transfer": transfer / key / "metrics.json"}.get(name)
+        m = json.loads(metrics.read_text()) if metrics is not None and metrics.is_file() else {}
         if name == "train_task" and "train_seconds" in m:
-            rows.append((stage, m["train_seconds"], "training"))
-        elif name == "transfer" and "train_seconds" in m:
-            parts = [m.get(k, 0.0) for k in ("load_seconds", "encode_seconds", "train_seconds")]
-            rows.append((stage, float(sum(parts)), "load + encode + readout training"))
+            detail = f"training {m['train_seconds']:.1f} s"
         elif name == "train_task" and m.get("trained") is False:
-            rows.append((stage, float("nan"), "untrained (nothing to time)"))
+            detail = "untrained encoder (nothing to train)"
+        elif name == "transfer" and "train_seconds" in m:
+            detail = (f"load {m['load_seconds']:.1f} s, encode {m['encode_seconds']:.1f} s, "
+                      f"{m['targets']} readouts {m['train_seconds']:.1f} s")
+        elif name == "report":
+            detail = "this page (timed after it is written)"
         else:
-            rows.append((stage, float("nan"), "not recorded by the stage"))
+            detail = ""
+        if seconds == seconds:
+            total += seconds
+        rows.append((stage, seconds, detail))
+    rows.append(("total (sum of the stages)", total, "plus DVC's bookkeeping between stages"))
     return rows
 
 
@@ -253,9 +266,10 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
         if inputs.lock is not None and inputs.lock.is_file() else []
     prov_blocks = [Text(f"Code version: {code_version(root)}."), Text("Parameters:"),
                    Pre(yaml.safe_dump(as_dict(params), sort_keys=False)), Text("Machine:"),
-                   Table(("", "value"), tuple(machine())), Text("Per-stage timings, as the stages record them:")]
+                   Table(("", "value"), tuple(machine())), Text("Per-stage wall-clock seconds, as each stage recorded them (process start to its "
+                                                     "last write, imports included):")]
     if stages:
-        prov_blocks.append(Table(("stage", "seconds", "what"), tuple(stage_timings(stages, inputs.models, inputs.transfer))))
+        prov_blocks.append(Table(("stage", "seconds", "what"), tuple(stage_timings(stages, inputs.timings, inputs.models, inputs.transfer))))
     else:
         prov_blocks.append(Text(f"{inputs.lock}: not found, so no stage list; the stages run so far recorded "
                                 "their times in models/<task>/metrics.json and outputs/transfer/<source>/metrics.json."))

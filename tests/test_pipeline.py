@@ -71,8 +71,8 @@ def pipeline(tmp_path_factory):
 
 def test_every_stage_ran(pipeline):
     _, ran = pipeline
-    expected = {"render", "task_list", "pixels", "affinity_first", "affinity", "taxonomy", "report"}
-    expected |= {f"{stage}@{t}" for t in TASKS for stage in ("train_task", "transfer", "transfer_high")}
+    expected = {"render", "task_list", "pixels", "affinity_first", "transfer_high", "affinity", "taxonomy", "report"}
+    expected |= {f"{stage}@{t}" for t in TASKS for stage in ("train_task", "transfer")}
     assert expected <= ran
 
 
@@ -99,6 +99,16 @@ def test_outputs_are_consistent(pipeline):
     for section in ("task-bank", "task-networks", "affinities", "taxonomy", "gain-quality",
                     "similarity-tree", "known-structure", "provenance"):
         assert f'id="{section}"' in html
+    # every stage before the report timed itself, and the provenance table shows it
+    stages = [s for s in yaml.safe_load((path / "dvc.lock").read_text())["stages"] if s != "report"]
+    for stage in stages:
+        seconds = json.loads((path / f"reports/timings/{stage}.json").read_text())["seconds"]
+        assert 0 < seconds < 600, stage
+    assert f"<td>transfer@rgb2depth</td><td>{_fmt(path, 'transfer@rgb2depth')}</td>" in html
+
+
+def _fmt(path, stage: str) -> str:
+    return f'{json.loads((path / f"reports/timings/{stage}.json").read_text())["seconds"]:.4g}'
 
 
 def test_one_task_edit_reruns_only_its_stages(pipeline):

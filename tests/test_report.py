@@ -103,7 +103,8 @@ def write_report_inputs(root: Path) -> tuple[ReportInputs, Params]:
     inputs = ReportInputs(task_list=root / "outputs/task_list.json", models=root / "models",
                           transfer=root / "outputs/transfer", bank_samples=root / "reports/figures/bank_samples.png",
                           first_order=root / "reports/affinity", affinities=root / "reports/affinities.csv",
-                          taxonomy=root / "reports/taxonomy", lock=root / "dvc.lock")
+                          taxonomy=root / "reports/taxonomy", lock=root / "dvc.lock",
+                          timings=root / "reports/timings")
     inputs.task_list.parent.mkdir(parents=True)
     inputs.task_list.write_text(json.dumps({"tasks": tasks, "targets": targets, "source_only": ["random"]}))
     self_loss = {"rgb2depth": 0.8, "rgb2mist": 0.4, "edge2d": 0.3, "class_scene": 0.9}
@@ -123,7 +124,8 @@ def write_report_inputs(root: Path) -> tuple[ReportInputs, Params]:
         np.save(d / "test_losses.npy", np.full(6, self_loss[t], dtype=np.float32))
         m = inputs.transfer / t / "metrics.json"
         m.parent.mkdir(parents=True)
-        m.write_text(json.dumps({"source": t, "load_seconds": 0.5, "encode_seconds": 0.25, "train_seconds": 2.0}))
+        m.write_text(json.dumps({"source": t, "targets": 3, "load_seconds": 0.5, "encode_seconds": 0.25,
+                                "train_seconds": 2.0}))
     _png(inputs.bank_samples, 0)
     losses = pd.DataFrame(1.0, index=tasks, columns=targets)
     losses.loc["rgb2mist", "rgb2depth"] = 0.6                     # beats rgb2depth's self (0.8)
@@ -153,6 +155,10 @@ def write_report_inputs(root: Path) -> tuple[ReportInputs, Params]:
     (inputs.taxonomy / "tree" / "similarity_tree.json").write_text(json.dumps({"leaves": targets[::-1]}))
     inputs.lock.write_text("schema: '2.0'\nstages:\n  render: {cmd: x}\n"
                            + "".join(f"  train_task@{t}: {{cmd: x}}\n  transfer@{t}: {{cmd: x}}\n" for t in tasks))
+    inputs.timings.mkdir(parents=True)
+    for i, t in enumerate(tasks):            # render records no timing here; every other stage does
+        for stage, seconds in ((f"train_task@{t}", 4.0 + i), (f"transfer@{t}", 5.0)):
+            (inputs.timings / f"{stage}.json").write_text(json.dumps({"seconds": seconds, "loadavg": 0.1}))
     return inputs, params
 
 
@@ -186,10 +192,12 @@ def test_page_findings(built):
     assert "for 3 of 4 targets; not for rgb2depth." in page
     assert "<td>rgb2depth</td><td>rgb2mist (0.600)</td>" in page          # top source
     assert "<td>2</td><td>2</td><td>optimal</td><td>rgb2mist, edge2d</td>" in page
-    assert "<td>train_task@rgb2mist</td><td>2.5</td><td>training</td>" in page
-    assert "<td>transfer@rgb2depth</td><td>2.75</td>" in page
-    assert "<td>render</td><td>n/a</td><td>not recorded by the stage</td>" in page
-    assert "<td>train_task@random</td><td>n/a</td><td>untrained (nothing to time)</td>" in page
+    assert "<td>train_task@rgb2mist</td><td>5</td><td>training 2.5 s</td>" in page
+    assert "<td>transfer@rgb2depth</td><td>5</td><td>load 0.5 s, encode 0.2 s, 3 readouts 2.0 s</td>" in page
+    assert "<td>render</td><td>n/a</td><td></td>" in page
+    assert "<td>train_task@random</td><td>8</td><td>untrained encoder (nothing to train)</td>" in page
+    total = sum(4.0 + i for i in range(len(FIXTURE_TASKS))) + 5.0 * len(FIXTURE_TASKS)
+    assert f"<td>total (sum of the stages)</td><td>{total:g}</td>" in page
 
 
 def test_markdown_mentions_the_same_findings(built):
