@@ -504,6 +504,11 @@ def cbc(threads: int | None = None, time_limit: float | None = None, fast: bool 
         return pulp.PULP_CBC_CMD(msg=False, threads=threads, timeLimit=time_limit, options=options)
 
 
+def _in(solver, folder: str):
+    solver.tmpDir = folder
+    return solver
+
+
 def solve(problem: TaxonomyProblem, solver=None, model: LpModel | None = None,
           formulation: str = "strong") -> Taxonomy:
     """Solve the BIP with PuLP (bundled CBC unless ``solver`` is given).
@@ -511,17 +516,22 @@ def solve(problem: TaxonomyProblem, solver=None, model: LpModel | None = None,
     ``model`` reuses a model built by :func:`to_lp` (e.g. across a budget sweep, after
     :meth:`LpModel.set_budget`); it must come from a problem with the same edges.
     """
+    import tempfile
+
     import pulp
 
     model = model or to_lp(problem, formulation=formulation)
-    try:
-        model.problem.solve(solver or cbc())
-    except pulp.PulpSolverError:
-        if solver is not None:
-            raise
-        # The bundled CBC 2.10.3 can crash (SIGSEGV) without preprocessing on some infeasible
-        # problems (found by the random-instance tests); with its defaults it reports infeasible.
-        model.problem.solve(cbc(fast=False))
+    # CBC's model and solution files go to a private folder removed afterwards: PuLP deletes them
+    # itself only when CBC exits normally.
+    with tempfile.TemporaryDirectory(prefix="taskonomy-cbc-") as tmp:
+        try:
+            model.problem.solve(solver or _in(cbc(), tmp))
+        except pulp.PulpSolverError:
+            if solver is not None:
+                raise
+            # The bundled CBC 2.10.3 can crash (SIGSEGV) without preprocessing on some infeasible
+            # problems (found by the random-instance tests); with its defaults it reports infeasible.
+            model.problem.solve(_in(cbc(fast=False), tmp))
     status = pulp.LpStatus[model.problem.status].lower()
     if status == "optimal" and model.problem.sol_status != pulp.LpSolutionOptimal:
         status = pulp.LpSolution[model.problem.sol_status].lower()

@@ -177,6 +177,28 @@ def test_costs_and_transfer_costs():
     assert set(r.supervised) == {"b", "t"} and r.cost == 2.0
 
 
+def test_a_crashed_cbc_leaves_no_files_and_the_default_settings_retry(monkeypatch):
+    import pulp
+
+    transfers = [Transfer(("self",), x, 0.25) for x in "ab"] + [Transfer(("a",), "b", 0.64)]
+    p = build_problem(transfers, assign_roles(transfers), budget=1)
+    real, calls = pulp.LpProblem.solve, []
+
+    def crash_once(problem, solver=None, **kwargs):
+        calls.append((solver.tmpDir, list(solver.options)))
+        if len(calls) == 1:
+            Path(solver.tmpDir, "model.mps").write_text("left behind by a crash")
+            raise pulp.PulpSolverError("Pulp: Error while executing")
+        return real(problem, solver, **kwargs)
+
+    monkeypatch.setattr(pulp.LpProblem, "solve", crash_once)
+    r = solve(p)
+    assert r.supervised == ("a",) and r.transfers == {"b": ("a",)}
+    (first_dir, first_options), (second_dir, second_options) = calls
+    assert first_dir == second_dir and not Path(first_dir).exists()     # the private folder is gone
+    assert "preprocess off" in first_options and "preprocess off" not in second_options
+
+
 def test_bad_inputs_raise_one_line_errors(published16k):
     roles = assign_roles(published16k)
     for kwargs, match in ((dict(budget=-1), "budget must be"), (dict(budget=math.nan), "budget must be"),
