@@ -31,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
 
     params = load_params(args.params)
     device = str(resolve_device(params.transfer.device))
-    from taskonomy.bank import load_split  # after the checks: a bad input fails fast
+    from taskonomy.bank import load_splits  # after the checks: a bad input fails fast
 
-    splits = {name: load_split(args.bank, name) for name in ("train", "transfer", "test")}
+    splits = load_splits(args.bank)
     targets = load_targets(splits, params.targets(), params.transfer.images)
     context = TransferContext({}, targets, params.transfer, params.train_task, device)
     losses = run_transfers(context, [((PIXELS,), t) for t in targets], executor_spec(params.transfer, device))

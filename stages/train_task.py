@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from taskonomy.bank import load_split
-from taskonomy.config import as_dict, load_params
-from taskonomy.errors import ParamsError, run_stage
+from taskonomy.config import as_dict, check_tasks, load_params
+from taskonomy.errors import run_stage
 from taskonomy.models import build_encoder
 from taskonomy.samples import random_encoder_sheet, sample_sheet
 from taskonomy.storage import atomic_path, atomic_save, atomic_write_json
@@ -64,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
     params = load_params(args.params)
-    if args.task not in params.tasks:
-        raise ParamsError(f"{args.params}: tasks.{args.task}: not in the task list "
-                          f"(listed: {', '.join(params.tasks)})")
+    check_tasks(params, [args.task], args.params)
     task, task_params, cfg = get_task(args.task), params.tasks[args.task], params.train_task
     set_threads(cfg.threads)
     out = args.out

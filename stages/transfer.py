@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from taskonomy.config import load_params
-from taskonomy.errors import ParamsError, run_stage
+from taskonomy.config import check_tasks, load_params
+from taskonomy.errors import run_stage
 from taskonomy.storage import atomic_savez, atomic_write_json
 from taskonomy.train import resolve_device
 from taskonomy.transfer import (TransferContext, encode_source, executor_spec, load_source_encoder, load_targets,
@@ -40,15 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
 
     params = load_params(args.params)
-    if args.source not in params.tasks:
-        raise ParamsError(f"{args.params}: tasks.{args.source}: not in the task list "
-                          f"(listed: {', '.join(params.tasks)})")
+    check_tasks(params, [args.source], args.params)
     encoder = load_source_encoder(args.model, args.source)
     device = str(resolve_device(params.transfer.device))
     t0 = time.perf_counter()
-    from taskonomy.bank import load_split  # after the checks: a bad input fails fast
+    from taskonomy.bank import load_splits  # after the checks: a bad input fails fast
 
-    splits = {name: load_split(args.bank, name) for name in ("train", "transfer", "test")}
+    splits = load_splits(args.bank)
     targets = load_targets(splits, params.targets(), params.transfer.images)
     t_load = time.perf_counter()
     reps = encode_source(encoder, targets, device=device)

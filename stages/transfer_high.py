@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from taskonomy.beam import high_order_sets, read_affinity_rows, set_key
-from taskonomy.config import load_params
+from taskonomy.config import check_tasks, load_params
 from taskonomy.errors import ParamsError, run_stage
 from taskonomy.storage import atomic_savez
 from taskonomy.train import resolve_device
@@ -44,10 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
 
     params = load_params(args.params)
+    check_tasks(params, args.targets, args.params)
     for target in args.targets:
-        if target not in params.tasks:
-            raise ParamsError(f"{args.params}: tasks.{target}: not in the task list "
-                              f"(listed: {', '.join(params.tasks)})")
         if params.tasks[target].source_only:
             raise ParamsError(f"{args.params}: tasks.{target}: is source_only, so it is never a transfer target")
     targets = args.targets or params.targets()
@@ -64,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(group, t) for t, groups in sets.items() for group in groups]
     losses = {}
     if jobs:
-        from taskonomy.bank import load_split
+        from taskonomy.bank import load_splits
 
         device = str(resolve_device(tp.device))
-        splits = {name: load_split(args.bank, name) for name in ("train", "transfer", "test")}
+        splits = load_splits(args.bank)
         data = strip_views(load_targets(splits, list(sets), tp.images))
         reps = {s: load_reps(args.reps / s / "reps.npz", s) for s in sources}
         log.info("transfer_high: %d source sets into %d targets from %d sources", len(jobs), len(sets), len(sources))

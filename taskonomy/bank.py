@@ -120,3 +120,8 @@ def load_split(root: str | Path, split: str) -> Split:
                             f"found {value.dtype.name} {value.shape}")
         arrays[name] = value
     return Split(path=path, manifest=manifest, arrays=arrays)
+
+
+def load_splits(root: str | Path, names: tuple[str, ...] = ("train", "transfer", "test")) -> dict[str, Split]:
+    """:func:`load_split` for each of ``names`` (all three by default), by name."""
+    return {name: load_split(root, name) for name in names}

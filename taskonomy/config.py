@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 import yaml
 
@@ -266,6 +266,13 @@ def _check_params(p: Params) -> None:
                           f"got {p.train_task.bottleneck_stride}")
     if p.transfer.beam_order4 < 4 and p.transfer.max_order >= 4:
         raise ParamsError(f"transfer.beam_order4: must be >= 4 when transfer.max_order >= 4, got {p.transfer.beam_order4}")
+
+
+def check_tasks(params: Params, names: Iterable[str], path: str | Path = "params.yaml") -> None:
+    """Every name is in the task list of ``params`` (read from ``path``), or a ParamsError naming it."""
+    for name in names:
+        if name not in params.tasks:
+            raise ParamsError(f"{path}: tasks.{name}: not in the task list (listed: {', '.join(params.tasks)})")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

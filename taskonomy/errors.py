@@ -11,7 +11,6 @@ wall-clock seconds since its process started (imports included) as JSON, which t
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time

@@ -58,7 +58,7 @@ def naive_transfer(splits, encoder: nn.Module, source: str, target: str, params,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from taskonomy.bank import load_split
+    from taskonomy.bank import load_splits
     from taskonomy.config import load_params
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     params = load_params(args.params)
-    splits = {name: load_split(args.bank, name) for name in ("train", "transfer", "test")}
+    splits = load_splits(args.bank)
     encoder = load_source_encoder(args.model, args.source)
     np.save(args.out, naive_transfer(splits, encoder, args.source, args.target, params.transfer, params.train_task))
     return 0
