@@ -237,6 +237,7 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
     class_object = torch.where(total > 0, area / total.clamp_min(1), 1.0 / len(OBJECT_CLASSES))
 
     f16 = lambda x: x.to(torch.float16).numpy()                                          # noqa: E731
+    edge2d, keypoint2d = labels.edge_and_keypoint2d(clean)
     return {
         "rgb": rgb_img.numpy(),
         "mask": image(torch.isfinite(hits.t)[..., None]).numpy(),
@@ -248,8 +249,8 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
         "edge3d": f16(labels.edge3d(point_img, normal_img, surface, is_room, camera.focal)),
         "keypoint3d": f16(labels.keypoint3d(normal_img)),
         "segment25d": _ids(labels.segment25d(surface, normal_img)),
-        "edge2d": f16(labels.edge2d(clean)),
-        "keypoint2d": f16(labels.keypoint2d(clean)),
+        "edge2d": f16(edge2d),
+        "keypoint2d": f16(keypoint2d),
         "segment2d": _ids(labels.segment2d(clean)),
         "segmentsemantic": semantic[:, None].to(torch.uint8).numpy(),
         "class_object": class_object.float().numpy(),
