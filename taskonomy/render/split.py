@@ -221,9 +221,10 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
 
     # Dense labels, images (V, C, R, R).
     image = lambda x: x.reshape(V, R, R, -1).permute(0, 3, 1, 2).contiguous()           # noqa: E731
-    # camera-frame normals and points R^T x, computed planar: (V, 3, N) -> images (V, 3, R, R)
+    # camera-frame normals R^T n, computed planar: (V, 3, N) -> images (V, 3, R, R); camera-frame points
+    # are t times the camera-frame rays (no rotation back needed)
     normal_img = torch.bmm(rot.transpose(1, 2), hits.normal.transpose(1, 2)).reshape(V, 3, R, R)
-    point_img = torch.bmm(rot.transpose(1, 2), (point - origin[:, None]).transpose(1, 2)).reshape(V, 3, R, R)
+    point_img = (hits.t[:, None] * ray_cam.t()[None]).reshape(V, 3, R, R)
     rgb_img = image(rgb)
     clean = rgb_img.float() / 255
     surface = hits.surface.reshape(V, R, R)
