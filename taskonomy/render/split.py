@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import multiprocessing.pool
 import os
+import shutil
 import tempfile
 import zlib
 from dataclasses import dataclass
@@ -293,23 +294,44 @@ def _render_job(job: tuple[RenderParams, int, range]) -> dict[str, np.ndarray]:
 
 _SHARED_MEMORY = "/dev/shm"     # a RAM-backed folder, where the system has one
 _ALIGN = 64                     # bytes; every array in a handed-over file starts aligned
+_HANDOVER: list[str] = []       # this process's folder for handed-over chunks, made on first use
 
 
-def _render_job_to_file(job: tuple[RenderParams, int, range]) -> tuple[str, list[tuple[str, str, tuple]]]:
-    """``render_chunk`` in a worker, its arrays handed over in a file (in shared memory where there is one):
-    a chunk's arrays are large (~35 MB for 256 views at 64x64), and sending them through the pool's pipe
-    cost the two processes about as much CPU time as a quarter of the rendering. Returns the file's path
-    and its layout (name, dtype, shape per array); the reader deletes the file."""
-    out = render_chunk(*job)
-    fd, path = tempfile.mkstemp(prefix="taskonomy-render-", dir=_SHARED_MEMORY if os.path.isdir(_SHARED_MEMORY) else None)
-    with os.fdopen(fd, "wb") as f:
-        for value in out.values():
-            f.write(np.ascontiguousarray(value).data)
-            f.write(bytes(-value.nbytes % _ALIGN))
+def _handover_folder() -> str:
+    """A private folder (in shared memory where there is one) for workers' chunks; removed at exit, so a
+    split abandoned half-way leaves nothing behind."""
+    if not _HANDOVER:
+        _HANDOVER.append(tempfile.mkdtemp(prefix="taskonomy-render-",
+                                          dir=_SHARED_MEMORY if os.path.isdir(_SHARED_MEMORY) else None))
+        atexit.register(shutil.rmtree, _HANDOVER[0], ignore_errors=True)
+    return _HANDOVER[0]
+
+
+Layout = list[tuple[str, str, tuple]]     # (name, dtype, shape) of each array, in file order
+
+
+def _render_job_to_file(job: tuple[RenderParams, int, range, str]) -> tuple[str, Layout] | dict[str, np.ndarray]:
+    """``render_chunk`` in a worker, its arrays handed over in a file in ``folder``: a chunk's arrays are
+    large (~35 MB for 256 views at 64x64), and sending them through the pool's pipe cost the two processes
+    about as much CPU time as a quarter of the rendering. Returns the file's path and layout (the reader
+    deletes the file), or the arrays themselves where the folder has no room."""
+    *chunk, folder = job
+    out = render_chunk(*chunk)
+    path = None
+    try:
+        fd, path = tempfile.mkstemp(dir=folder)
+        with os.fdopen(fd, "wb") as f:
+            for value in out.values():
+                f.write(np.ascontiguousarray(value).data)
+                f.write(bytes(-value.nbytes % _ALIGN))
+    except OSError:                                    # e.g. a small /dev/shm: the pipe after all
+        if path is not None:
+            os.unlink(path)
+        return out
     return path, [(name, value.dtype.str, value.shape) for name, value in out.items()]
 
 
-def _read_job_file(path: str, layout: list[tuple[str, str, tuple]]) -> dict[str, np.ndarray]:
+def _read_job_file(path: str, layout: Layout) -> dict[str, np.ndarray]:
     """The arrays written by :func:`_render_job_to_file`, as read-only views of the mapped file (deleted
     here already: the mapping keeps it alive until the views are dropped)."""
     try:
@@ -350,8 +372,9 @@ def _render_chunks(jobs: list[tuple[RenderParams, int, range]], workers: int):
         if not _POOLS:
             atexit.register(_close_pools)
         _POOLS[workers] = multiprocessing.get_context("fork").Pool(workers, _one_thread)
-    for path, layout in _POOLS[workers].imap(_render_job_to_file, jobs, chunksize=1):
-        yield _read_job_file(path, layout)
+    folder = _handover_folder()
+    for result in _POOLS[workers].imap(_render_job_to_file, [job + (folder,) for job in jobs], chunksize=1):
+        yield result if isinstance(result, dict) else _read_job_file(*result)
 
 
 def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progress: bool = False
