@@ -232,3 +232,13 @@ def test_image_space_culling_finds_every_hit(monkeypatch):
     coned = split.render_chunk(r, 3, range(3))
     for name in boxed:
         assert np.array_equal(boxed[name], coned[name]), name
+
+
+def test_workers_fall_back_to_the_pipe_without_room_for_files(tiny_render, monkeypatch, tmp_path):
+    """Chunks come back from worker processes through files; where none can be written, through the pipe."""
+    from taskonomy.render import split
+    first, _ = render_split(dataclasses.replace(tiny_render, workers=1), "train")
+    monkeypatch.setattr(split, "_handover_folder", lambda: str(tmp_path / "missing"))
+    again, _ = render_split(dataclasses.replace(tiny_render, workers=2), "train")
+    for name in first:
+        assert first[name].tobytes() == again[name].tobytes(), name

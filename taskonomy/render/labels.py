@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from taskonomy.render.segment import connected_components
+from taskonomy.render.vector import dot
 
 HARRIS_K = 0.05
 COLOUR_LEVELS = 4
@@ -52,11 +53,16 @@ def sobel(x: Tensor) -> tuple[Tensor, Tensor]:
 
 def harris(x: Tensor) -> Tensor:
     """Harris corner response (V, 1, R, R) of a multi-channel image (V, C, R, R), >= 0."""
-    gx, gy = sobel(x)
-    xx = blur((gx * gx).sum(1, keepdim=True))
-    yy = blur((gy * gy).sum(1, keepdim=True))
-    xy = blur((gx * gy).sum(1, keepdim=True))
-    return (xx * yy - xy * xy - HARRIS_K * (xx + yy) ** 2).clamp_min(0)
+    return _harris(*sobel(x))
+
+
+def _harris(gx: Tensor, gy: Tensor) -> Tensor:
+    """Harris response from the Sobel derivatives (V, C, R, R); the three entries of the structure tensor
+    are blurred as one (V, 3, R, R) stack (one pass instead of three, the same floats per pixel)."""
+    m = torch.cat([(gx * gx).sum(1, keepdim=True), (gy * gy).sum(1, keepdim=True),
+                   (gx * gy).sum(1, keepdim=True)], dim=1)
+    xx, yy, xy = blur(m).unbind(1)
+    return (xx * yy - xy * xy - HARRIS_K * (xx + yy) ** 2).clamp_min(0)[:, None]
 
 
 def grey(rgb: Tensor) -> Tensor:
@@ -64,13 +70,10 @@ def grey(rgb: Tensor) -> Tensor:
     return (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2])[:, None]
 
 
-def edge2d(rgb: Tensor) -> Tensor:
+def edge_and_keypoint2d(rgb: Tensor) -> tuple[Tensor, Tensor]:
+    """``edge2d`` and ``keypoint2d`` from one Sobel pass over the grey image (both start from it)."""
     gx, gy = sobel(grey(rgb))
-    return (gx * gx + gy * gy).sqrt()
-
-
-def keypoint2d(rgb: Tensor) -> Tensor:
-    return harris(grey(rgb))
+    return (gx * gx + gy * gy).sqrt(), _harris(gx, gy)
 
 
 def segment2d(rgb: Tensor) -> Tensor:
@@ -99,24 +102,23 @@ def edge3d(point: Tensor, normal: Tensor, surface: Tensor, is_room: Tensor, foca
 
     Neighbours on different surfaces form an occlusion edge when one lies off the other's tangent plane
     by more than OCCLUSION_GAP pixel footprints (depth / focal); at a crease both stay close. Room faces
-    never occlude each other (the room is a convex box seen from inside).
+    never occlude each other (the room is a convex box seen from inside). Only the few neighbour pairs
+    on different surfaces (found with integer compares) get the tangent-plane test.
     """
-    depth = point[:, 2:3]
-
-    def gap(a: slice, b: slice) -> Tensor:
-        apart = point[a] - point[b]                                               # (V, 3, ., .)
-        off = torch.maximum((normal[a] * apart).sum(1).abs(), (normal[b] * apart).sum(1).abs())
-        foot = torch.minimum(depth[a], depth[b]).squeeze(1) / focal
-        differ = (surface[a[:1] + a[2:]] != surface[b[:1] + b[2:]])
-        both_room = is_room[a[:1] + a[2:]] & is_room[b[:1] + b[2:]]
-        return differ & ~both_room & (off > OCCLUSION_GAP * foot)
-
-    every = slice(None)
-    cut_x = gap((every, every, every, slice(1, None)), (every, every, every, slice(None, -1)))   # (V, R, R - 1)
-    cut_y = gap((every, every, slice(1, None), every), (every, every, slice(None, -1), every))   # (V, R - 1, R)
-    edge = torch.zeros_like(surface, dtype=torch.bool)
-    edge[:, :, 1:] |= cut_x
-    edge[:, :, :-1] |= cut_x
-    edge[:, 1:, :] |= cut_y
-    edge[:, :-1, :] |= cut_y
-    return blur(blur(edge[:, None].float()))
+    V, _, H, W = point.shape
+    points, normals = point.reshape(V, 3, H * W), normal.reshape(V, 3, H * W)
+    edge = torch.zeros(V, H * W, dtype=torch.bool)
+    for dim, step in ((2, 1), (1, W)):                                           # right, lower neighbour
+        n = surface.shape[dim] - 1
+        pair = surface.narrow(dim, 1, n) != surface.narrow(dim, 0, n)
+        pair &= ~(is_room.narrow(dim, 1, n) & is_room.narrow(dim, 0, n))
+        v, i, j = pair.nonzero(as_tuple=True)                                    # (k,) each
+        b = i * W + j                                                            # the left / upper pixel
+        a = b + step
+        p_a, p_b = points[v, :, a], points[v, :, b]                              # (k, 3)
+        apart = p_a - p_b
+        off = torch.maximum(dot(normals[v, :, a], apart).abs(), dot(normals[v, :, b], apart).abs())
+        cut = off > OCCLUSION_GAP * (torch.minimum(p_a[:, 2], p_b[:, 2]) / focal)
+        edge[v[cut], a[cut]] = True
+        edge[v[cut], b[cut]] = True
+    return blur(blur(edge.reshape(V, 1, H, W).float()))

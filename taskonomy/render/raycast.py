@@ -42,6 +42,7 @@ class Primitives:
     rot: Tensor             # (S * P, 3, 3) local -> world
     scale: Tensor           # (S * P, 3)
     radius: Tensor          # (S * P,) bounding sphere radius
+    to_unit: Tensor         # (9, S * P) world -> unit frame diag(1 / s) R^T, row-major, one column each
     room_lo: Tensor         # (S, 3)
     room_hi: Tensor         # (S, 3)
     per_scene: int          # P
@@ -62,8 +63,9 @@ def pack(scenes: list[Scene]) -> Primitives:
     lo = np.stack([-rooms[:, 0] / 2, np.zeros(len(scenes), np.float32), -rooms[:, 2] / 2], axis=1)
     hi = np.stack([rooms[:, 0] / 2, rooms[:, 1], rooms[:, 2] / 2], axis=1)
     scale_t = torch.from_numpy(scale)
+    to_unit = torch.from_numpy(rot.transpose(0, 2, 1) / scale[:, :, None]).reshape(n, 9).t().contiguous()
     return Primitives(kind=torch.from_numpy(kind), centre=torch.from_numpy(centre), rot=torch.from_numpy(rot),
-                      scale=scale_t, radius=scale_t.norm(dim=1), room_lo=torch.from_numpy(lo),
+                      scale=scale_t, radius=scale_t.norm(dim=1), to_unit=to_unit, room_lo=torch.from_numpy(lo),
                       room_hi=torch.from_numpy(hi), per_scene=per_scene)
 
 
@@ -77,8 +79,9 @@ class Hits:
     texture_point: Tensor   # (G, N, 3) the point in its texture frame: world (room), primitive (objects)
 
 
-# --------------------------------------------------------------------------------------------------
-# Unit shapes: t of the first hit (inf if none) and the part hit, for rays (k, 3) in the unit frame
+# Unit shapes: t of the first hit (inf if none) and the part hit, for rays in the unit frame given planar,
+# origins and directions (3, k): rows x, y, z are contiguous, which the CPU kernels run much faster on
+# than the columns of (k, 3)
 # --------------------------------------------------------------------------------------------------
 
 def _first(*ts: Tensor) -> tuple[Tensor, Tensor]:
@@ -86,10 +89,14 @@ def _first(*ts: Tensor) -> tuple[Tensor, Tensor]:
     return t, part
 
 
+def _dot3(a: Tensor, b: Tensor) -> Tensor:
+    return torch.addcmul(torch.addcmul(a[0] * b[0], a[1], b[1]), a[2], b[2])
+
+
 def _hit_ellipsoid(o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
-    a = (d * d).sum(-1)
-    b = (o * d).sum(-1)
-    disc = b * b - a * ((o * o).sum(-1) - 1.0)
+    a = _dot3(d, d)
+    b = _dot3(o, d)
+    disc = b * b - a * (_dot3(o, o) - 1.0)
     t = (-b - disc.clamp_min(0).sqrt()) / a
     return torch.where((disc >= 0) & (t > EPS), t, INF), torch.zeros_like(b, dtype=torch.int64)
 
@@ -97,34 +104,34 @@ def _hit_ellipsoid(o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
 def _hit_box(o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
     inv = 1.0 / d
     t1, t2 = (-1.0 - o) * inv, (1.0 - o) * inv
-    near, axis = torch.minimum(t1, t2).max(dim=-1)
-    far = torch.maximum(t1, t2).min(dim=-1).values
+    near, axis = torch.minimum(t1, t2).max(dim=0)
+    far = torch.maximum(t1, t2).min(dim=0).values
     return torch.where((near <= far) & (near > EPS), near, INF), axis
 
 
 def _cap(o: Tensor, d: Tensor, y: Tensor | float) -> Tensor:
     """t where the ray crosses the plane at height ``y`` inside the unit disc (inf otherwise)."""
-    t = (y - o[:, 1]) / d[:, 1]
-    x, z = o[:, 0] + t * d[:, 0], o[:, 2] + t * d[:, 2]
+    t = (y - o[1]) / d[1]
+    x, z = o[0] + t * d[0], o[2] + t * d[2]
     return torch.where((x * x + z * z <= 1.0) & (t > EPS), t, INF)
 
 
 def _hit_cylinder(o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
-    a = d[:, 0] ** 2 + d[:, 2] ** 2
-    b = o[:, 0] * d[:, 0] + o[:, 2] * d[:, 2]
-    disc = b * b - a * (o[:, 0] ** 2 + o[:, 2] ** 2 - 1.0)
+    a = d[0] ** 2 + d[2] ** 2
+    b = o[0] * d[0] + o[2] * d[2]
+    disc = b * b - a * (o[0] ** 2 + o[2] ** 2 - 1.0)
     t = (-b - disc.clamp_min(0).sqrt()) / a
-    side = torch.where((disc >= 0) & ((o[:, 1] + t * d[:, 1]).abs() <= 1.0) & (t > EPS), t, INF)
-    cap = _cap(o, d, torch.where(d[:, 1] > 0, -1.0, 1.0))
+    side = torch.where((disc >= 0) & ((o[1] + t * d[1]).abs() <= 1.0) & (t > EPS), t, INF)
+    cap = _cap(o, d, torch.where(d[1] > 0, -1.0, 1.0))
     return _first(side, cap)
 
 
 def _hit_cone(o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
     # x^2 + z^2 = u^2 with u = (1 - y) / 2 the radius at height y; A t^2 + 2 b t + c = 0
-    u0, du = (1.0 - o[:, 1]) / 2, -d[:, 1] / 2
-    a = d[:, 0] ** 2 + d[:, 2] ** 2 - du * du
-    b = o[:, 0] * d[:, 0] + o[:, 2] * d[:, 2] - u0 * du
-    c = o[:, 0] ** 2 + o[:, 2] ** 2 - u0 * u0
+    u0, du = (1.0 - o[1]) / 2, -d[1] / 2
+    a = d[0] ** 2 + d[2] ** 2 - du * du
+    b = o[0] * d[0] + o[2] * d[2] - u0 * du
+    c = o[0] ** 2 + o[2] ** 2 - u0 * u0
     disc = b * b - a * c
     q = -(b + torch.copysign(disc.clamp_min(0).sqrt(), b))   # the stable pair of roots: q / a, c / q
     sides = []
@@ -143,45 +150,47 @@ def _intersect(kind: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
     for k, hit in HIT.items():
         sel = (kind == k).nonzero().squeeze(1)
         if sel.numel():
-            t_k, part_k = hit(o.index_select(0, sel), d.index_select(0, sel))
+            t_k, part_k = hit(o.index_select(1, sel), d.index_select(1, sel))
             t.index_copy_(0, sel, t_k)
             part.index_copy_(0, sel, part_k)
     return t, part
 
 
 def _surface(kind: Tensor, part: Tensor, q: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-    """Local normal (unnormalised, unscaled frame) and principal curvatures at unit-frame points q."""
-    zero = torch.zeros_like(q[:, 0])
+    """Local normal (k, 3; unnormalised, unscaled frame) and principal curvatures (k, 2) at unit-frame
+    points ``q`` (3, k, planar) of primitives of half extents ``s`` (3, k)."""
+    zero = torch.zeros_like(q[0])
     side = part == 0
+    sign = q.sign()
     # ellipsoid: gradient of sum(x^2 / s^2); curvatures from Gauss K and mean H of the ellipsoid
     x = q * s
-    abc2 = (s[:, 0] * s[:, 1] * s[:, 2]) ** 2
-    h = ((x / (s * s)) ** 2).sum(-1).sqrt()
+    abc2 = (s[0] * s[1] * s[2]) ** 2
+    h = _dot3(x / (s * s), x / (s * s)).sqrt()
     gauss = 1.0 / (abc2 * h ** 4)
-    mean = ((s * s).sum(-1) - (x * x).sum(-1)) / (2 * abc2 * h ** 3)
+    mean = (_dot3(s, s) - _dot3(x, x)) / (2 * abc2 * h ** 3)
     spread = (mean * mean - gauss).clamp_min(0).sqrt()
     normal = {ELLIPSOID: q / s}
-    curv = {ELLIPSOID: torch.stack([mean + spread, mean - spread], -1)}
+    curv = {ELLIPSOID: torch.stack([mean + spread, mean - spread])}
     # box: the axis of the face entered
-    normal[BOX] = torch.nn.functional.one_hot(part.clamp(0, 2), 3).to(q.dtype) * q.sign()
-    curv[BOX] = torch.zeros_like(q[:, :2])
+    normal[BOX] = torch.nn.functional.one_hot(part.clamp(0, 2), 3).t().to(q.dtype) * sign
+    curv[BOX] = torch.zeros_like(q[:2])
     # cylinder: side or cap
-    cap = torch.stack([zero, q[:, 1].sign(), zero], -1)
-    normal[CYLINDER] = torch.where(side[:, None], torch.stack([q[:, 0], zero, q[:, 2]], -1) / s, cap)
-    curv[CYLINDER] = torch.stack([torch.where(side, 1.0 / s[:, 0], 0.0), zero], -1)
+    cap = torch.stack([zero, sign[1], zero])
+    normal[CYLINDER] = torch.where(side, torch.stack([q[0], zero, q[2]]) / s, cap)
+    curv[CYLINDER] = torch.stack([torch.where(side, 1.0 / s[0], 0.0), zero])
     # cone: side normal is the gradient of x^2 + z^2 - ((1 - y) / 2)^2; k = cos(half angle) / distance to axis
-    cone_side = torch.stack([2 * q[:, 0], (1.0 - q[:, 1]) / 2, 2 * q[:, 2]], -1) / s
-    normal[CONE] = torch.where(side[:, None], cone_side, -cap.abs())
-    rho = s[:, 0] * (q[:, 0] ** 2 + q[:, 2] ** 2).sqrt()
-    cos_half = 2 * s[:, 1] / (4 * s[:, 1] ** 2 + s[:, 0] ** 2).sqrt()
-    curv[CONE] = torch.stack([torch.where(side, cos_half / rho.clamp_min(1 / MAX_CURVATURE), 0.0), zero], -1)
+    cone_side = torch.stack([2 * q[0], (1.0 - q[1]) / 2, 2 * q[2]]) / s
+    normal[CONE] = torch.where(side, cone_side, -cap.abs())
+    rho = s[0] * (q[0] ** 2 + q[2] ** 2).sqrt()
+    cos_half = 2 * s[1] / (4 * s[1] ** 2 + s[0] ** 2).sqrt()
+    curv[CONE] = torch.stack([torch.where(side, cos_half / rho.clamp_min(1 / MAX_CURVATURE), 0.0), zero])
 
-    n_out, k_out = torch.zeros_like(q), torch.zeros_like(q[:, :2])
+    n_out, k_out = torch.zeros_like(q), torch.zeros_like(q[:2])
     for k in HIT:
-        is_k = (kind == k)[:, None]
+        is_k = kind == k
         n_out = torch.where(is_k, normal[k], n_out)
         k_out = torch.where(is_k, curv[k], k_out)
-    return n_out, k_out.clamp(-MAX_CURVATURE, MAX_CURVATURE)
+    return n_out.t(), k_out.clamp(-MAX_CURVATURE, MAX_CURVATURE).t()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,20 +304,39 @@ def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tens
     return g, py * R + px, flat.reshape(-1)[pair]
 
 
-def _to_local(prims: Primitives, fp: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
-    """Rays (k, 3) in the unit frames of primitives ``fp``: R^T (o - c) / s and R^T d / s."""
-    rot, s = prims.rot.index_select(0, fp), prims.scale.index_select(0, fp)
-    return rotate_back(rot, o - prims.centre.index_select(0, fp)) / s, rotate_back(rot, d) / s
+def _to_local(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, g: Tensor, ray: Tensor,
+              fp: Tensor) -> tuple[Tensor, Tensor]:
+    """Candidate rays (group ``g``, flat ray ``ray``, flat primitive ``fp``) in their primitives' unit frames,
+    planar (3, k): origins R^T (o - c) / s computed once per (group, primitive) pair and gathered,
+    directions diag(1 / s) R^T d from the primitives' ``to_unit`` columns."""
+    P = prims.per_scene
+    flat = (scene[:, None] * P + torch.arange(P)).reshape(-1)                   # (G * P,)
+    o_pair = rotate_back(prims.rot[flat], origin.repeat_interleave(P, 0) - prims.centre[flat]) / prims.scale[flat]
+    o_l = o_pair.t().contiguous().index_select(1, g * P + fp % P)               # (3, k)
+    m = prims.to_unit.index_select(1, fp)                                        # (9, k)
+    d = dirs.reshape(-1, 3).index_select(0, ray).t().contiguous()               # (3, k) world
+    d_l = torch.stack([torch.addcmul(torch.addcmul(m[3 * i] * d[0], m[3 * i + 1], d[1]), m[3 * i + 2], d[2])
+                       for i in range(3)])
+    return o_l, d_l
 
 
 def _room(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Exit distance, face id and inward normal of rays leaving the room box from inside."""
-    lo, hi = prims.room_lo[scene][:, None], prims.room_hi[scene][:, None]    # (G, 1, 3)
-    wall = torch.where(dirs > 0, hi, lo) - origin[:, None]
-    dist = torch.where(dirs == 0, INF, wall / dirs).unbind(-1)                  # (G, N) per axis
-    t = torch.minimum(torch.minimum(dist[0], dist[1]), dist[2])
-    axis = torch.where(dist[0] == t, 0, torch.where(dist[1] == t, 1, 2))
-    face = 2 * axis + (dirs.gather(-1, axis[..., None]).squeeze(-1) > 0)
+    """Exit distance, face id and inward normal of rays leaving the room box from inside.
+
+    One axis at a time on (G, N) planes: the distance to the wall ahead is ``gap / |d|`` with ``gap >= 0``,
+    so a ray parallel to the walls (d = 0) gets +inf without a test; on ties the lower axis wins."""
+    lo, hi = prims.room_lo[scene], prims.room_hi[scene]                         # (G, 3)
+    for axis in range(3):
+        d = dirs[..., axis]                                                      # (G, N)
+        ahead = d > 0
+        gap = torch.where(ahead, (hi[:, axis] - origin[:, axis])[:, None], (origin[:, axis] - lo[:, axis])[:, None])
+        t_axis = gap / d.abs()
+        if axis == 0:
+            t, face = t_axis, ahead.long()
+        else:
+            nearer = t_axis < t
+            t = torch.where(nearer, t_axis, t)
+            face = torch.where(nearer, 2 * axis + ahead.long(), face)
     return t, face, _FACE_NORMAL.index_select(0, face.reshape(-1)).reshape(face.shape + (3,))
 
 
@@ -328,7 +356,7 @@ def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
     g, n, fp = _candidates(prims, scene, origin, dirs, None) if candidates is None else candidates
     if g.numel():
         ray = g * N + n
-        o_l, d_l = _to_local(prims, fp, origin.index_select(0, g), dirs.reshape(-1, 3).index_select(0, ray))
+        o_l, d_l = _to_local(prims, scene, origin, dirs, g, ray, fp)
         kind = prims.kind.index_select(0, fp)
         tk, part = _intersect(kind, o_l, d_l)
         best = t.scatter_reduce(0, ray, tk, "amin")
@@ -337,8 +365,8 @@ def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
         last = torch.full((G * N,), -1, dtype=torch.int64).scatter_reduce(0, ray[won], won, "amax")
         k = won[last[ray[won]] == won]
         r, fk, tk = ray.index_select(0, k), fp.index_select(0, k), tk.index_select(0, k)
-        s = prims.scale.index_select(0, fk)
-        q = torch.addcmul(o_l.index_select(0, k), tk[:, None], d_l.index_select(0, k))
+        s = prims.scale.index_select(0, fk).t()                               # (3, k)
+        q = torch.addcmul(o_l.index_select(1, k), tk, d_l.index_select(1, k))   # (3, k)
         local_normal, curv = _surface(kind.index_select(0, k), part.index_select(0, k), q, s)
         world_normal = rotate(prims.rot.index_select(0, fk), local_normal)
         # unit, and facing the ray origin (room normals face inwards already)
@@ -346,7 +374,7 @@ def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
         world_normal = world_normal * (torch.where(away, -1.0, 1.0) / norm(world_normal))[:, None]
         t.index_copy_(0, r, tk)
         curvature.index_copy_(0, r, curv)
-        texture.index_copy_(0, r, q * s)
+        texture.index_copy_(0, r, (q * s).t())
         normal.index_copy_(0, r, world_normal)
         surface.index_copy_(0, r, ROOM_FACES + fk % prims.per_scene)
 
@@ -368,7 +396,7 @@ def occluded(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_m
         g, n, fp = _candidates(prims, scene, origin, dirs, active)
     if g.numel():
         ray = g * N + n
-        o_l, d_l = _to_local(prims, fp, origin.index_select(0, g), dirs.reshape(-1, 3).index_select(0, ray))
+        o_l, d_l = _to_local(prims, scene, origin, dirs, g, ray, fp)
         tk, _ = _intersect(prims.kind.index_select(0, fp), o_l, d_l)
         blocked[ray[tk < t_max.reshape(-1).index_select(0, ray)]] = True
     return blocked.reshape(G, N)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from taskonomy.render.raycast import Primitives, occluded
-from taskonomy.render.scene import CHECKER, NOISE, STRIPES, Scene
+from taskonomy.render.scene import CHECKER, SOLID, STRIPES, Scene
 from taskonomy.render.vector import dot
 
 FALLOFF = 3.0      # m
@@ -55,20 +55,29 @@ def pack_lighting(scenes: list[Scene]) -> Lighting:
 
 
 def albedo(lighting: Lighting, material: Tensor, point: Tensor) -> Tensor:
-    """Albedo (k, 3) of flat materials ``material`` (k,) at texture-frame points ``point`` (k, 3)."""
-    pattern = lighting.pattern.index_select(0, material)
+    """Albedo (k, 3) of flat materials ``material`` (k,) at texture-frame points ``point`` (k, 3).
+
+    Solid materials (often half the pixels: most walls and ceilings) are colour_a alone, so the pattern
+    waves are evaluated only at the other points."""
     table = lighting.table.index_select(1, material)                                         # (18, k)
-    p = point.t()                                                                            # (3, k)
-    wave = [torch.addcmul(torch.addcmul(torch.addcmul(table[9 + i], table[3 * i], p[0]), table[3 * i + 1], p[1]),
-                          table[3 * i + 2], p[2]) for i in range(3)]                         # W p + phase
+    a, b = table[12:15], table[15:18]
+    pattern = lighting.pattern.index_select(0, material)
+    some = (pattern != SOLID).nonzero().squeeze(1)                                            # (j,)
+    if some.numel() == 0:
+        return a.t()
+    pattern, waves = pattern.index_select(0, some), table[:12].index_select(1, some)          # (12, j)
+    p = point.index_select(0, some).t()                                                      # (3, j)
+    wave = [torch.addcmul(torch.addcmul(torch.addcmul(waves[9 + i], waves[3 * i], p[0]), waves[3 * i + 1], p[1]),
+                          waves[3 * i + 2], p[2]) for i in range(3)]                         # W p + phase
     cell = [w.floor() for w in wave]
     checker = (cell[0] + cell[1] + cell[2]).remainder_(2).abs_()
     stripes = cell[0].remainder(2)
     noise = (wave[0].sin() + wave[1].sin() + wave[2].sin()).mul_(0.35).add_(0.5).clamp_(0, 1)
-    mix = torch.where(pattern == CHECKER, checker,
-                      torch.where(pattern == STRIPES, stripes, torch.where(pattern == NOISE, noise, 0.0)))
-    a, b = table[12:15], table[15:18]
+    mix = torch.zeros_like(a[0]).index_copy_(
+        0, some, torch.where(pattern == CHECKER, checker, torch.where(pattern == STRIPES, stripes, noise)))
     return torch.addcmul(a, mix, b - a).t()
+
+
 def tile_order(resolution: int) -> tuple[Tensor, int]:
     """Row-major pixel indices (R * R,) listed tile by tile (square tiles of up to 8 x 8 pixels, row-major
     within a tile), and the pixels per tile."""

@@ -15,6 +15,8 @@ import logging
 import multiprocessing
 import multiprocessing.pool
 import os
+import shutil
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,9 +222,10 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
 
     # Dense labels, images (V, C, R, R).
     image = lambda x: x.reshape(V, R, R, -1).permute(0, 3, 1, 2).contiguous()           # noqa: E731
-    # camera-frame normals and points R^T x, computed planar: (V, 3, N) -> images (V, 3, R, R)
+    # camera-frame normals R^T n, computed planar: (V, 3, N) -> images (V, 3, R, R); camera-frame points
+    # are t times the camera-frame rays (no rotation back needed)
     normal_img = torch.bmm(rot.transpose(1, 2), hits.normal.transpose(1, 2)).reshape(V, 3, R, R)
-    point_img = torch.bmm(rot.transpose(1, 2), (point - origin[:, None]).transpose(1, 2)).reshape(V, 3, R, R)
+    point_img = (hits.t[:, None] * ray_cam.t()[None]).reshape(V, 3, R, R)
     rgb_img = image(rgb)
     clean = rgb_img.float() / 255
     surface = hits.surface.reshape(V, R, R)
@@ -237,6 +240,7 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
     class_object = torch.where(total > 0, area / total.clamp_min(1), 1.0 / len(OBJECT_CLASSES))
 
     f16 = lambda x: x.to(torch.float16).numpy()                                          # noqa: E731
+    edge2d, keypoint2d = labels.edge_and_keypoint2d(clean)
     return {
         "rgb": rgb_img.numpy(),
         "mask": image(torch.isfinite(hits.t)[..., None]).numpy(),
@@ -248,8 +252,8 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
         "edge3d": f16(labels.edge3d(point_img, normal_img, surface, is_room, camera.focal)),
         "keypoint3d": f16(labels.keypoint3d(normal_img)),
         "segment25d": _ids(labels.segment25d(surface, normal_img)),
-        "edge2d": f16(labels.edge2d(clean)),
-        "keypoint2d": f16(labels.keypoint2d(clean)),
+        "edge2d": f16(edge2d),
+        "keypoint2d": f16(keypoint2d),
         "segment2d": _ids(labels.segment2d(clean)),
         "segmentsemantic": semantic[:, None].to(torch.uint8).numpy(),
         "class_object": class_object.float().numpy(),
@@ -288,6 +292,60 @@ def _render_job(job: tuple[RenderParams, int, range]) -> dict[str, np.ndarray]:
     return render_chunk(*job)
 
 
+_SHARED_MEMORY = "/dev/shm"     # a RAM-backed folder, where the system has one
+_ALIGN = 64                     # bytes; every array in a handed-over file starts aligned
+_HANDOVER: list[str] = []       # this process's folder for handed-over chunks, made on first use
+
+
+def _handover_folder() -> str:
+    """A private folder (in shared memory where there is one) for workers' chunks; removed at exit, so a
+    split abandoned half-way leaves nothing behind."""
+    if not _HANDOVER:
+        _HANDOVER.append(tempfile.mkdtemp(prefix="taskonomy-render-",
+                                          dir=_SHARED_MEMORY if os.path.isdir(_SHARED_MEMORY) else None))
+        atexit.register(shutil.rmtree, _HANDOVER[0], ignore_errors=True)
+    return _HANDOVER[0]
+
+
+Layout = list[tuple[str, str, tuple]]     # (name, dtype, shape) of each array, in file order
+
+
+def _render_job_to_file(job: tuple[RenderParams, int, range, str]) -> tuple[str, Layout] | dict[str, np.ndarray]:
+    """``render_chunk`` in a worker, its arrays handed over in a file in ``folder``: a chunk's arrays are
+    large (~35 MB for 256 views at 64x64), and sending them through the pool's pipe cost the two processes
+    about as much CPU time as a quarter of the rendering. Returns the file's path and layout (the reader
+    deletes the file), or the arrays themselves where the folder has no room."""
+    *chunk, folder = job
+    out = render_chunk(*chunk)
+    path = None
+    try:
+        fd, path = tempfile.mkstemp(dir=folder)
+        with os.fdopen(fd, "wb") as f:
+            for value in out.values():
+                f.write(np.ascontiguousarray(value).data)
+                f.write(bytes(-value.nbytes % _ALIGN))
+    except OSError:                                    # e.g. a small /dev/shm: the pipe after all
+        if path is not None:
+            os.unlink(path)
+        return out
+    return path, [(name, value.dtype.str, value.shape) for name, value in out.items()]
+
+
+def _read_job_file(path: str, layout: Layout) -> dict[str, np.ndarray]:
+    """The arrays written by :func:`_render_job_to_file`, as read-only views of the mapped file (deleted
+    here already: the mapping keeps it alive until the views are dropped)."""
+    try:
+        data = np.memmap(path, dtype=np.uint8, mode="r") if os.path.getsize(path) else np.zeros(0, np.uint8)
+    finally:
+        os.unlink(path)
+    out, offset = {}, 0
+    for name, dtype, shape in layout:
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        out[name] = data[offset:offset + size].view(dtype).reshape(shape)
+        offset += size + -size % _ALIGN
+    return out
+
+
 def _one_thread() -> None:
     torch.set_num_threads(1)
 
@@ -314,7 +372,9 @@ def _render_chunks(jobs: list[tuple[RenderParams, int, range]], workers: int):
         if not _POOLS:
             atexit.register(_close_pools)
         _POOLS[workers] = multiprocessing.get_context("fork").Pool(workers, _one_thread)
-    yield from _POOLS[workers].imap(_render_job, jobs, chunksize=1)
+    folder = _handover_folder()
+    for result in _POOLS[workers].imap(_render_job_to_file, [job + (folder,) for job in jobs], chunksize=1):
+        yield result if isinstance(result, dict) else _read_job_file(*result)
 
 
 def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progress: bool = False
