@@ -19,6 +19,10 @@ import yaml
 
 from taskonomy.errors import ParamsError
 
+# Views per fixation group: the views of a scene come in groups that fixate one point each (see
+# taskonomy.render.camera); pairs across groups are the non-fixated pairs.
+FIXATED_VIEWS = 3
+
 
 def param(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, doc: str = "",
           default_factory: Any = dataclasses.MISSING):
@@ -44,9 +48,9 @@ class TaskParams:
 @dataclass(frozen=True)
 class SplitSizes:
     """Number of scenes per split; each scene yields ``views_per_scene`` images."""
-    train: int = param(400, ge=1)
-    transfer: int = param(150, ge=1)
-    test: int = param(75, ge=1)
+    train: int = param(270, ge=1)
+    transfer: int = param(100, ge=1)
+    test: int = param(50, ge=1)
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,8 @@ class RenderParams:
     resolution: int = param(32, ge=8, le=1024, doc="image height = width, pixels")
     fov_deg: float = param(70.0, gt=10, lt=150, doc="horizontal = vertical field of view")
     scenes: SplitSizes = param(default_factory=SplitSizes)
-    views_per_scene: int = param(4, ge=4, le=16, doc="3 fixated views + non-fixated ones")
+    views_per_scene: int = param(6, ge=6, le=15, doc="groups of 3 views, each fixating its own point; "
+                                                     "a multiple of 3, at least 2 groups (non-fixated pairs)")
     objects_min: int = param(2, ge=0)
     objects_max: int = param(6, ge=0, le=32)
     lights_max: int = param(2, ge=1, le=2)
@@ -259,6 +264,9 @@ def _check_params(p: Params) -> None:
     if not p.targets():
         raise ParamsError("tasks: every task is source_only; at least one target is needed")
     r = p.render
+    if r.views_per_scene % FIXATED_VIEWS:
+        raise ParamsError(f"render.views_per_scene: must be a multiple of {FIXATED_VIEWS} (groups of views that "
+                          f"fixate one point), got {r.views_per_scene}")
     if r.objects_min > r.objects_max:
         raise ParamsError(f"render.objects_min: must be <= render.objects_max ({r.objects_max}), got {r.objects_min}")
     if r.resolution % p.train_task.bottleneck_stride:

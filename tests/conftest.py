@@ -29,7 +29,7 @@ def _merge(base: dict, overrides: dict) -> dict:
 
 
 # Small enough for seconds, big enough that every label is meaningful.
-TINY_RENDER = {"resolution": 16, "scenes": {"train": 3, "transfer": 2, "test": 2}, "views_per_scene": 4,
+TINY_RENDER = {"resolution": 16, "scenes": {"train": 3, "transfer": 2, "test": 2}, "views_per_scene": 6,
                "chunk_scenes": 2, "sample_scenes": 1}
 
 

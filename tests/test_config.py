@@ -42,6 +42,8 @@ def test_committed_params_load():
     (lambda r: r["taxonomy"].update(budgets=[1, "two"]), "taxonomy.budgets[1]: expected int"),
     (lambda r: r.update(extra={}), "extra: unknown key"),
     (lambda r: r["render"].update(objects_min=9, objects_max=3), "render.objects_min: must be <="),
+    (lambda r: r["render"].update(views_per_scene=3), "render.views_per_scene: must be >= 6, got 3"),
+    (lambda r: r["render"].update(views_per_scene=7), "render.views_per_scene: must be a multiple of 3"),
 ])
 def test_bad_values_name_the_key(tmp_path, edit, message):
     with pytest.raises(ParamsError) as err:

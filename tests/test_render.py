@@ -9,13 +9,13 @@ import torch
 
 from taskonomy.config import RenderParams, SplitSizes
 from taskonomy.render import SPLITS, render_split, split_seed
-from taskonomy.render.camera import FIXATED_VIEWS
+from taskonomy.render.camera import FIXATED_VIEWS, GROUP_GAP
 from taskonomy.render.scene import CLASSES, FLOOR, OBJECT_CLASSES
 from taskonomy.render.segment import connected_components
 from taskonomy.render.split import ENCODINGS, Camera
 from taskonomy.render.views import pose_matrix
 
-PARAMS = RenderParams(resolution=24, scenes=SplitSizes(train=5, transfer=2, test=2), views_per_scene=5,
+PARAMS = RenderParams(resolution=24, scenes=SplitSizes(train=5, transfer=2, test=2), views_per_scene=9,
                       chunk_scenes=3, objects_min=2, objects_max=5)
 
 
@@ -25,8 +25,9 @@ def bank():
     return arrays, meta
 
 
-def _fixated(arrays, per=PARAMS.views_per_scene):
-    return np.flatnonzero(np.arange(len(arrays["rgb"])) % per < FIXATED_VIEWS)
+def _group(index, per=PARAMS.views_per_scene):
+    """(scene, fixation group) of views ``index``, as one number."""
+    return index // per * per + index % per // FIXATED_VIEWS
 
 
 def test_every_array_is_named_and_shaped(bank):
@@ -120,16 +121,15 @@ def test_class_object_is_the_visible_area_distribution(bank):
             assert np.allclose(dist[v], counts / counts.sum(), atol=1e-6)
 
 
-def test_fixated_views_see_their_point_at_the_image_centre(bank):
+def test_each_group_sees_its_point_at_the_image_centre(bank):
     arrays, _ = bank
     camera = Camera(PARAMS.resolution, PARAMS.fov_deg)
-    per = PARAMS.views_per_scene
     near = 0
-    fixated = _fixated(arrays)
-    for v in fixated:
+    views = np.arange(len(arrays["rgb"]))
+    for v in views:
         pose = arrays["cam_to_world"][v].astype(np.float64)
         point = arrays["fixation_point"][v].astype(np.float64)
-        assert np.array_equal(point, arrays["fixation_point"][v - v % per])               # one point per scene
+        assert np.array_equal(point, arrays["fixation_point"][v - v % FIXATED_VIEWS])     # one point per group
         x, y, z = pose[:3, :3].T @ (point - pose[:3, 3])
         assert z > 0
         centre = PARAMS.resolution / 2
@@ -138,7 +138,19 @@ def test_fixated_views_see_their_point_at_the_image_centre(bank):
         c = PARAMS.resolution // 2
         mist = arrays["rgb2mist"][v, 0, c - 1:c + 1, c - 1:c + 1].astype(np.float32)
         near += np.abs(mist - np.linalg.norm(point - pose[:3, 3])).min() < 0.1 * z
-    assert near >= 0.8 * len(fixated)
+    assert near >= 0.8 * len(views)
+
+
+def test_groups_fixate_points_a_gap_apart(bank):
+    arrays, _ = bank
+    per, groups = PARAMS.views_per_scene, PARAMS.views_per_scene // FIXATED_VIEWS
+    point = arrays["fixation_point"][::FIXATED_VIEWS].astype(np.float64).reshape(-1, groups, 3)   # (S, G, 3)
+    gap = np.linalg.norm(point[:, 1:] - point[:, :1], axis=-1)                  # further points to the first
+    assert ((gap >= GROUP_GAP[0] - 1e-3) & (gap <= GROUP_GAP[1] + 1e-3)).mean() >= 0.8
+    assert (gap > 0.2).all()                                    # cross-group pairs centre on different points
+    # the cameras of a scene are distinct: no group collapsed onto the anchor fallback
+    centre = arrays["cam_to_world"][:, :3, 3].reshape(-1, per, 3)
+    assert all(len(np.unique(c, axis=0)) == per for c in centre)
 
 
 def test_relative_poses_match_cameras_compose_and_invert(bank):
@@ -148,6 +160,8 @@ def test_relative_poses_match_cameras_compose_and_invert(bank):
         index, value = arrays[f"{name}_index"], arrays[name].astype(np.float64)
         assert len(index) == len(value) > 0
         assert (index[:, 0] // PARAMS.views_per_scene == index[:, 1] // PARAMS.views_per_scene).all()
+        same_group = _group(index[:, 0]) == _group(index[:, 1])
+        assert same_group.all() if name == "fix_pose" else not same_group.any()
         expected = np.linalg.inv(pose[index[:, 1]]) @ pose[index[:, 0]]                 # a -> b coordinates
         assert np.allclose(pose_matrix(value), expected, atol=1e-4)
     index, value = arrays["fix_pose_index"], arrays["fix_pose"].astype(np.float64)
@@ -157,16 +171,32 @@ def test_relative_poses_match_cameras_compose_and_invert(bank):
     # ego_motion: pose(0, 2) = pose(1, 2) o pose(0, 1) for every triplet
     triplets, ego = arrays["ego_motion_index"], pose_matrix(arrays["ego_motion"].astype(np.float64).reshape(-1, 3, 6))
     assert np.allclose(ego[:, 2] @ ego[:, 0], ego[:, 1], atol=1e-4)
+    assert (_group(triplets) == _group(triplets[:, :1])).all()
     for t, e in zip(triplets, ego):
         assert np.allclose(e[0], row[t[0], t[1]], atol=1e-5)
 
 
-def test_point_match_is_balanced_and_true_for_fixated_pairs(bank):
+def test_pair_and_triplet_counts(bank):
+    arrays, _ = bank
+    S, G, k = PARAMS.scenes.train, PARAMS.views_per_scene // FIXATED_VIEWS, FIXATED_VIEWS
+    assert len(arrays["fix_pose_index"]) == S * G * k * (k - 1)                 # ordered pairs within a group
+    assert len(arrays["non_fixated_pose_index"]) == S * G * (G - 1) * k * k     # ordered pairs across groups
+    assert len(arrays["ego_motion_index"]) == S * G * k * (k - 1) * (k - 2)     # ordered triplets in a group
+    assert len(arrays["point_match_index"]) == 2 * len(arrays["fix_pose_index"])
+    for name in ("fix_pose_index", "non_fixated_pose_index", "ego_motion_index", "point_match_index"):
+        assert len(np.unique(arrays[name], axis=0)) == len(arrays[name]), name
+
+
+def test_point_match_is_balanced_and_true_within_a_group(bank):
     arrays, _ = bank
     index, label = arrays["point_match_index"], arrays["point_match"]
     assert label.sum() * 2 == len(label)
-    fixated = index % PARAMS.views_per_scene < FIXATED_VIEWS
-    assert np.array_equal(label == 1, fixated.all(1))
+    same_group = _group(index[:, 0]) == _group(index[:, 1])
+    assert np.array_equal(label == 1, same_group)
+    # and the label is what the geometry says: the views centre on one point, or on points apart
+    point = arrays["fixation_point"].astype(np.float64)
+    apart = np.linalg.norm(point[index[:, 0]] - point[index[:, 1]], axis=1)
+    assert (apart[label == 1] == 0).all() and (apart[label == 0] > 0.2).all()
 
 
 def test_jigsaw_indexes_one_fixed_permutation_set(bank, tiny_render):

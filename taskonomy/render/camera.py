@@ -1,11 +1,18 @@
 """Cameras: where the views of a scene stand and where they look.
 
 Camera frame as OpenCV: x right, y down, z forward; ``cam_to_world`` maps camera-frame points to the world
-(rotation columns are the camera axes in world coordinates). Views 0, 1, 2 of a scene fixate one 3D
-point: it lies on each optical axis (so it projects to the exact image centre) and is unoccluded from
-each of them. The point is found by casting an "anchor" ray at an object; the fixated cameras are chosen
-among random candidate positions by casting visibility rays (see taskonomy.render.split), with the anchor
-position (which sees the point by construction) as the fallback.
+(rotation columns are the camera axes in world coordinates). The views of a scene come in fixation groups
+of ``FIXATED_VIEWS``: views 0-2 fixate one 3D point, views 3-5 a second one, and so on. A group's point lies
+on each of its optical axes (so it projects to the exact image centre) and is unoccluded from each of them.
+
+The first point is found by casting an "anchor" ray at an object; every further point is the first surface
+along a ray from the same anchor position aimed ``GROUP_GAP`` metres beside the first point, the first of
+``GROUP_TRIES`` such rays whose hit lies in that range (else the hit nearest to it). Pairs of views from two
+groups are Taskonomy's non-fixated pairs: both images look like ordinary fixated views (so neither gives
+its pair away on its own, as a view looking in a random direction did), they overlap partially, and they
+centre on points at least the gap apart. The cameras of a group are chosen among random candidate positions
+by casting visibility rays (see taskonomy.render.split), with the anchor position (which sees every point
+by construction) as the fallback.
 """
 from __future__ import annotations
 
@@ -13,13 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from taskonomy.config import FIXATED_VIEWS
 from taskonomy.render.scene import Scene
 
-FIXATED_VIEWS = 3
 CANDIDATES = 12           # candidate positions per fixated view
 CLEARANCE = 0.35          # m between a camera and an object's footprint disc
 WALL_MARGIN = 0.4         # m between a camera and the walls
 MAX_ROLL = np.deg2rad(8.0)
+GROUP_GAP = (0.5, 1.5)    # m between the first fixation point and each further group's point
+GROUP_TRIES = 8           # rays cast to find each further point
 
 
 @dataclass(frozen=True)
@@ -27,10 +36,9 @@ class Rig:
     """The random choices of one scene's cameras, made before any ray is cast."""
     anchor_origin: np.ndarray     # (3,) a free position that looks at the fixation point
     anchor_target: np.ndarray     # (3,) where the anchor ray is aimed (an object, or the room)
-    candidates: np.ndarray        # (FIXATED_VIEWS, CANDIDATES, 3) positions for the fixated views
-    free_centre: np.ndarray       # (V - 3, 3) positions of the non-fixated views
-    free_rot: np.ndarray          # (V - 3, 3, 3) their rotations (camera -> world)
-    roll: np.ndarray              # (FIXATED_VIEWS,) roll of the fixated views about their optical axis
+    group_offset: np.ndarray      # (G - 1, GROUP_TRIES, 3) where rays for points 2.. aim, relative to point 1
+    candidates: np.ndarray        # (V, CANDIDATES, 3) positions for each view (G groups of FIXATED_VIEWS)
+    roll: np.ndarray              # (V,) roll of each view about its optical axis
     jigsaw: np.ndarray            # (V,) permutation index of each view's jigsaw label
 
 
@@ -74,17 +82,14 @@ def sample_rig(rng: np.random.Generator, scene: Scene, views: int, permutations:
     else:
         w, h, d = scene.room
         anchor_target = rng.uniform((-w / 2, 0.0, -d / 2), (w / 2, h, d / 2))
-    candidates = free_positions(rng, scene, FIXATED_VIEWS * CANDIDATES).reshape(FIXATED_VIEWS, CANDIDATES, 3)
-
-    n_free = views - FIXATED_VIEWS
-    free_centre = free_positions(rng, scene, n_free)
-    yaw = rng.uniform(0, 2 * np.pi, size=n_free)
-    pitch = rng.uniform(np.deg2rad(-35), np.deg2rad(15), size=n_free)
-    direction = np.stack([np.cos(pitch) * np.sin(yaw), np.sin(pitch), np.cos(pitch) * np.cos(yaw)], axis=-1)
-    free_rot = look_at(free_centre, free_centre + direction, rng.uniform(-MAX_ROLL, MAX_ROLL, size=n_free))
-    return Rig(anchor_origin=anchor_origin, anchor_target=anchor_target, candidates=candidates,
-               free_centre=free_centre, free_rot=free_rot,
-               roll=rng.uniform(-MAX_ROLL, MAX_ROLL, size=FIXATED_VIEWS),
+    # further points: mostly sideways from the first (objects stand on the floor, rooms are wider than high)
+    groups = views // FIXATED_VIEWS
+    direction = rng.normal(size=(groups - 1, GROUP_TRIES, 3)) * np.array([1.0, 0.5, 1.0])
+    direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+    group_offset = direction * rng.uniform(*GROUP_GAP, size=(groups - 1, GROUP_TRIES, 1))
+    candidates = free_positions(rng, scene, views * CANDIDATES).reshape(views, CANDIDATES, 3)
+    return Rig(anchor_origin=anchor_origin, anchor_target=anchor_target, group_offset=group_offset,
+               candidates=candidates, roll=rng.uniform(-MAX_ROLL, MAX_ROLL, size=views),
                jigsaw=rng.integers(permutations, size=views))
 
 

@@ -28,7 +28,8 @@ from tqdm import tqdm
 from taskonomy import bank
 from taskonomy.config import RenderParams, as_dict
 from taskonomy.render import labels, views
-from taskonomy.render.camera import CANDIDATES, FIXATED_VIEWS, Rig, cam_to_world, look_at, sample_rig
+from taskonomy.render.camera import (CANDIDATES, FIXATED_VIEWS, GROUP_GAP, Rig, cam_to_world, look_at,
+                                     sample_rig)
 from taskonomy.render.raycast import ROOM_FACES, Primitives, nearest_hit, occluded, pack, pixel_candidates
 from taskonomy.render.scene import (CEILING, CLASSES, FLOOR, OBJECT_CLASSES, ROOM_MATERIALS, SCENE_TYPES, WALL,
                                     Scene, sample_scene)
@@ -67,12 +68,12 @@ ENCODINGS = {
     "jigsaw_permutations": "fixed permutation set, row 0 identity",
     "scene_id": "scene index within the split",
     "cam_to_world": "camera pose, camera frame -> world",
-    "fixation_point": "world point on the optical axis: the shared fixation point of views 0-2",
-    "fix_pose_index": "view pairs (a, b) of fixated views",
+    "fixation_point": "world point on the optical axis: the fixation point of the view's group of 3",
+    "fix_pose_index": "view pairs (a, b) of one fixation group",
     "fix_pose": "pose of b w.r.t. a: sxyz angles of R_b^T R_a, R_b^T (c_a - c_b)",
-    "non_fixated_pose_index": "view pairs with a non-fixated view",
+    "non_fixated_pose_index": "view pairs (a, b) of two fixation groups",
     "non_fixated_pose": "pose of b w.r.t. a: sxyz angles of R_b^T R_a, R_b^T (c_a - c_b)",
-    "ego_motion_index": "fixated view triplets",
+    "ego_motion_index": "view triplets of one fixation group",
     "ego_motion": "poses of pairs (0, 1), (0, 2), (1, 2) of the triplet",
     "point_match_index": "view pairs",
     "point_match": "1 iff both views see the same 3D point at their centre",
@@ -115,34 +116,50 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def place_cameras(prims, scenes: list[Scene], rigs: list[Rig], views: int) -> tuple[np.ndarray, np.ndarray]:
-    """cam_to_world poses (S, V, 4, 4) and fixation points (S, 3) of a batch of scenes."""
-    S = len(scenes)
+    """cam_to_world poses (S, V, 4, 4) and fixation points (S, G, 3) of a batch of scenes, G = V / 3 groups."""
+    S, G = len(scenes), views // FIXATED_VIEWS
     every = torch.arange(S)
-    # The fixation point: the first surface along each scene's anchor ray.
+    # The first fixation point: the first surface along each scene's anchor ray.
     anchor = torch.tensor(np.array([r.anchor_origin for r in rigs]), dtype=torch.float32)
     aim = _unit(torch.tensor(np.array([r.anchor_target for r in rigs]), dtype=torch.float32) - anchor)
     hit = nearest_hit(prims, every, anchor, aim[:, None])
-    point = anchor + hit.t[:, :1] * aim                                                  # (S, 3)
+    first_point = anchor + hit.t[:, :1] * aim                                           # (S, 3)
 
-    # Fixated views: the first candidate that sees the point unoccluded, from a sensible distance.
-    cand = torch.tensor(np.array([r.candidates for r in rigs]), dtype=torch.float32)     # (S, 3, K, 3)
-    to_point = point[:, None, None] - cand
+    # Further points: the first surface along rays from the anchor aimed beside the first point; the first
+    # hit within GROUP_GAP of it, else the hit nearest to that range.
+    if G > 1:
+        offset = torch.tensor(np.array([r.group_offset for r in rigs]), dtype=torch.float32)  # (S, G-1, T, 3)
+        aim = _unit(first_point[:, None, None] + offset - anchor[:, None, None]).reshape(S, -1, 3)
+        hit = nearest_hit(prims, every, anchor, aim)
+        tries = (anchor[:, None] + hit.t[..., None] * aim).reshape(offset.shape)           # (S, G-1, T, 3)
+        gap = (tries - first_point[:, None, None]).norm(dim=-1)                              # (S, G-1, T)
+        miss = (GROUP_GAP[0] - gap).clamp_min(0) + (gap - GROUP_GAP[1]).clamp_min(0)
+        pick = torch.where(miss.eq(0).any(-1), miss.eq(0).long().argmax(-1), miss.argmin(-1))
+        further = tries.take_along_dim(pick[..., None, None], dim=2)[:, :, 0]               # (S, G-1, 3)
+        point = torch.cat([first_point[:, None], further], dim=1)                           # (S, G, 3)
+    else:
+        point = first_point[:, None]
+
+    # Each view: the first candidate that sees its group's point unoccluded, from a sensible distance.
+    cand = torch.tensor(np.array([r.candidates for r in rigs]), dtype=torch.float32)     # (S, V, K, 3)
+    target = point.repeat_interleave(FIXATED_VIEWS, dim=1)                               # (S, V, 3)
+    to_point = target[:, :, None] - cand
     dist = to_point.norm(dim=-1)
-    look = (to_point / dist[..., None]).reshape(-1, 1, 3)                               # (S * 3 * K, 1, 3)
-    group_scene = every.repeat_interleave(FIXATED_VIEWS * CANDIDATES)
-    blocked = occluded(prims, group_scene, cand.reshape(-1, 3), look, (dist - 1e-3).reshape(-1, 1),
-                       torch.ones(len(look), 1, dtype=torch.bool)).reshape(S, FIXATED_VIEWS, CANDIDATES)
+    look = (to_point / dist[..., None]).reshape(-1, 1, 3)                               # (S * V * K, 1, 3)
+    view_scene = every.repeat_interleave(views * CANDIDATES)
+    blocked = occluded(prims, view_scene, cand.reshape(-1, 3), look, (dist - 1e-3).reshape(-1, 1),
+                       torch.ones(len(look), 1, dtype=torch.bool)).reshape(S, views, CANDIDATES)
     ok = ~blocked & (dist > MIN_FIXATION_DISTANCE) & (look.reshape(dist.shape + (3,))[..., 1].abs() < 0.9)
-    first = torch.where(ok.any(-1), ok.long().argmax(-1), -1)                            # (S, 3)
+    first = torch.where(ok.any(-1), ok.long().argmax(-1), -1)                            # (S, V)
 
     point_np = point.double().numpy()
+    target_np = target.double().numpy()
     poses = np.zeros((S, views, 4, 4))
     for s, rig in enumerate(rigs):
         centre = np.array([rig.candidates[v, first[s, v]] if first[s, v] >= 0 else rig.anchor_origin
-                           for v in range(FIXATED_VIEWS)])
-        rot = look_at(centre, np.broadcast_to(point_np[s], centre.shape), rig.roll)
-        poses[s, :FIXATED_VIEWS] = cam_to_world(rot, centre)
-        poses[s, FIXATED_VIEWS:] = cam_to_world(rig.free_rot, rig.free_centre)
+                           for v in range(views)])
+        rot = look_at(centre, target_np[s], rig.roll)
+        poses[s] = cam_to_world(rot, centre)
     return poses, point_np
 
 
@@ -191,7 +208,7 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
         "jigsaw": np.concatenate([rig.jigsaw for rig in rigs]).astype(np.int64),
         "scene_id": np.repeat(np.asarray(indices, dtype=np.int32), per),
         "cam_to_world": poses.reshape(V, 4, 4).astype(np.float32),
-        "fixation_point": np.repeat(fixation, per, axis=0).astype(np.float32),
+        "fixation_point": fixation.repeat(FIXATED_VIEWS, axis=1).reshape(V, 3).astype(np.float32),
     }
 
 

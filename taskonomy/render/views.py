@@ -68,13 +68,16 @@ def vanishing_points(pose: np.ndarray) -> np.ndarray:
 def scene_pairs(n_scenes: int, views: int, rng_of_scene) -> dict[str, np.ndarray]:
     """Index arrays of the pairwise tasks: view indices within the split, scene by scene.
 
-    fix_pose: ordered pairs of distinct fixated views; non_fixated_pose: ordered pairs with at least one
-    non-fixated view; ego_motion: the orderings of the fixated triplet; point_match: the fixated pairs
-    (label 1) and as many pairs with a non-fixated view (label 0), drawn with the scene's generator.
+    The views of a scene form groups of ``FIXATED_VIEWS`` that fixate one point each (views 0-2, 3-5, ...).
+    fix_pose: ordered pairs of distinct views of one group; non_fixated_pose: ordered pairs of views of two
+    groups; ego_motion: the orderings of each group's triplet; point_match: the pairs of one group (label 1)
+    and as many pairs of two groups (label 0), drawn with the scene's generator.
     """
-    fixated = list(itertools.permutations(range(FIXATED_VIEWS), 2))
-    free = [p for p in itertools.permutations(range(views), 2) if max(p) >= FIXATED_VIEWS]
-    triplets = list(itertools.permutations(range(FIXATED_VIEWS), 3))
+    group = lambda v: v // FIXATED_VIEWS                                             # noqa: E731
+    ordered = list(itertools.permutations(range(views), 2))
+    fixated = [p for p in ordered if group(p[0]) == group(p[1])]
+    free = [p for p in ordered if group(p[0]) != group(p[1])]
+    triplets = [t for t in itertools.permutations(range(views), 3) if group(t[0]) == group(t[1]) == group(t[2])]
     fix, non, ego, match, match_label = [], [], [], [], []
     for s in range(n_scenes):
         first = s * views
