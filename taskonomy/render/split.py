@@ -116,7 +116,8 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def place_cameras(prims, scenes: list[Scene], rigs: list[Rig], views: int) -> tuple[np.ndarray, np.ndarray]:
-    """cam_to_world poses (S, V, 4, 4) and fixation points (S, G, 3) of a batch of scenes, G = V / 3 groups."""
+    """cam_to_world poses (S, V, 4, 4) and each view's fixation point (S, V, 3) of a batch of scenes; the
+    views come in G = V / 3 groups that share a point."""
     S, G = len(scenes), views // FIXATED_VIEWS
     every = torch.arange(S)
     # The first fixation point: the first surface along each scene's anchor ray.
@@ -152,7 +153,6 @@ def place_cameras(prims, scenes: list[Scene], rigs: list[Rig], views: int) -> tu
     ok = ~blocked & (dist > MIN_FIXATION_DISTANCE) & (look.reshape(dist.shape + (3,))[..., 1].abs() < 0.9)
     first = torch.where(ok.any(-1), ok.long().argmax(-1), -1)                            # (S, V)
 
-    point_np = point.double().numpy()
     target_np = target.double().numpy()
     poses = np.zeros((S, views, 4, 4))
     for s, rig in enumerate(rigs):
@@ -160,7 +160,7 @@ def place_cameras(prims, scenes: list[Scene], rigs: list[Rig], views: int) -> tu
                            for v in range(views)])
         rot = look_at(centre, target_np[s], rig.roll)
         poses[s] = cam_to_world(rot, centre)
-    return poses, point_np
+    return poses, target_np
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
         "jigsaw": np.concatenate([rig.jigsaw for rig in rigs]).astype(np.int64),
         "scene_id": np.repeat(np.asarray(indices, dtype=np.int32), per),
         "cam_to_world": poses.reshape(V, 4, 4).astype(np.float32),
-        "fixation_point": fixation.repeat(FIXATED_VIEWS, axis=1).reshape(V, 3).astype(np.float32),
+        "fixation_point": fixation.reshape(V, 3).astype(np.float32),
     }
 
 
