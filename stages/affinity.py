@@ -92,12 +92,10 @@ def main(argv: list[str] | None = None) -> int:
                                 pixels=args.pixels, high=args.high)
     if args.table is not None:
         table = affinity_table(losses, clip=params.affinity.clip)
-        args.table.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.table, table.to_csv(index=False, float_format="%.8g"))
         print(f"affinity: {len(table)} transfers into {len(targets)} targets -> {args.table}")
     if args.first_order is not None:
         mean_loss, affinity = first_order_matrices(losses, clip=params.affinity.clip, sources=sources)
-        args.first_order.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.first_order / "first_order_losses.csv", mean_loss.to_csv(float_format="%.8g"))
         atomic_write_text(args.first_order / "first_order_affinities.csv", affinity.to_csv(float_format="%.8g"))
         plot_first_order(mean_loss, affinity, args.first_order / "first_order.png")

@@ -90,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         metrics.setdefault(f"k{r.max_order}", {})[f"b{r.budget:g}"] = cell
         rows.append({"max_order": r.max_order, "budget": r.budget, **cell})
     atomic_write_json(args.metrics, metrics)
-    args.grid.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.grid, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
 
     try:

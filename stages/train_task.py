@@ -68,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     task, task_params, cfg = get_task(args.task), params.tasks[args.task], params.train_task
     set_threads(cfg.threads)
     out = args.out
-    out.mkdir(parents=True, exist_ok=True)
     test_split = load_split(args.bank, "test")
     record = {"task": task.name, "tasks": as_dict(task_params)}
 
