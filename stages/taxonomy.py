@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from taskonomy.affinity_io import load_table
     from taskonomy.config import load_params
-    from taskonomy.taxonomy import assign_roles, nan_or, similarity_tree, sweep
+    from taskonomy.taxonomy import assign_roles, nan_or, similarity_tree, solution_name, sweep
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     metrics, rows = {}, []
     for r in results:
-        name = f"b{r.budget:g}_k{r.max_order}"
+        name = solution_name(r.budget, r.max_order)
         atomic_write_json(args.solutions / f"{name}.json", r.to_dict())
         atomic_write_json(args.solutions / f"{name}.graph.json", nx.node_link_data(r.to_graph(roles), edges="edges"))
         cell = {"objective": nan_or(r.objective), "gain": nan_or(r.mean("gain")),

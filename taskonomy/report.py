@@ -34,6 +34,7 @@ from taskonomy.provenance import git_describe
 from taskonomy.report_checks import PASS, check_structure, ranked_sources
 from taskonomy.report_page import Image, Pre, Section, Table, Text, render_html, render_markdown
 from taskonomy.storage import atomic_write_text
+from taskonomy.taxonomy import solution_name
 
 SECTION_IDS = ("task-bank", "task-networks", "affinities", "taxonomy", "gain-quality", "similarity-tree",
                "known-structure", "provenance")
@@ -71,11 +72,6 @@ def _read_json(path: Path, stage: str):
         return json.loads(_need(path, stage).read_text())
     except json.JSONDecodeError:
         raise DataError(f"{path}: not valid JSON: run `dvc repro {stage}`") from None
-
-
-def solution_name(budget: float, max_order: int) -> str:
-    """File stem of one taxonomy, as stage taxonomy names it."""
-    return f"b{float(budget):g}_k{max_order}"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -449,6 +449,11 @@ class Taxonomy:
         return g
 
 
+def solution_name(budget: float, max_order: int) -> str:
+    """File stem of the taxonomy of one (budget, max order) cell of a sweep, e.g. ``b4_k2``."""
+    return f"b{float(budget):g}_k{max_order}"
+
+
 def nan_or(x: float, default=None):
     """``x``, or ``default`` where x is NaN (JSON and GraphML have no NaN)."""
     return default if x is None or not math.isfinite(x) else float(x)
