@@ -194,8 +194,8 @@ for _task in [
     Task("class_scene", Kind.CLASSIFICATION, "class_scene", Encoding.INDEX, Loss.CROSS_ENTROPY,
          classes="manifest:scene_types", doc="room type"),
     # geometric
-    Task("room_layout", Kind.REGRESSION, "room_layout", _E, Loss.L2, out_channels=9,
-         doc="room centre, camera Euler angles, room extents"),
+    Task("room_layout", Kind.REGRESSION, "room_layout", _E, Loss.L2, out_channels=10,
+         doc="room centre, camera rotation in the room (yaw modulo 180 degrees), room extents"),
     Task("vanishing_point", Kind.REGRESSION, "vanishing_point", Encoding.AXES, Loss.L2, out_channels=18,
          doc="the three room axes in the camera frame, as sign-free outer products"),
     # pairwise

@@ -92,7 +92,7 @@ def fake_arrays(n_scenes: int, resolution: int, seed: int, views_per_scene: int 
         "segmentsemantic": np.minimum(ids, len(CLASSES) - 1)[:, None].astype(np.uint8),
         "class_object": (obj / obj.sum(1, keepdims=True)).astype(np.float32),
         "class_scene": means.argmax(1).astype(np.int64),
-        "room_layout": np.concatenate([means, means ** 2, 1 - means], 1).astype(np.float32),
+        "room_layout": np.concatenate([means, means ** 2, means[:, :1], 1 - means], 1).astype(np.float32),
         "vanishing_point": np.concatenate([means, -means, means[:, ::-1]], 1).astype(np.float32),
         "jigsaw": rng.integers(0, PERMUTATIONS, size=n).astype(np.int64),
         "jigsaw_permutations": perms,

@@ -9,11 +9,11 @@ import torch
 
 from taskonomy.config import RenderParams, SplitSizes
 from taskonomy.render import SPLITS, render_split, split_seed
-from taskonomy.render.camera import FIXATED_VIEWS, GROUP_GAP
+from taskonomy.render.camera import FIXATED_VIEWS, GROUP_GAP, look_at
 from taskonomy.render.scene import CLASSES, FLOOR, OBJECT_CLASSES
 from taskonomy.render.segment import connected_components
 from taskonomy.render.split import ENCODINGS, Camera
-from taskonomy.render.views import pose_matrix
+from taskonomy.render.views import pose_matrix, room_layout
 
 PARAMS = RenderParams(resolution=24, scenes=SplitSizes(train=5, transfer=2, test=2), views_per_scene=9,
                       chunk_scenes=3, objects_min=2, objects_max=5)
@@ -40,8 +40,8 @@ def test_every_array_is_named_and_shaped(bank):
                                segmentsemantic=1).items():
         assert arrays[name].shape == (n, channels, r, r), name
     assert arrays["class_object"].shape == (n, len(OBJECT_CLASSES))
-    for name in ("room_layout", "vanishing_point"):
-        assert arrays[name].shape == (n, 9) and arrays[name].dtype == np.float32
+    for name, width in (("room_layout", 10), ("vanishing_point", 9)):
+        assert arrays[name].shape == (n, width) and arrays[name].dtype == np.float32
     for name, value in arrays.items():
         if value.dtype.kind == "f":
             assert np.isfinite(value).all(), name
@@ -216,9 +216,31 @@ def test_layout_and_vanishing_points(bank):
     axes = arrays["vanishing_point"].reshape(-1, 3, 3).astype(np.float64)
     assert np.allclose(axes @ axes.transpose(0, 2, 1), np.eye(3), atol=1e-5)
     layout = arrays["room_layout"]
-    assert (layout[:, 6:] > 2).all()
+    assert layout.shape[1] == 10 and (layout[:, 7:] > 2).all()
+    assert np.allclose(layout[:, 5] ** 2 + layout[:, 6] ** 2, 1, atol=1e-5)          # cos, sin of 2 yaw
     assert (arrays["class_scene"] == np.repeat(arrays["class_scene"][::PARAMS.views_per_scene],
                                                PARAMS.views_per_scene)).all()
+
+
+def test_room_layout_is_the_same_for_the_room_turned_by_180_degrees():
+    """A box room with one wall material looks the same turned about its vertical axis by 180 degrees,
+    so its layout label must not change: the yaw enters only as its doubled angle."""
+    room = np.array([[5.0, 2.8, 4.0]])
+    pose = np.eye(4)[None].repeat(2, 0)
+    pose[:, :3, :3] = look_at(np.array([[1.0, 1.5, -0.5]]), np.array([[-2.0, 0.5, 1.5]]), np.array([0.1]))
+    pose[:, :3, 3] = [1.0, 1.5, -0.5]
+    turn = np.diag([-1.0, 1.0, -1.0, 1.0])                    # 180 degrees about the vertical through (0, 0)
+    pose[1] = turn @ pose[1]
+    layout = room_layout(pose, room.repeat(2, 0))
+    assert np.allclose(layout[0], layout[1])
+    forward = pose[0, :3, 2]
+    assert np.isclose(layout[0, 3], np.arcsin(forward[1]))                              # pitch
+    yaw = np.arctan2(forward[0], forward[2])
+    assert np.allclose(layout[0, 5:7], [np.cos(2 * yaw), np.sin(2 * yaw)])
+    assert np.allclose(layout[0, 7:], room[0])
+    level = np.eye(4)[None]
+    level[0, :3, :3] = look_at(np.zeros((1, 3)), np.array([[1.0, 0.0, 0.0]]), np.zeros(1))      # along +x, level
+    assert np.allclose(room_layout(level, room)[0, 3:7], [0, 0, -1, 0], atol=1e-12)
 
 
 def test_segments_are_numbered_per_image(bank):

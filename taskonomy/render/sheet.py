@@ -104,8 +104,8 @@ def sample_sheet(split: Split, scenes: int, path: str | Path) -> Path:
         vp = np.asarray(split["vanishing_point"][v0]).reshape(3, 3)
         text = (f"class_scene: {scene_types[int(split['class_scene'][v0])]}\n"
                 f"room_layout:\n centre {np.array2string(layout[:3], precision=2)}\n"
-                f" rotation {np.array2string(layout[3:6], precision=2)}\n"
-                f" extents {np.array2string(layout[6:], precision=2)}\n"
+                f" rotation {np.array2string(layout[3:7], precision=2)}\n"
+                f" extents {np.array2string(layout[7:], precision=2)}\n"
                 "vanishing_point:\n" + "\n".join(f" {ax} {np.array2string(row, precision=2)}"
                                                  for ax, row in zip("xyz", vp)))
         bottom[8].text(0, 0.5, text, fontsize=6, family="monospace", va="center")

@@ -53,11 +53,25 @@ def pose_matrix(pose: np.ndarray) -> np.ndarray:
 
 
 def room_layout(pose: np.ndarray, room: np.ndarray) -> np.ndarray:
-    """(N, 9): room box centre in the camera frame, camera rotation (sxyz), room extents (w, h, d)."""
+    """(N, 10): room box centre in the camera frame (3), camera rotation in the room (4), room extents (3).
+
+    The rotation is (pitch, roll, cos 2*yaw, sin 2*yaw): pitch and roll of the optical axis and of the
+    image's x axis against the horizontal, yaw of the optical axis about the vertical (from world +z
+    towards +x). A box room with one wall material looks the same turned by 180 degrees about its vertical
+    axis, so the yaw is defined only modulo 180 degrees; its doubled angle is the continuous encoding of
+    that (Taskonomy made its labels "well defined" the same way). The box centre in the camera frame and
+    the extents do not change under that turn. Taskonomy's 3 Euler angles would encode an undefined yaw
+    and, with world y up, flip by 180 degrees in two angles when a camera turns past sideways.
+    """
     rot, centre = pose[:, :3, :3], pose[:, :3, 3]
     box_centre = np.stack([np.zeros(len(room)), room[:, 1] / 2, np.zeros(len(room))], axis=1)
     in_camera = (np.swapaxes(rot, 1, 2) @ (box_centre - centre)[..., None])[..., 0]
-    return np.concatenate([in_camera, euler_sxyz(rot), room], axis=1)
+    right, forward = rot[:, :, 0], rot[:, :, 2]                 # camera x and z axes in the world (y up)
+    pitch = np.arcsin(np.clip(forward[:, 1], -1.0, 1.0))
+    roll = np.arcsin(np.clip(-right[:, 1], -1.0, 1.0))
+    yaw2 = 2 * np.arctan2(forward[:, 0], forward[:, 2])
+    rotation = np.stack([pitch, roll, np.cos(yaw2), np.sin(yaw2)], axis=1)
+    return np.concatenate([in_camera, rotation, room], axis=1)
 
 
 def vanishing_points(pose: np.ndarray) -> np.ndarray:
