@@ -75,6 +75,33 @@ def test_known_structure_not_applicable_without_its_tasks():
     assert results["layout_vanishing"].found == "not in the run: room_layout"
 
 
+PUBLISHED = ROOT.parent / "shared" / "data" / "taskonomy-2018" / "affinities"
+# The pickles' names for the tasks the checks name (the 1k/16k files have class_places as the scene task).
+PAPER_NAMES = {"segmentsemantic_rb": "segmentsemantic", "class_1000": "class_object", "class_places": "class_scene",
+               "vanishing_point_well_defined": "vanishing_point", "impainting_whole": "inpainting"}
+
+
+@pytest.mark.parametrize("name", ["all_affinities_1k.pkl", "all_affinities_16k.pkl"])
+def test_known_structure_holds_on_the_papers_affinities(name):
+    """The expectations are not peculiar to the synthetic bank: Taskonomy's own first-order affinities
+    (real images, networks trained on 120k of them) meet every one."""
+    from taskonomy.affinity_io import load_pickle_dict
+
+    path = PUBLISHED / name
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    columns: dict[str, dict[str, float]] = {}
+    for key, value in load_pickle_dict(path).items():
+        parts = [PAPER_NAMES.get(p, p) for p in key.split("__")]
+        if len(parts) == 2 and parts[0] != "self":
+            columns.setdefault(parts[1], {})[parts[0]] = value
+    a = pd.DataFrame(columns)
+    results = {r.name: r for r in check_structure(a)}
+    assert {r.status for r in results.values()} == {PASS}, [r for r in results.values() if r.status != PASS]
+    assert results["depth_mist"].found.startswith("rgb2mist is #1 for rgb2depth")
+    assert results["normals_shading"].found == "rgb2sfnorm is #1 for reshade; rgb2sfnorm is #1 for curvature"
+
+
 # --------------------------------------------------------------------------------------------------
 # A small fixture of every input of the report
 # --------------------------------------------------------------------------------------------------
