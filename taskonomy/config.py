@@ -86,6 +86,8 @@ class TrainTaskParams:
     bottleneck_channels: int = param(8, ge=1, le=256, doc="channels of the representation")
     bottleneck_stride: int = param(4, ge=1, le=64, doc="input resolution / representation size")
     epochs: int = param(5, ge=1)
+    epoch_items: int = param(0, ge=0, doc="items per epoch, a fresh random subset each epoch; 0 = every item "
+                                         "(pair and triplet tasks have several items per view)")
     batch_size: int = param(64, ge=1)
     lr: float = param(2e-3, gt=0, lt=10)
     weight_decay: float = param(1e-5, ge=0)

@@ -58,6 +58,7 @@ class LoopConfig:
     batch_size: int
     lr: float
     weight_decay: float = 0.0
+    epoch_items: int = 0              # items per epoch, a fresh random subset each epoch; 0 = all
     optimizer: str = "adamw"          # adam | adamw | sgd (momentum 0.9)
     schedule: str = "cosine"          # cosine | step | constant, per step
     step_fraction: float = 2 / 3      # 'step': lr x 0.1 after this fraction of the steps
@@ -178,8 +179,9 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
     n = len(data)
     if n == 0:
         raise TaskonomyError(f"{name}: no training items")
-    batch_size = min(cfg.batch_size, n)
-    steps = n // batch_size                      # drop the ragged last batch (BatchNorm needs B > 1)
+    per_epoch = min(n, cfg.epoch_items) if cfg.epoch_items else n
+    batch_size = min(cfg.batch_size, per_epoch)
+    steps = per_epoch // batch_size              # drop the ragged last batch (BatchNorm needs B > 1)
     total = steps * cfg.epochs
     optimizer = _optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, total))
@@ -205,7 +207,8 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=start * steps, desc=name, disable=None, leave=False)
     for epoch in range(start, cfg.epochs):
-        # ---- one epoch: shuffle from (seed, epoch), so a resumed run sees the same order
+        # ---- one epoch: shuffle from (seed, epoch), so a resumed run sees the same order (and, with
+        # epoch_items, the same subset: the first items of the order)
         model.train()
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         order = torch.randperm(n, generator=gen)

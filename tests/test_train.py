@@ -1,6 +1,8 @@
 """The training loop: every task learns, per-item evaluation, exact resume, clear failures."""
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import numpy as np
@@ -59,6 +61,30 @@ def test_evaluation_is_in_item_order_and_matches_batches(splits):
         direct = loss(net(data.batch(torch.tensor([7, 3])).x), data.batch(torch.tensor([7, 3])))
     assert np.allclose(per_item[[7, 3]], direct.numpy(), atol=1e-6)
     assert np.allclose(per_item, evaluate_per_item(net, data, loss, batch_size=64), rtol=1e-6, atol=1e-6)  # BLAS blocking
+
+
+def test_epoch_items_trains_on_a_fresh_subset_each_epoch(splits):
+    data, net, loss = _setup("class_scene", splits)
+    seen = []
+
+    class Recorder:
+        def __len__(self):
+            return len(data)
+
+        def batch(self, items):
+            seen.append(items.clone())
+            return data.batch(items)
+
+    cfg = dataclasses.replace(LOOP, epochs=2, batch_size=4, epoch_items=9)
+    result = fit(net, Recorder(), loss, cfg, name="class_scene")
+    assert len(seen) == 2 * (9 // 4) and all(len(b) == 4 for b in seen)           # 2 steps of 4 per epoch
+    first, second = torch.cat(seen[:2]), torch.cat(seen[2:])
+    assert len(first.unique()) == 8 and not torch.equal(first.sort().values, second.sort().values)
+    assert len(result.history) == 2
+    full = dataclasses.replace(cfg, epoch_items=0)
+    seen.clear()
+    fit(net, Recorder(), loss, full, name="class_scene")
+    assert len(seen) == 2 * (len(data) // 4)
 
 
 def test_training_is_deterministic(splits):
