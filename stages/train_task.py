@@ -2,8 +2,8 @@
 
     python stages/train_task.py TASK --bank data/bank --out models/TASK [--params params.yaml]
 
-Reads ``train_task`` and ``tasks.<TASK>`` (per-task ``epochs`` / ``lr`` overrides) from params, trains
-on the bank's train split, evaluates on the test split and writes to ``--out``:
+Reads ``train_task`` and ``tasks.<TASK>`` (per-task ``epochs`` / ``lr`` / ``epoch_items`` overrides) from
+params, trains on the bank's train split, evaluates on the test split and writes to ``--out``:
 
 - ``model.pt``: the final checkpoint (encoder + head, train_task params, standardisation stats, code
   version; see ``taskonomy.train.task_checkpoint``); ``taskonomy.train.load_encoder`` reads it back;
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
     resume = out / "checkpoint.pt"
     run = train_task_network(task, load_split(args.bank, "train"), test_split, cfg,
-                             epochs=task_params.epochs, lr=task_params.lr, checkpoint=resume)
+                             epochs=task_params.epochs, lr=task_params.lr, epoch_items=task_params.epoch_items,
+                             checkpoint=resume)
     save_checkpoint(out / "model.pt", task_checkpoint(task, cfg, network=run.network, run=run, params=record))
     atomic_save(out / "test_losses.npy", run.test_losses)
     test, trivial = float(run.test_losses.mean()), float(run.trivial_losses.mean())
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         "test_loss": test, "trivial_loss": trivial, "loss_ratio": test / trivial if trivial else None,
         "beats_trivial": float((run.test_losses < run.trivial_losses).mean()),
         "train_seconds": round(run.fit.seconds, 2), "epochs": run.loop.epochs,
-        "train_items": len(run.train), "test_items": len(run.test), "device": run.fit.device,
+        "train_items": len(run.train), "epoch_items": min(run.loop.epoch_items or len(run.train), len(run.train)),
+        "test_items": len(run.test), "device": run.fit.device,
         "threads": torch.get_num_threads(), "loadavg": round(os.getloadavg()[0], 2)})
     _write_curve(out / "curve.csv", run.fit.history)
     items = torch.linspace(0, len(run.test) - 1, min(SAMPLES, len(run.test))).round().long()

@@ -43,6 +43,7 @@ class TaskParams:
     source_only: bool = param(False, doc="never a target: only its encoder serves as a source")
     epochs: int | None = param(None, ge=1, doc="overrides train_task.epochs for this task")
     lr: float | None = param(None, gt=0, doc="overrides train_task.lr for this task")
+    epoch_items: int | None = param(None, ge=0, doc="overrides train_task.epoch_items for this task")
 
 
 @dataclass(frozen=True)

@@ -305,11 +305,11 @@ class TaskRun:
 
 
 def train_task_network(task: Task, train_split: Any, test_split: Any, cfg: TrainTaskParams, *,
-                       epochs: int | None = None, lr: float | None = None,
+                       epochs: int | None = None, lr: float | None = None, epoch_items: int | None = None,
                        checkpoint: Path | None = None) -> TaskRun:
     """Train ``task``'s network on the train split and evaluate it per item on the test split.
 
-    ``epochs`` / ``lr`` override ``cfg`` (params.yaml ``tasks.<name>``). Standardisation statistics
+    ``epochs`` / ``lr`` / ``epoch_items`` override ``cfg`` (params.yaml ``tasks.<name>``). Standardisation statistics
     come from the train split. ``checkpoint``: the per-epoch resume file.
     """
     stats = fit_stats(task, train_split)
@@ -317,7 +317,7 @@ def train_task_network(task: Task, train_split: Any, test_split: Any, cfg: Train
     seed = task_seed(cfg.seed, task)
     torch.manual_seed(seed)
     network = build_task_network(train.task, cfg, train.resolution)
-    loop = LoopConfig.from_params(cfg, seed=seed, epochs=epochs, lr=lr)
+    loop = LoopConfig.from_params(cfg, seed=seed, epochs=epochs, lr=lr, epoch_items=epoch_items)
     loss = task_loss(train.task)
     fingerprint = {"task": task.name, "items": len(train), "stats": stats}
     result = fit(network, train, loss, loop, name=task.name, checkpoint=checkpoint, eval_data=test,

@@ -55,6 +55,19 @@ def test_trained_task_writes_every_output(task, items, bank, params, tmp_path):
     assert payload["task"] == task and payload["train_task"]["epochs"] == 2 and payload["code"]["code_sha256"]
     assert load_encoder(out / "model.pt").out_channels == 8
 
+def test_per_task_epoch_items_override(bank, params, tmp_path):
+    raw = yaml.safe_load(params.read_text())
+    raw["train_task"]["epoch_items"] = 16
+    raw["tasks"]["fix_pose"]["epoch_items"] = 8
+    override = tmp_path / "params.yaml"
+    override.write_text(yaml.safe_dump(raw))
+    for task, expected in (("fix_pose", 8), ("segmentsemantic", 16)):
+        proc = _run(task, bank, tmp_path / task, override)
+        assert proc.returncode == 0, proc.stderr
+        metrics = json.loads((tmp_path / task / "metrics.json").read_text())
+        assert metrics["epoch_items"] == expected and metrics["train_items"] > expected
+
+
 def test_random_saves_a_seeded_untrained_encoder(bank, params, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     for out in (first, second):
