@@ -8,14 +8,15 @@ mapped into the unit frame keeps its parameter t, so every intersection is compu
 
 Culling: a primitive can only be hit by the rays of a group that fall inside the cone from the group's
 origin around its bounding sphere (one batched matrix product of ray directions against sphere
-directions); only those (ray, primitive) candidates are intersected exactly. Shadow rays arrive in
-image tiles and are culled a tile at a time first (the cone holding a tile's rays against each sphere's
+directions); only those (ray, primitive) candidates are intersected exactly. Shadow rays are the pixels
+of images and are culled an image tile at a time first (the cone holding a tile's rays against each sphere's
 cone), then ray by ray for the surviving pairs; primary rays are culled in image space
 (:func:`pixel_candidates`). No Python loop runs over pixels; the loops run over primitive kinds and
 over blocks of groups (to bound memory).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,34 +232,39 @@ def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
     return g, n, flat[g, p]
 
 
-def _bundle_candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
-                       active: Tensor, bundle: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The triples of :func:`_candidates` for active rays, culled first per bundle of ``bundle``
-    consecutive rays (e.g. an image tile): a bundle lies in the cone around its mean direction that holds
-    all its rays, and can only meet a primitive's cone if the angle between the two axes is at most
-    the sum of the half angles (and the sphere starts before the bundle's farthest ``t_max``). Surviving
-    (bundle, primitive) pairs are expanded to their rays and tested ray by ray as before."""
+def _tile_candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
+                     active: Tensor, side: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The triples of :func:`_candidates` for active rays of row-major R x R images, culled first per image
+    tile of ``side`` x ``side`` rays (close in direction): a tile lies in the cone around its mean
+    direction that holds all its rays, and can only meet a primitive's cone if the angle between the two
+    axes is at most the sum of the half angles (and the sphere starts before the tile's farthest
+    ``t_max``). Surviving (tile, primitive) pairs are expanded to their rays and tested ray by ray as
+    before. The rays stay in image order: a tile is addressed by its rays' indices."""
     G, N, _ = dirs.shape
-    B = N // bundle
+    R = math.isqrt(N)
+    n = R // side                                                                        # tiles per row
     flat, axis, cos, near = _cones(prims, scene, origin)
     half = torch.where(cos > 1.0, -INF, cos.clamp(-1, 1).acos())                        # (G, P)
-    d = dirs.reshape(G * B, bundle, 3)
-    mean = d.sum(1)                                                                      # (G * B, 3)
+    tiled = lambda x: x.reshape(G, n, side, n, side, *x.shape[2:])                      # noqa: E731
+    mean = tiled(dirs).sum((2, 4))                                                       # (G, n, n, 3)
     length = mean.norm(dim=-1, keepdim=True)
     centre = mean / length.clamp_min(1e-9)
-    spread = torch.bmm(d, centre[:, :, None]).amin(1).clamp(-1, 1).acos()               # (G * B, 1)
-    spread = torch.where(length < 1e-6, torch.pi, spread).reshape(G, B, 1)
-    apart = torch.bmm(centre.reshape(G, B, 3), axis.transpose(1, 2)).clamp(-1, 1).acos()  # (G, B, P)
-    reach = torch.where(active.reshape(G, B, bundle).any(2), t_max.reshape(G, B, bundle).amax(2), -INF)
+    spread = dot(tiled(dirs), centre[:, :, None, :, None]).amin((2, 4)).clamp(-1, 1).acos()  # (G, n, n)
+    spread = torch.where(length[..., 0] < 1e-6, torch.pi, spread).reshape(G, n * n, 1)
+    apart = torch.bmm(centre.reshape(G, n * n, 3), axis.transpose(1, 2)).clamp(-1, 1).acos()  # (G, n * n, P)
+    reach = torch.where(tiled(active).any(4).any(2), tiled(t_max).amax((2, 4)), -INF).reshape(G, n * n)
     meet = (apart <= spread + half[:, None] + 1e-3) & (near[:, None] < reach[..., None])
     g, b, p = meet.nonzero(as_tuple=True)                                                # (M,) pairs
-    tile, pair = g * B + b, g * prims.per_scene + p
-    dot = (d.index_select(0, tile) * axis.reshape(-1, 1, 3).index_select(0, pair)).sum(-1)  # (M, bundle)
-    inside = dot >= cos.reshape(-1).index_select(0, pair)[:, None]
-    inside &= active.reshape(G * B, bundle).index_select(0, tile)
+    # the rays of each pair's tile, flat over the groups (M, side * side)
+    first = g * N + (b // n) * (side * R) + (b % n) * side
+    ray = first[:, None] + (torch.arange(side)[:, None] * R + torch.arange(side)).reshape(-1)
+    pair = g * prims.per_scene + p
+    d = dirs.reshape(-1, 3).index_select(0, ray.reshape(-1)).reshape(ray.shape + (3,))
+    inside = (d * axis.reshape(-1, 1, 3).index_select(0, pair)).sum(-1) >= cos.reshape(-1).index_select(0, pair)[:, None]
+    inside &= active.reshape(-1).index_select(0, ray.reshape(-1)).reshape(ray.shape)
     m, j = inside.nonzero(as_tuple=True)
     pick = lambda x: x.index_select(0, m)                                                # noqa: E731
-    return pick(g), pick(b) * bundle + j, flat.reshape(-1).index_select(0, pick(pair))
+    return pick(g), ray[m, j] - pick(g) * N, flat.reshape(-1).index_select(0, pick(pair))
 
 
 def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tensor, focal: float,
@@ -383,15 +389,16 @@ def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
 
 
 def occluded(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
-             active: Tensor, bundle: int = 1) -> Tensor:
+             active: Tensor, tile: int = 1) -> Tensor:
     """Whether a primitive lies on each active ray before ``t_max`` (G, N); inactive rays are False.
 
-    ``bundle`` > 1 (dividing N): consecutive rays in bundles of that many are close in direction (image
-    tiles), so culling starts per bundle; the result is the same."""
+    ``tile`` > 1: the N rays of a group are the pixels of a row-major square image, close in direction
+    within each ``tile`` x ``tile`` square (dividing the image side), so culling starts per tile; the
+    result is the same."""
     G, N, _ = dirs.shape
     blocked = torch.zeros(G * N, dtype=torch.bool)
-    if bundle > 1:
-        g, n, fp = _bundle_candidates(prims, scene, origin, dirs, t_max, active, bundle)
+    if tile > 1:
+        g, n, fp = _tile_candidates(prims, scene, origin, dirs, t_max, active, tile)
     else:
         g, n, fp = _candidates(prims, scene, origin, dirs, active)
     if g.numel():

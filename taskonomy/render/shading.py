@@ -78,25 +78,14 @@ def albedo(lighting: Lighting, material: Tensor, point: Tensor) -> Tensor:
     return torch.addcmul(a, mix, b - a).t()
 
 
-def tile_order(resolution: int) -> tuple[Tensor, int]:
-    """Row-major pixel indices (R * R,) listed tile by tile (square tiles of up to 8 x 8 pixels, row-major
-    within a tile), and the pixels per tile."""
-    side = math.gcd(resolution, 8)
-    n = resolution // side
-    order = torch.arange(resolution * resolution).reshape(n, side, n, side).transpose(1, 2).reshape(-1)
-    return order, side * side
-
-
 def shade(prims: Primitives, lighting: Lighting, scene: Tensor, dirs: Tensor, point: Tensor, normal: Tensor,
           base: Tensor, gloss: Tensor, shadows: bool) -> Tensor:
     """Linear radiance (V, N, 3) of view pixels (row-major R x R images): rays ``dirs`` (V, N, 3) hit
     ``point`` with ``normal``, albedo ``base`` (V, N, 3) and specular weight ``gloss`` (V, N).
 
-    Shadow rays are cast in tile order, so that each image tile is culled as one bundle."""
+    Shadow rays are culled an image tile (up to 8 x 8 pixels) at a time first."""
     V, N, _ = dirs.shape
-    order, bundle = tile_order(math.isqrt(N))
-    unorder = torch.empty_like(order)
-    unorder[order] = torch.arange(N)
+    tile = math.gcd(math.isqrt(N), 8)
     L = lighting.light_pos.shape[1]
     weights, highlights = torch.zeros(V, N, L), torch.zeros(V, N, L)
     for light in range(L):
@@ -114,12 +103,10 @@ def shade(prims: Primitives, lighting: Lighting, scene: Tensor, dirs: Tensor, po
         falloff = 1 / (1 + (1 / (inverse * FALLOFF)) ** 2)
         lit = cos > LIT
         if shadows and bool(lit.any()):
-            # rays from the light towards the points (in tile order); the margin keeps the point's own
-            # surface out
-            l = to_light.index_select(1, order) * inverse.index_select(1, order)[..., None]
-            t_max = ((1 - 1e-4) / inverse - 1e-3).index_select(1, order)
-            blocked = occluded(prims, scene[views], pos, l.neg_(), t_max, lit.index_select(1, order), bundle)
-            lit &= blocked.index_select(1, unorder).logical_not_()
+            # rays from the light towards the points; the margin keeps the point's own surface out
+            l = to_light * -inverse[..., None]
+            t_max = (1 - 1e-4) / inverse - 1e-3
+            lit &= occluded(prims, scene[views], pos, l, t_max, lit, tile).logical_not_()
         # Blinn-Phong: n.h with h = (l - d) / |l - d|, |l - d|^2 = 2 - 2 l.d
         half_length = (2 - 2 * dot(to_light, d) * inverse).clamp_min(1e-18).rsqrt()
         highlight = ((cos - dot(n, d)) * half_length).clamp_min_(0)
