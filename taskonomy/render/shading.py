@@ -57,15 +57,16 @@ def pack_lighting(scenes: list[Scene]) -> Lighting:
 def albedo(lighting: Lighting, material: Tensor, point: Tensor) -> Tensor:
     """Albedo (3, k) of flat materials ``material`` (k,) at texture-frame points ``point`` (3, k), planar.
 
-    Solid materials (often half the pixels: most walls and ceilings) are colour_a alone, so the pattern
-    waves are evaluated only at the other points."""
-    table = lighting.table.index_select(1, material)                                         # (18, k)
-    a, b = table[12:15], table[15:18]
+    Solid materials (often half the pixels: most walls and ceilings) are colour_a alone, so the rest of
+    a material's table is gathered, and the pattern waves evaluated, only at the other points."""
+    colour = lighting.table[12:15].index_select(1, material)                                  # (3, k) colour_a
     pattern = lighting.pattern.index_select(0, material)
     some = (pattern != SOLID).nonzero().squeeze(1)                                            # (j,)
     if some.numel() == 0:
-        return a
-    pattern, waves = pattern.index_select(0, some), table[:12].index_select(1, some)          # (12, j)
+        return colour
+    pattern, material = pattern.index_select(0, some), material.index_select(0, some)
+    table = lighting.table.index_select(1, material)                                         # (18, j)
+    waves, a, b = table[:12], table[12:15], table[15:18]
     p = point.index_select(1, some)                                                          # (3, j)
     wave = [torch.addcmul(torch.addcmul(torch.addcmul(waves[9 + i], waves[3 * i], p[0]), waves[3 * i + 1], p[1]),
                           waves[3 * i + 2], p[2]) for i in range(3)]                         # W p + phase
@@ -73,9 +74,8 @@ def albedo(lighting: Lighting, material: Tensor, point: Tensor) -> Tensor:
     checker = (cell[0] + cell[1] + cell[2]).remainder_(2).abs_()
     stripes = cell[0].remainder(2)
     noise = (wave[0].sin() + wave[1].sin() + wave[2].sin()).mul_(0.35).add_(0.5).clamp_(0, 1)
-    mix = torch.zeros_like(a[0]).index_copy_(
-        0, some, torch.where(pattern == CHECKER, checker, torch.where(pattern == STRIPES, stripes, noise)))
-    return torch.addcmul(a, mix, b - a)
+    mix = torch.where(pattern == CHECKER, checker, torch.where(pattern == STRIPES, stripes, noise))
+    return colour.index_copy_(1, some, torch.addcmul(a, mix, b - a))
 
 
 def shade(prims: Primitives, lighting: Lighting, scene: Tensor, dirs: Tensor, point: Tensor, normal: Tensor,
