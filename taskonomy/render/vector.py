@@ -22,11 +22,6 @@ def planar_dot(a: Tensor, b: Tensor) -> Tensor:
     return torch.addcmul(torch.addcmul(a[0] * b[0], a[1], b[1]), a[2], b[2])
 
 
-def norm(a: Tensor) -> Tensor:
-    """Lengths (...) of (..., 3) vectors."""
-    return dot(a, a).sqrt()
-
-
 def planar_matvec(m: Tensor, v: Tensor) -> Tensor:
     """``M v`` (3, ...) of matrices given by their entries row-major (9, ...) and planar vectors (3, ...)."""
     return torch.stack([torch.addcmul(torch.addcmul(m[3 * i] * v[0], m[3 * i + 1], v[1]), m[3 * i + 2], v[2])
