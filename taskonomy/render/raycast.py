@@ -8,14 +8,15 @@ mapped into the unit frame keeps its parameter t, so every intersection is compu
 
 Culling: a primitive can only be hit by the rays of a group that fall inside the cone from the group's
 origin around its bounding sphere (one batched matrix product of ray directions against sphere
-directions); only those (ray, primitive) candidates are intersected exactly. Shadow rays arrive in
-image tiles and are culled a tile at a time first (the cone holding a tile's rays against each sphere's
+directions); only those (ray, primitive) candidates are intersected exactly. Shadow rays are the pixels
+of images and are culled an image tile at a time first (the cone holding a tile's rays against each sphere's
 cone), then ray by ray for the surviving pairs; primary rays are culled in image space
 (:func:`pixel_candidates`). No Python loop runs over pixels; the loops run over primitive kinds and
 over blocks of groups (to bound memory).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,15 +24,15 @@ import torch
 from torch import Tensor
 
 from taskonomy.render.scene import BOX, CONE, CYLINDER, ELLIPSOID, Scene
-from taskonomy.render.vector import dot, norm, rotate, rotate_back
+from taskonomy.render.vector import planar_dot, planar_matvec, rotate_back
 
 EPS = 1e-4                  # smallest accepted t (m): a ray does not hit the surface it starts on
 ROOM_FACES = 6              # surface ids 0..5 are the room faces (2 * axis + (ray goes + along axis))
 MAX_CURVATURE = 100.0       # 1/m; caps the cone apex
 CULL_BLOCK = 1 << 21        # (group, ray, primitive) triples culled per block
 INF = float("inf")
-# inward normal of room face 2 * axis + (ray goes + along the axis)
-_FACE_NORMAL = torch.tensor([[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
+# inward normal of room face 2 * axis + (ray goes + along the axis), planar (3, 6)
+_FACE_NORMAL = torch.tensor([[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]).t().contiguous()
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Primitives:
     scale: Tensor           # (S * P, 3)
     radius: Tensor          # (S * P,) bounding sphere radius
     to_unit: Tensor         # (9, S * P) world -> unit frame diag(1 / s) R^T, row-major, one column each
+    to_world: Tensor        # (9, S * P) the rotations local -> world, row-major, one column each
     room_lo: Tensor         # (S, 3)
     room_hi: Tensor         # (S, 3)
     per_scene: int          # P
@@ -65,23 +67,23 @@ def pack(scenes: list[Scene]) -> Primitives:
     scale_t = torch.from_numpy(scale)
     to_unit = torch.from_numpy(rot.transpose(0, 2, 1) / scale[:, :, None]).reshape(n, 9).t().contiguous()
     return Primitives(kind=torch.from_numpy(kind), centre=torch.from_numpy(centre), rot=torch.from_numpy(rot),
-                      scale=scale_t, radius=scale_t.norm(dim=1), to_unit=to_unit, room_lo=torch.from_numpy(lo),
+                      scale=scale_t, radius=scale_t.norm(dim=1), to_unit=to_unit,
+                      to_world=torch.from_numpy(rot).reshape(n, 9).t().contiguous(), room_lo=torch.from_numpy(lo),
                       room_hi=torch.from_numpy(hi), per_scene=per_scene)
 
 
 @dataclass(frozen=True)
 class Hits:
-    """The first surface along each ray of G groups of N rays."""
+    """The first surface along each ray of G groups of N rays; vectors planar."""
     t: Tensor               # (G, N) distance along the unit ray
-    normal: Tensor          # (G, N, 3) unit world normal, facing the ray origin
+    normal: Tensor          # (3, G, N) unit world normal, facing the ray origin
     surface: Tensor         # (G, N) int64: room face 0..5, or ROOM_FACES + primitive index in the scene
-    curvature: Tensor       # (G, N, 2) principal curvatures k1 >= k2 (1/m), convex > 0
-    texture_point: Tensor   # (G, N, 3) the point in its texture frame: world (room), primitive (objects)
+    curvature: Tensor       # (2, G, N) principal curvatures k1 >= k2 (1/m), convex > 0
+    texture_point: Tensor   # (3, G, N) the point in its texture frame: world (room), primitive (objects)
 
 
 # Unit shapes: t of the first hit (inf if none) and the part hit, for rays in the unit frame given planar,
-# origins and directions (3, k): rows x, y, z are contiguous, which the CPU kernels run much faster on
-# than the columns of (k, 3)
+# origins and directions (3, k)
 # --------------------------------------------------------------------------------------------------
 
 def _first(*ts: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,14 +91,10 @@ def _first(*ts: Tensor) -> tuple[Tensor, Tensor]:
     return t, part
 
 
-def _dot3(a: Tensor, b: Tensor) -> Tensor:
-    return torch.addcmul(torch.addcmul(a[0] * b[0], a[1], b[1]), a[2], b[2])
-
-
 def _hit_ellipsoid(o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
-    a = _dot3(d, d)
-    b = _dot3(o, d)
-    disc = b * b - a * (_dot3(o, o) - 1.0)
+    a = planar_dot(d, d)
+    b = planar_dot(o, d)
+    disc = b * b - a * (planar_dot(o, o) - 1.0)
     t = (-b - disc.clamp_min(0).sqrt()) / a
     return torch.where((disc >= 0) & (t > EPS), t, INF), torch.zeros_like(b, dtype=torch.int64)
 
@@ -157,17 +155,17 @@ def _intersect(kind: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _surface(kind: Tensor, part: Tensor, q: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-    """Local normal (k, 3; unnormalised, unscaled frame) and principal curvatures (k, 2) at unit-frame
-    points ``q`` (3, k, planar) of primitives of half extents ``s`` (3, k)."""
+    """Local normal (3, k; unnormalised, unscaled frame) and principal curvatures (2, k) at unit-frame
+    points ``q`` (3, k) of primitives of half extents ``s`` (3, k), all planar."""
     zero = torch.zeros_like(q[0])
     side = part == 0
     sign = q.sign()
     # ellipsoid: gradient of sum(x^2 / s^2); curvatures from Gauss K and mean H of the ellipsoid
     x = q * s
     abc2 = (s[0] * s[1] * s[2]) ** 2
-    h = _dot3(x / (s * s), x / (s * s)).sqrt()
+    h = planar_dot(x / (s * s), x / (s * s)).sqrt()
     gauss = 1.0 / (abc2 * h ** 4)
-    mean = (_dot3(s, s) - _dot3(x, x)) / (2 * abc2 * h ** 3)
+    mean = (planar_dot(s, s) - planar_dot(x, x)) / (2 * abc2 * h ** 3)
     spread = (mean * mean - gauss).clamp_min(0).sqrt()
     normal = {ELLIPSOID: q / s}
     curv = {ELLIPSOID: torch.stack([mean + spread, mean - spread])}
@@ -190,7 +188,7 @@ def _surface(kind: Tensor, part: Tensor, q: Tensor, s: Tensor) -> tuple[Tensor, 
         is_k = kind == k
         n_out = torch.where(is_k, normal[k], n_out)
         k_out = torch.where(is_k, curv[k], k_out)
-    return n_out.t(), k_out.clamp(-MAX_CURVATURE, MAX_CURVATURE).t()
+    return n_out, k_out.clamp(-MAX_CURVATURE, MAX_CURVATURE)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -214,10 +212,11 @@ def _cones(prims: Primitives, scene: Tensor, origin: Tensor) -> tuple[Tensor, Te
 def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
                 active: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """(group, ray, flat primitive) triples whose ray enters the primitive's bounding cone."""
-    G, N, _ = dirs.shape
+    _, G, N = dirs.shape
     P = prims.per_scene
     flat, axis, cos, _ = _cones(prims, scene, origin)
     axis = axis.transpose(1, 2)                                       # (G, 3, P)
+    dirs = dirs.permute(1, 2, 0)                                      # (G, N, 3)
     if active is not None:
         dirs = torch.where(active[..., None], dirs, float("nan"))      # NaN fails every comparison
     found = []
@@ -231,34 +230,41 @@ def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
     return g, n, flat[g, p]
 
 
-def _bundle_candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
-                       active: Tensor, bundle: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The triples of :func:`_candidates` for active rays, culled first per bundle of ``bundle``
-    consecutive rays (e.g. an image tile): a bundle lies in the cone around its mean direction that holds
-    all its rays, and can only meet a primitive's cone if the angle between the two axes is at most
-    the sum of the half angles (and the sphere starts before the bundle's farthest ``t_max``). Surviving
-    (bundle, primitive) pairs are expanded to their rays and tested ray by ray as before."""
-    G, N, _ = dirs.shape
-    B = N // bundle
+def _tile_candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
+                     active: Tensor, side: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The triples of :func:`_candidates` for active rays of row-major R x R images, culled first per image
+    tile of ``side`` x ``side`` rays (close in direction): a tile lies in the cone around its mean
+    direction that holds all its rays, and can only meet a primitive's cone if the angle between the two
+    axes is at most the sum of the half angles (and the sphere starts before the tile's farthest
+    ``t_max``). Surviving (tile, primitive) pairs are expanded to their rays and tested ray by ray as
+    before. The rays stay in image order: a tile is addressed by its rays' indices."""
+    _, G, N = dirs.shape
+    R = math.isqrt(N)
+    n = R // side                                                                        # tiles per row
     flat, axis, cos, near = _cones(prims, scene, origin)
     half = torch.where(cos > 1.0, -INF, cos.clamp(-1, 1).acos())                        # (G, P)
-    d = dirs.reshape(G * B, bundle, 3)
-    mean = d.sum(1)                                                                      # (G * B, 3)
-    length = mean.norm(dim=-1, keepdim=True)
+    tiled = lambda x: x.reshape(*x.shape[:-1], n, side, n, side)                        # noqa: E731
+    mean = tiled(dirs).sum((-3, -1))                                                     # (3, G, n, n)
+    length = planar_dot(mean, mean).sqrt()                                               # (G, n, n)
     centre = mean / length.clamp_min(1e-9)
-    spread = torch.bmm(d, centre[:, :, None]).amin(1).clamp(-1, 1).acos()               # (G * B, 1)
-    spread = torch.where(length < 1e-6, torch.pi, spread).reshape(G, B, 1)
-    apart = torch.bmm(centre.reshape(G, B, 3), axis.transpose(1, 2)).clamp(-1, 1).acos()  # (G, B, P)
-    reach = torch.where(active.reshape(G, B, bundle).any(2), t_max.reshape(G, B, bundle).amax(2), -INF)
+    spread = planar_dot(tiled(dirs), centre[..., None, :, None]).amin((-3, -1)).clamp(-1, 1).acos()
+    spread = torch.where(length < 1e-6, torch.pi, spread).reshape(G, n * n, 1)
+    centre = centre.reshape(3, G, n * n).permute(1, 2, 0)                                # (G, n * n, 3)
+    apart = torch.bmm(centre, axis.transpose(1, 2)).clamp(-1, 1).acos()                 # (G, n * n, P)
+    reach = torch.where(tiled(active).any(-1).any(-2), tiled(t_max).amax((-3, -1)), -INF).reshape(G, n * n)
     meet = (apart <= spread + half[:, None] + 1e-3) & (near[:, None] < reach[..., None])
     g, b, p = meet.nonzero(as_tuple=True)                                                # (M,) pairs
-    tile, pair = g * B + b, g * prims.per_scene + p
-    dot = (d.index_select(0, tile) * axis.reshape(-1, 1, 3).index_select(0, pair)).sum(-1)  # (M, bundle)
-    inside = dot >= cos.reshape(-1).index_select(0, pair)[:, None]
-    inside &= active.reshape(G * B, bundle).index_select(0, tile)
+    # the rays of each pair's tile, flat over the groups (M, side * side)
+    first = g * N + (b // n) * (side * R) + (b % n) * side
+    ray = first[:, None] + (torch.arange(side)[:, None] * R + torch.arange(side)).reshape(-1)
+    pair = g * prims.per_scene + p
+    d = dirs.reshape(3, -1).index_select(1, ray.reshape(-1)).reshape((3,) + ray.shape)   # (3, M, side * side)
+    inside = planar_dot(d, axis.reshape(-1, 3).index_select(0, pair).t()[..., None]) \
+        >= cos.reshape(-1).index_select(0, pair)[:, None]
+    inside &= active.reshape(-1).index_select(0, ray.reshape(-1)).reshape(ray.shape)
     m, j = inside.nonzero(as_tuple=True)
     pick = lambda x: x.index_select(0, m)                                                # noqa: E731
-    return pick(g), pick(b) * bundle + j, flat.reshape(-1).index_select(0, pick(pair))
+    return pick(g), ray[m, j] - pick(g) * N, flat.reshape(-1).index_select(0, pick(pair))
 
 
 def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tensor, focal: float,
@@ -313,21 +319,18 @@ def _to_local(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, g:
     flat = (scene[:, None] * P + torch.arange(P)).reshape(-1)                   # (G * P,)
     o_pair = rotate_back(prims.rot[flat], origin.repeat_interleave(P, 0) - prims.centre[flat]) / prims.scale[flat]
     o_l = o_pair.t().contiguous().index_select(1, g * P + fp % P)               # (3, k)
-    m = prims.to_unit.index_select(1, fp)                                        # (9, k)
-    d = dirs.reshape(-1, 3).index_select(0, ray).t().contiguous()               # (3, k) world
-    d_l = torch.stack([torch.addcmul(torch.addcmul(m[3 * i] * d[0], m[3 * i + 1], d[1]), m[3 * i + 2], d[2])
-                       for i in range(3)])
-    return o_l, d_l
+    d = dirs.reshape(3, -1).index_select(1, ray)                                 # (3, k) world
+    return o_l, planar_matvec(prims.to_unit.index_select(1, fp), d)
 
 
 def _room(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Exit distance, face id and inward normal of rays leaving the room box from inside.
+    """Exit distance, face id and inward normal (3, G * N) of rays leaving the room box from inside.
 
     One axis at a time on (G, N) planes: the distance to the wall ahead is ``gap / |d|`` with ``gap >= 0``,
     so a ray parallel to the walls (d = 0) gets +inf without a test; on ties the lower axis wins."""
     lo, hi = prims.room_lo[scene], prims.room_hi[scene]                         # (G, 3)
     for axis in range(3):
-        d = dirs[..., axis]                                                      # (G, N)
+        d = dirs[axis]                                                           # (G, N)
         ahead = d > 0
         gap = torch.where(ahead, (hi[:, axis] - origin[:, axis])[:, None], (origin[:, axis] - lo[:, axis])[:, None])
         t_axis = gap / d.abs()
@@ -337,21 +340,20 @@ def _room(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> tup
             nearer = t_axis < t
             t = torch.where(nearer, t_axis, t)
             face = torch.where(nearer, 2 * axis + ahead.long(), face)
-    return t, face, _FACE_NORMAL.index_select(0, face.reshape(-1)).reshape(face.shape + (3,))
+    return t, face, _FACE_NORMAL.index_select(1, face.reshape(-1))
 
 
 def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
                 candidates: tuple[Tensor, Tensor, Tensor] | None = None) -> Hits:
-    """First surface hit by rays ``dirs`` (G, N, 3, unit) from ``origin`` (G, 3) in scenes ``scene`` (G,).
+    """First surface hit by rays ``dirs`` (3, G, N; unit, planar) from ``origin`` (G, 3) in scenes ``scene`` (G,).
 
     ``candidates``: (group, ray, flat primitive) triples to test, e.g. from :func:`pixel_candidates`;
     by default every ray is culled against every primitive's bounding cone."""
-    G, N, _ = dirs.shape
+    _, G, N = dirs.shape
     t, surface, normal = _room(prims, scene, origin, dirs)
+    texture = (origin.t()[..., None] + t * dirs).reshape(3, -1)              # (3, G * N)
     t, surface = t.reshape(-1), surface.reshape(-1)                           # (G * N,)
-    normal = normal.reshape(-1, 3)
-    texture = (origin[:, None] + t.reshape(G, N, 1) * dirs).reshape(-1, 3)
-    curvature = torch.zeros(G * N, 2)
+    curvature = torch.zeros(2, G * N)
 
     g, n, fp = _candidates(prims, scene, origin, dirs, None) if candidates is None else candidates
     if g.numel():
@@ -368,30 +370,32 @@ def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
         s = prims.scale.index_select(0, fk).t()                               # (3, k)
         q = torch.addcmul(o_l.index_select(1, k), tk, d_l.index_select(1, k))   # (3, k)
         local_normal, curv = _surface(kind.index_select(0, k), part.index_select(0, k), q, s)
-        world_normal = rotate(prims.rot.index_select(0, fk), local_normal)
+        world_normal = planar_matvec(prims.to_world.index_select(1, fk), local_normal)    # (3, k)
         # unit, and facing the ray origin (room normals face inwards already)
-        away = dot(world_normal, dirs.reshape(-1, 3).index_select(0, r)) > 0
-        world_normal = world_normal * (torch.where(away, -1.0, 1.0) / norm(world_normal))[:, None]
+        away = planar_dot(world_normal, dirs.reshape(3, -1).index_select(1, r)) > 0
+        world_normal = world_normal * (torch.where(away, -1.0, 1.0) / planar_dot(world_normal, world_normal).sqrt())
         t.index_copy_(0, r, tk)
-        curvature.index_copy_(0, r, curv)
-        texture.index_copy_(0, r, (q * s).t())
-        normal.index_copy_(0, r, world_normal)
+        curvature.index_copy_(1, r, curv)
+        texture.index_copy_(1, r, q * s)
+        normal.index_copy_(1, r, world_normal)
         surface.index_copy_(0, r, ROOM_FACES + fk % prims.per_scene)
 
-    return Hits(t=t.reshape(G, N), normal=normal.reshape(G, N, 3), surface=surface.reshape(G, N),
-                curvature=curvature.reshape(G, N, 2), texture_point=texture.reshape(G, N, 3))
+    return Hits(t=t.reshape(G, N), normal=normal.reshape(3, G, N), surface=surface.reshape(G, N),
+                curvature=curvature.reshape(2, G, N), texture_point=texture.reshape(3, G, N))
 
 
 def occluded(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
-             active: Tensor, bundle: int = 1) -> Tensor:
-    """Whether a primitive lies on each active ray before ``t_max`` (G, N); inactive rays are False.
+             active: Tensor, tile: int = 1) -> Tensor:
+    """Whether a primitive lies on each active ray ``dirs`` (3, G, N; planar) before ``t_max`` (G, N);
+    inactive rays are False.
 
-    ``bundle`` > 1 (dividing N): consecutive rays in bundles of that many are close in direction (image
-    tiles), so culling starts per bundle; the result is the same."""
-    G, N, _ = dirs.shape
+    ``tile`` > 1: the N rays of a group are the pixels of a row-major square image, close in direction
+    within each ``tile`` x ``tile`` square (dividing the image side), so culling starts per tile; the
+    result is the same."""
+    _, G, N = dirs.shape
     blocked = torch.zeros(G * N, dtype=torch.bool)
-    if bundle > 1:
-        g, n, fp = _bundle_candidates(prims, scene, origin, dirs, t_max, active, bundle)
+    if tile > 1:
+        g, n, fp = _tile_candidates(prims, scene, origin, dirs, t_max, active, tile)
     else:
         g, n, fp = _candidates(prims, scene, origin, dirs, active)
     if g.numel():

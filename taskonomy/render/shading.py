@@ -16,7 +16,7 @@ from torch import Tensor
 
 from taskonomy.render.raycast import Primitives, occluded
 from taskonomy.render.scene import CHECKER, SOLID, STRIPES, Scene
-from taskonomy.render.vector import dot
+from taskonomy.render.vector import planar_dot
 
 FALLOFF = 3.0      # m
 SHININESS_LOG2 = 5   # Blinn-Phong exponent 2^5 = 32
@@ -55,83 +55,71 @@ def pack_lighting(scenes: list[Scene]) -> Lighting:
 
 
 def albedo(lighting: Lighting, material: Tensor, point: Tensor) -> Tensor:
-    """Albedo (k, 3) of flat materials ``material`` (k,) at texture-frame points ``point`` (k, 3).
+    """Albedo (3, k) of flat materials ``material`` (k,) at texture-frame points ``point`` (3, k), planar.
 
-    Solid materials (often half the pixels: most walls and ceilings) are colour_a alone, so the pattern
-    waves are evaluated only at the other points."""
-    table = lighting.table.index_select(1, material)                                         # (18, k)
-    a, b = table[12:15], table[15:18]
+    Solid materials (often half the pixels: most walls and ceilings) are colour_a alone, so the rest of
+    a material's table is gathered, and the pattern waves evaluated, only at the other points."""
+    colour = lighting.table[12:15].index_select(1, material)                                  # (3, k) colour_a
     pattern = lighting.pattern.index_select(0, material)
     some = (pattern != SOLID).nonzero().squeeze(1)                                            # (j,)
     if some.numel() == 0:
-        return a.t()
-    pattern, waves = pattern.index_select(0, some), table[:12].index_select(1, some)          # (12, j)
-    p = point.index_select(0, some).t()                                                      # (3, j)
+        return colour
+    pattern, material = pattern.index_select(0, some), material.index_select(0, some)
+    table = lighting.table.index_select(1, material)                                         # (18, j)
+    waves, a, b = table[:12], table[12:15], table[15:18]
+    p = point.index_select(1, some)                                                          # (3, j)
     wave = [torch.addcmul(torch.addcmul(torch.addcmul(waves[9 + i], waves[3 * i], p[0]), waves[3 * i + 1], p[1]),
                           waves[3 * i + 2], p[2]) for i in range(3)]                         # W p + phase
     cell = [w.floor() for w in wave]
     checker = (cell[0] + cell[1] + cell[2]).remainder_(2).abs_()
     stripes = cell[0].remainder(2)
     noise = (wave[0].sin() + wave[1].sin() + wave[2].sin()).mul_(0.35).add_(0.5).clamp_(0, 1)
-    mix = torch.zeros_like(a[0]).index_copy_(
-        0, some, torch.where(pattern == CHECKER, checker, torch.where(pattern == STRIPES, stripes, noise)))
-    return torch.addcmul(a, mix, b - a).t()
-
-
-def tile_order(resolution: int) -> tuple[Tensor, int]:
-    """Row-major pixel indices (R * R,) listed tile by tile (square tiles of up to 8 x 8 pixels, row-major
-    within a tile), and the pixels per tile."""
-    side = math.gcd(resolution, 8)
-    n = resolution // side
-    order = torch.arange(resolution * resolution).reshape(n, side, n, side).transpose(1, 2).reshape(-1)
-    return order, side * side
+    mix = torch.where(pattern == CHECKER, checker, torch.where(pattern == STRIPES, stripes, noise))
+    return colour.index_copy_(1, some, torch.addcmul(a, mix, b - a))
 
 
 def shade(prims: Primitives, lighting: Lighting, scene: Tensor, dirs: Tensor, point: Tensor, normal: Tensor,
           base: Tensor, gloss: Tensor, shadows: bool) -> Tensor:
-    """Linear radiance (V, N, 3) of view pixels (row-major R x R images): rays ``dirs`` (V, N, 3) hit
-    ``point`` with ``normal``, albedo ``base`` (V, N, 3) and specular weight ``gloss`` (V, N).
+    """Linear radiance (3, V, N) of view pixels (row-major R x R images): rays ``dirs`` hit ``point`` with
+    ``normal``, albedo ``base`` and specular weight ``gloss`` (V, N); vectors planar (3, V, N).
 
-    Shadow rays are cast in tile order, so that each image tile is culled as one bundle."""
-    V, N, _ = dirs.shape
-    order, bundle = tile_order(math.isqrt(N))
-    unorder = torch.empty_like(order)
-    unorder[order] = torch.arange(N)
+    Shadow rays are culled an image tile (up to 8 x 8 pixels) at a time first."""
+    _, V, N = dirs.shape
+    tile = math.gcd(math.isqrt(N), 8)
     L = lighting.light_pos.shape[1]
-    weights, highlights = torch.zeros(V, N, L), torch.zeros(V, N, L)
+    weights, highlights = torch.zeros(L, V, N), torch.zeros(L, V, N)
     for light in range(L):
         # only the views whose scene uses this light slot
         views = (lighting.light_rgb[scene, light].sum(-1) > 0).nonzero().squeeze(1)
         if views.numel() == 0:
             continue
         every = views.numel() == V
-        pick = (lambda x: x) if every else (lambda x: x.index_select(0, views))      # noqa: E731
-        p, n, d = pick(point), pick(normal), pick(dirs)                              # (v, N, 3)
+        pick = (lambda x: x) if every else (lambda x: x.index_select(1, views))      # noqa: E731
+        p, n, d = pick(point), pick(normal), pick(dirs)                              # (3, v, N)
         pos = lighting.light_pos[scene[views], light]                                # (v, 3)
-        to_light = pos[:, None] - p                                                  # (v, N, 3)
-        inverse = dot(to_light, to_light).rsqrt()                                    # 1 / distance
-        cos = dot(n, to_light) * inverse                                             # n.l
+        to_light = pos.t()[..., None] - p                                            # (3, v, N)
+        inverse = planar_dot(to_light, to_light).rsqrt()                             # 1 / distance
+        cos = planar_dot(n, to_light) * inverse                                      # n.l
         falloff = 1 / (1 + (1 / (inverse * FALLOFF)) ** 2)
         lit = cos > LIT
         if shadows and bool(lit.any()):
-            # rays from the light towards the points (in tile order); the margin keeps the point's own
-            # surface out
-            l = to_light.index_select(1, order) * inverse.index_select(1, order)[..., None]
-            t_max = ((1 - 1e-4) / inverse - 1e-3).index_select(1, order)
-            blocked = occluded(prims, scene[views], pos, l.neg_(), t_max, lit.index_select(1, order), bundle)
-            lit &= blocked.index_select(1, unorder).logical_not_()
+            # rays from the light towards the points; the margin keeps the point's own surface out
+            l = to_light * -inverse
+            t_max = (1 - 1e-4) / inverse - 1e-3
+            lit &= occluded(prims, scene[views], pos, l, t_max, lit, tile).logical_not_()
         # Blinn-Phong: n.h with h = (l - d) / |l - d|, |l - d|^2 = 2 - 2 l.d
-        half_length = (2 - 2 * dot(to_light, d) * inverse).clamp_min(1e-18).rsqrt()
-        highlight = ((cos - dot(n, d)) * half_length).clamp_min_(0)
+        half_length = (2 - 2 * planar_dot(to_light, d) * inverse).clamp_min(1e-18).rsqrt()
+        highlight = ((cos - planar_dot(n, d)) * half_length).clamp_min_(0)
         for _ in range(SHININESS_LOG2):
             highlight = highlight * highlight                                        # ** SHININESS
         weight = torch.where(lit, cos * falloff, 0.0)                                # (v, N)
         highlight = torch.where(lit, highlight * falloff, 0.0)
         if every:
-            weights[..., light], highlights[..., light] = weight, highlight
+            weights[light], highlights[light] = weight, highlight
         else:
-            weights[views, :, light], highlights[views, :, light] = weight, highlight
-    rgb = lighting.light_rgb[scene]                                    # (V, L, 3)
-    diffuse = torch.bmm(weights, rgb) + lighting.ambient[scene][:, None, None]
-    specular = torch.bmm(highlights, rgb)                              # (V, N, 3)
-    return torch.addcmul(diffuse * base, gloss[..., None], specular)
+            weights[light].index_copy_(0, views, weight)
+            highlights[light].index_copy_(0, views, highlight)
+    rgb = lighting.light_rgb[scene].permute(1, 2, 0)[..., None]                       # (L, 3, V, 1)
+    diffuse = (weights[:, None] * rgb).sum(0) + lighting.ambient[scene][:, None]    # (3, V, N)
+    specular = (highlights[:, None] * rgb).sum(0)
+    return torch.addcmul(diffuse * base, gloss, specular)

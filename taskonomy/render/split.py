@@ -34,7 +34,7 @@ from taskonomy.render.raycast import ROOM_FACES, Primitives, nearest_hit, occlud
 from taskonomy.render.scene import (CEILING, CLASSES, FLOOR, OBJECT_CLASSES, ROOM_MATERIALS, SCENE_TYPES, WALL,
                                     Scene, sample_scene)
 from taskonomy.render.shading import Lighting, albedo, pack_lighting, shade
-from taskonomy.render.vector import dot
+from taskonomy.render.vector import planar_dot, planar_matvec
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def place_cameras(prims, scenes: list[Scene], rigs: list[Rig], views: int) -> tu
     # The first fixation point: the first surface along each scene's anchor ray.
     anchor = torch.tensor(np.array([r.anchor_origin for r in rigs]), dtype=torch.float32)
     aim = _unit(torch.tensor(np.array([r.anchor_target for r in rigs]), dtype=torch.float32) - anchor)
-    hit = nearest_hit(prims, every, anchor, aim[:, None])
+    hit = nearest_hit(prims, every, anchor, aim.t()[..., None])
     first_point = anchor + hit.t[:, :1] * aim                                           # (S, 3)
 
     # Further points: the first surface along rays from the anchor aimed beside the first point; the first
@@ -131,7 +131,7 @@ def place_cameras(prims, scenes: list[Scene], rigs: list[Rig], views: int) -> tu
     if G > 1:
         offset = torch.tensor(np.array([r.group_offset for r in rigs]), dtype=torch.float32)  # (S, G-1, T, 3)
         aim = _unit(first_point[:, None, None] + offset - anchor[:, None, None]).reshape(S, -1, 3)
-        hit = nearest_hit(prims, every, anchor, aim)
+        hit = nearest_hit(prims, every, anchor, aim.permute(2, 0, 1))
         tries = (anchor[:, None] + hit.t[..., None] * aim).reshape(offset.shape)           # (S, G-1, T, 3)
         gap = (tries - first_point[:, None, None]).norm(dim=-1)                              # (S, G-1, T)
         miss = (GROUP_GAP[0] - gap).clamp_min(0) + (gap - GROUP_GAP[1]).clamp_min(0)
@@ -146,11 +146,11 @@ def place_cameras(prims, scenes: list[Scene], rigs: list[Rig], views: int) -> tu
     target = point.repeat_interleave(FIXATED_VIEWS, dim=1)                               # (S, V, 3)
     to_point = target[:, :, None] - cand
     dist = to_point.norm(dim=-1)
-    look = (to_point / dist[..., None]).reshape(-1, 1, 3)                               # (S * V * K, 1, 3)
+    look = to_point / dist[..., None]                                                   # (S, V, K, 3)
     view_scene = every.repeat_interleave(views * CANDIDATES)
-    blocked = occluded(prims, view_scene, cand.reshape(-1, 3), look, (dist - 1e-3).reshape(-1, 1),
-                       torch.ones(len(look), 1, dtype=torch.bool)).reshape(S, views, CANDIDATES)
-    ok = ~blocked & (dist > MIN_FIXATION_DISTANCE) & (look.reshape(dist.shape + (3,))[..., 1].abs() < 0.9)
+    blocked = occluded(prims, view_scene, cand.reshape(-1, 3), look.reshape(-1, 3).t()[..., None],
+                       (dist - 1e-3).reshape(-1, 1), torch.ones(dist.numel(), 1, dtype=torch.bool))
+    ok = ~blocked.reshape(dist.shape) & (dist > MIN_FIXATION_DISTANCE) & (look[..., 1].abs() < 0.9)
     first = torch.where(ok.any(-1), ok.long().argmax(-1), -1)                            # (S, V)
 
     target_np = target.double().numpy()
@@ -218,31 +218,30 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
     V, R = len(pose), r.resolution
     rot, origin = pose[:, :3, :3], pose[:, :3, 3]
 
-    # Primary rays: one per pixel, camera frame -> world.
+    # Primary rays: one per pixel, camera frame -> world. Per-pixel vectors are planar (3, V, N).
     camera = Camera(R, r.fov_deg)
-    ray_cam = camera.rays()                                                              # (N, 3)
-    dirs = torch.matmul(ray_cam, rot.transpose(1, 2))                                    # (V, N, 3)
+    ray_cam = camera.rays().t()[:, None]                                                 # (3, 1, N)
+    dirs = planar_matvec(rot.reshape(V, 9).t()[..., None], ray_cam)                      # (3, V, N)
     candidates = pixel_candidates(prims, scene_of_view, rot, origin, camera.focal, R)
     hits = nearest_hit(prims, scene_of_view, origin, dirs, candidates)
-    point = torch.addcmul(origin[:, None], hits.t[..., None], dirs)                     # (V, N, 3)
+    point = torch.addcmul(origin.t()[..., None], hits.t, dirs)                          # (3, V, N)
 
     # Surfaces: class, instance, material; then colour.
     cls_table, material_table = tables
     entry = scene_of_view[:, None] * cls_table.shape[1] + hits.surface                  # (V, N) into the tables
     cls = cls_table.take(entry)
     material = scene_of_view[:, None] * lighting.per_scene + material_table.take(entry)
-    base = albedo(lighting, material.reshape(-1), hits.texture_point.reshape(-1, 3)).reshape(V, -1, 3)
+    base = albedo(lighting, material.reshape(-1), hits.texture_point.reshape(3, -1)).reshape(3, V, -1)
     gloss = lighting.specular.take(material)
     radiance = shade(prims, lighting, scene_of_view, dirs, point, hits.normal, base, gloss, r.shadows)
     gamma = radiance.clamp(0, 1).log_().mul_(1 / 2.2).exp_()                           # x ** (1 / 2.2)
-    rgb = gamma.mul_(255).round_().to(torch.uint8)                                       # (V, N, 3)
+    rgb = gamma.mul_(255).round_().to(torch.uint8)                                       # (3, V, N)
 
-    # Dense labels, images (V, C, R, R).
-    image = lambda x: x.reshape(V, R, R, -1).permute(0, 3, 1, 2).contiguous()           # noqa: E731
-    # camera-frame normals R^T n, computed planar: (V, 3, N) -> images (V, 3, R, R); camera-frame points
-    # are t times the camera-frame rays (no rotation back needed)
-    normal_img = torch.bmm(rot.transpose(1, 2), hits.normal.transpose(1, 2)).reshape(V, 3, R, R)
-    point_img = (hits.t[:, None] * ray_cam.t()[None]).reshape(V, 3, R, R)
+    # Dense labels, images (V, C, R, R) from planes (C, V, N) or (V, N).
+    image = lambda x: x.reshape(-1, V, R, R).transpose(0, 1).contiguous()               # noqa: E731
+    # camera-frame normals R^T n; camera-frame points are t times the camera-frame rays (no rotation back)
+    normal_img = image(planar_matvec(rot.transpose(1, 2).reshape(V, 9).t()[..., None], hits.normal))
+    point_img = (hits.t[:, None] * ray_cam.transpose(0, 1)).reshape(V, 3, R, R)
     rgb_img = image(rgb)
     clean = rgb_img.float() / 255
     surface = hits.surface.reshape(V, R, R)
@@ -260,11 +259,11 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
     edge2d, keypoint2d = labels.edge_and_keypoint2d(clean)
     return {
         "rgb": rgb_img.numpy(),
-        "mask": image(torch.isfinite(hits.t)[..., None]).numpy(),
+        "mask": image(torch.isfinite(hits.t)).numpy(),
         "rgb2depth": f16(point_img[:, 2:]),
-        "rgb2mist": f16(image(hits.t[..., None])),
+        "rgb2mist": f16(image(hits.t)),
         "rgb2sfnorm": f16(normal_img),
-        "reshade": f16(image(dot(hits.normal, dirs).neg_().clamp_(0, 1)[..., None])),
+        "reshade": f16(image(planar_dot(hits.normal, dirs).neg_().clamp_(0, 1))),
         "curvature": f16(image(hits.curvature)),
         "edge3d": f16(labels.edge3d(point_img, normal_img, surface, is_room, camera.focal)),
         "keypoint3d": f16(labels.keypoint3d(normal_img)),

@@ -1,8 +1,10 @@
-"""3-vector arithmetic on (..., 3) tensors, written component by component.
+"""3-vector arithmetic, written component by component, on interleaved (..., 3) or planar (3, ...) tensors.
 
 A reduction over a last dimension of 3 (``(a * b).sum(-1)``, ``norm(dim=-1)``) or a batch of tiny
 matrix products runs far slower on the CPU than three fused multiply-adds over the components, and the
-renderer does little else per pixel; these helpers are the fast forms.
+renderer does little else per pixel; these helpers are the fast forms. The renderer keeps its per-pixel
+vectors planar, x, y and z each one contiguous plane: the elementwise kernels run about twice as fast on
+those as on the strided components of interleaved vectors.
 """
 from __future__ import annotations
 
@@ -12,23 +14,21 @@ from torch import Tensor
 
 def dot(a: Tensor, b: Tensor) -> Tensor:
     """Dot products (...) of (..., 3) vectors (broadcasting)."""
-    a0, a1, a2 = a.unbind(-1)
-    b0, b1, b2 = b.unbind(-1)
-    return torch.addcmul(torch.addcmul(a0 * b0, a1, b1), a2, b2)
+    return planar_dot(a.unbind(-1), b.unbind(-1))
 
 
-def norm(a: Tensor) -> Tensor:
-    """Lengths (...) of (..., 3) vectors."""
-    return dot(a, a).sqrt()
+def planar_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Dot products (...) of planar vectors (3, ...): anything whose items 0, 1, 2 are the components."""
+    return torch.addcmul(torch.addcmul(a[0] * b[0], a[1], b[1]), a[2], b[2])
 
 
-def rotate(rot: Tensor, v: Tensor) -> Tensor:
-    """``R v`` (..., 3) for rotations (..., 3, 3) and vectors (..., 3): the columns weighted by v."""
-    v0, v1, v2 = v[..., None].unbind(-2)
-    return torch.addcmul(torch.addcmul(rot[..., 0] * v0, rot[..., 1], v1), rot[..., 2], v2)
+def planar_matvec(m: Tensor, v: Tensor) -> Tensor:
+    """``M v`` (3, ...) of matrices given by their entries row-major (9, ...) and planar vectors (3, ...)."""
+    return torch.stack([torch.addcmul(torch.addcmul(m[3 * i] * v[0], m[3 * i + 1], v[1]), m[3 * i + 2], v[2])
+                        for i in range(3)])
 
 
 def rotate_back(rot: Tensor, v: Tensor) -> Tensor:
-    """``R^T v`` (..., 3): the rows of R weighted by v."""
+    """``R^T v`` (..., 3) for rotations (..., 3, 3) and vectors (..., 3): the rows of R weighted by v."""
     v0, v1, v2 = v[..., None].unbind(-2)
     return torch.addcmul(torch.addcmul(rot[..., 0, :] * v0, rot[..., 1, :], v1), rot[..., 2, :], v2)
