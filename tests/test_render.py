@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -294,3 +295,15 @@ def test_workers_fall_back_to_the_pipe_without_room_for_files(tiny_render, monke
     again, _ = render_split(dataclasses.replace(tiny_render, workers=2), "train")
     for name in first:
         assert first[name].tobytes() == again[name].tobytes(), name
+
+
+def test_busy_cores_counts_other_runnable_tasks_now(tmp_path):
+    from taskonomy.render.split import busy_cores, render_workers
+
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.93 0.80 0.70 1/311 4242\n")            # a lagging average, only this task runs
+    assert busy_cores(samples=3, loadavg=str(loadavg)) == 0.0
+    loadavg.write_text("0.10 0.10 0.10 3/311 4242\n")            # two others run now
+    assert busy_cores(samples=1, loadavg=str(loadavg)) == 2.0
+    assert busy_cores(loadavg=str(tmp_path / "missing")) == pytest.approx(os.getloadavg()[0])
+    assert render_workers(3) == 3 and render_workers(0) >= 1

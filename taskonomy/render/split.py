@@ -17,6 +17,7 @@ import multiprocessing.pool
 import os
 import shutil
 import tempfile
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,13 +296,31 @@ def _chunks(n_scenes: int, chunk_scenes: int, workers: int) -> list[range]:
 
 
 def render_workers(workers: int) -> int:
-    """The worker processes to use: ``workers``, or for 0 the cores not busy with other work (the 1-minute
-    load average rounded, so decide before rendering; at least 1). Processes only pay off on free cores: on a shared machine a second
-    worker competes with the other jobs and loses more than it gains."""
+    """The worker processes to use: ``workers``, or for 0 the cores that other work does not keep busy
+    now (decided once, before rendering; at least 1). Processes only pay off on free cores: on a shared
+    machine a second worker competes with the other jobs and loses more than it gains."""
     if workers:
         return workers
     cores = os.cpu_count() or 1
-    return max(1, min(cores, round(cores - os.getloadavg()[0])))
+    return max(1, min(cores, round(cores - busy_cores())))
+
+
+def busy_cores(samples: int = 10, loadavg: str = "/proc/loadavg") -> float:
+    """Cores that other processes keep busy now: the fewest runnable tasks in ``/proc/loadavg`` less this
+    one over ``samples`` looks 10 ms apart (a busy job is runnable at every look; this process's own
+    threads, just started, at some). Where that file is missing, the 1-minute load average, which lags:
+    it still counts a job that ended a minute ago (after the test suite, say, it is 0.5-1 on an idle
+    2-core machine, which would halve the render's workers)."""
+    try:
+        counts = []
+        for i in range(samples):
+            if i:
+                time.sleep(0.01)
+            runnable = Path(loadavg).read_text().split()[3].split("/")[0]   # "1.20 0.90 0.70 2/311 4242"
+            counts.append(max(0, int(runnable) - 1))
+        return float(min(counts))
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
 
 
 def _render_job(job: tuple[RenderParams, int, range]) -> dict[str, np.ndarray]:
