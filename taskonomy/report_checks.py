@@ -22,6 +22,7 @@ Rules (``Expectation.rule``):
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,3 +187,33 @@ def check_structure(affinities: pd.DataFrame,
         expected, found, ok = _RULES[e.rule](affinities, e)
         results.append(CheckResult(e.name, e.claim, expected, found, PASS if ok else FAIL))
     return results
+
+
+def pass_shares(losses: Mapping[str, Mapping[str, np.ndarray]], clip: float = 0.001, rounds: int = 100,
+                seed: int = 0, expectations: tuple[Expectation, ...] = EXPECTATIONS) -> dict[str, float]:
+    """How firm each check's outcome is against the choice of test images: the share of ``rounds``
+    bootstrap resamples of every target's test items (with replacement, one draw per target shared by
+    its sources) in which the expectation passes on the first-order affinities recomputed from them.
+
+    Args:
+        losses: target -> first-order source -> (N_t,) per-item test losses, as the affinity stage reads
+            them (``transfer/<source>/losses.npz``).
+    Returns:
+        expectation name -> share in [0, 1]; expectations ``n/a`` on these tasks are left out. Readouts
+        are not retrained, so this is silent about how the ranks would move with another training seed.
+    """
+    from taskonomy.affinity import first_order_matrices
+
+    rng = np.random.default_rng(seed)
+    passed: dict[str, int] = {}
+    for _ in range(rounds):
+        resampled = {}
+        for target, per_source in losses.items():
+            n = len(next(iter(per_source.values())))
+            items = rng.integers(0, n, size=n)
+            resampled[target] = {s: np.asarray(v)[items] for s, v in per_source.items()}
+        _, affinities = first_order_matrices(resampled, clip)
+        for result in check_structure(affinities, expectations):
+            if result.status != NA:
+                passed[result.name] = passed.get(result.name, 0) + (result.status == PASS)
+    return {name: count / rounds for name, count in passed.items()}

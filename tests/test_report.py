@@ -156,6 +156,11 @@ def write_report_inputs(root: Path) -> tuple[ReportInputs, Params]:
     _png(inputs.bank_samples, 0)
     losses = pd.DataFrame(1.0, index=tasks, columns=targets)
     losses.loc["rgb2mist", "rgb2depth"] = 0.6                     # beats rgb2depth's self (0.8)
+    noise = np.random.default_rng(0).normal(0, 0.01, size=(len(tasks), len(targets), 6))
+    for i, s in enumerate(tasks):                                  # per-item losses around those means
+        (inputs.transfer / s).mkdir(parents=True, exist_ok=True)
+        np.savez(inputs.transfer / s / "losses.npz",
+                 **{t: (losses.loc[s, t] + noise[i, j]).astype(np.float32) for j, t in enumerate(targets)})
     aff = pd.DataFrame(0.1, index=tasks, columns=targets)
     aff.loc["rgb2mist", "rgb2depth"] = aff.loc["rgb2depth", "rgb2mist"] = 0.6
     aff.loc["random"] = 0.01
@@ -235,8 +240,11 @@ def test_markdown_mentions_the_same_findings(built):
     assert "| rgb2depth | 0.8 | 0.5 | 1.6 | 0.25 | no |" in md
     page = (built / "index.html").read_text()
     checks = re.search(r'<section id="known-structure">.*?</section>', page, re.S).group(0)
-    for name, status in re.findall(r"<tr><td>(\w+)</td>.*?<td class=\"\w+\">([a-z/]+)</td></tr>", checks):
-        assert re.search(rf"^\| {name} \|.*\| {re.escape(status)} \|$", md, re.M), name
+    rows = re.findall(r"<tr><td>(\w+)</td>.*?<td class=\"\w+\">([a-z/]+)</td><td>([0-9.]*)</td></tr>", checks)
+    assert len(rows) == len(EXPECTATIONS)
+    for name, status, share in rows:
+        assert re.search(rf"^\| {name} \|.*\| {re.escape(status)} \| {re.escape(share)} \|$", md, re.M), name
+        assert (share == "") == (status == NA) and (status == NA or 0 <= float(share) <= 1)
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
     assert "figures/bank_samples.png" in links and "report_figures/sweep.png" in links
     assert all((built / link).is_file() for link in links)
@@ -258,3 +266,21 @@ def test_missing_input_is_one_line_naming_the_file_and_command(tmp_path):
     assert result.returncode == 2
     assert result.stderr == "error: reports/affinities.csv is missing: run `dvc repro affinity`\n"
     assert not (tmp_path / "reports/index.html").exists()
+
+
+def test_pass_shares_tell_firm_ties_from_chance():
+    """depth <-> distance is firm in the losses below (every item); edge2d's 2D preference is a coin flip."""
+    from taskonomy.report_checks import pass_shares
+
+    rng = np.random.default_rng(1)
+    a = structured_affinities()
+    n = 40
+    losses = {t: {s: (1 - a.loc[s, t] + rng.normal(0, 0.05, n)).astype(np.float32) for s in a.index}
+              for t in a.columns}
+    firm = pass_shares(losses, rounds=20)
+    assert firm["depth_mist"] == 1.0 and firm["random_last"] == 1.0 and set(firm) == {e.name for e in EXPECTATIONS}
+    for s in ("keypoint2d", "segment2d", "segment25d", "reshade"):   # edge2d: 2D and 3D sources alike
+        losses["edge2d"][s] = (0.5 + rng.normal(0, 0.05, n)).astype(np.float32)
+    assert 0 < pass_shares(losses, rounds=40)["gradients_2d"] < 1
+    losses["rgb2depth"]["rgb2mist"] = losses["rgb2depth"]["random"] + 1          # distance now useless for depth
+    assert pass_shares(losses, rounds=10)["depth_mist"] == 0.0
