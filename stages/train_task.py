@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "test_loss": test, "trivial_loss": trivial, "loss_ratio": test / trivial if trivial else None,
         "beats_trivial": float((run.test_losses < run.trivial_losses).mean()),
         "train_seconds": round(run.fit.seconds, 2), "epochs": run.loop.epochs,
-        "train_items": len(run.train), "epoch_items": min(run.loop.epoch_items or len(run.train), len(run.train)),
+        "train_items": len(run.train), "epoch_items": run.loop.items_per_epoch(len(run.train)),
         "test_items": len(run.test), "device": run.fit.device,
         "threads": torch.get_num_threads(), "loadavg": round(os.getloadavg()[0], 2)})
     _write_curve(out / "curve.csv", run.fit.history)

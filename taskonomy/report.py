@@ -28,10 +28,10 @@ import pandas as pd
 import yaml
 
 from taskonomy import report_figures as figures
+from taskonomy.affinity_io import load_npz
 from taskonomy.config import Params, as_dict
 from taskonomy.errors import DataError
 from taskonomy.provenance import git_describe
-from taskonomy.affinity_io import load_npz
 from taskonomy.report_checks import PASS, check_structure, pass_shares, ranked_sources
 from taskonomy.report_page import Image, Pre, Section, Table, Text, render_html, render_markdown
 from taskonomy.storage import atomic_write_text

@@ -63,7 +63,8 @@ ENCODINGS = {
     "segmentsemantic": "class id, manifest classes",
     "class_object": "visible-area distribution over object classes",
     "class_scene": "room type id, manifest scene_types",
-    "room_layout": "room centre in the camera frame (3), camera pitch, roll, cos and sin of 2 yaw (4), room extents (3)",
+    "room_layout": "room centre in the camera frame (3), camera pitch, roll, cos and sin of 2 yaw (4), "
+                   "room extents (3)",
     "vanishing_point": "world x, y, z axes in the camera frame",
     "jigsaw": "index into jigsaw_permutations",
     "jigsaw_permutations": "fixed permutation set, row 0 identity",
