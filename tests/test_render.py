@@ -260,7 +260,7 @@ def test_connected_components_split_equal_keys_that_do_not_touch():
     expected = torch.tensor([[[0, 0, 1, 1],
                               [1, 0, 1, 2],
                               [1, 1, 1, 2],
-                              [2, 2, 2, 2]]])
+                              [2, 2, 2, 2]]], dtype=torch.int32)
     assert torch.equal(connected_components(key), expected)
 
 

@@ -34,35 +34,43 @@ def _smooth(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     return torch.add(a, b, alpha=2).add_(c)
 
 
-def blur(x: Tensor) -> Tensor:
-    """Separable [1, 2, 1] / 4 smoothing of (V, C, R, R)."""
+# The filters below leave out their normalisation (powers of 2) and the callers apply it once at the end:
+# scaling by a power of 2 is exact, so the floats are the same as normalising each pass, in fewer passes.
+
+def _blur_sum(x: Tensor) -> Tensor:
+    """16 x the separable [1, 2, 1] / 4 smoothing of (V, C, R, R)."""
     p = _padded(x)
-    p = _smooth(p[..., :-2, :], p[..., 1:-1, :], p[..., 2:, :]).mul_(0.25)     # (V, C, R, R + 2)
-    return _smooth(p[..., :-2], p[..., 1:-1], p[..., 2:]).mul_(0.25)
+    p = _smooth(p[..., :-2, :], p[..., 1:-1, :], p[..., 2:, :])                 # (V, C, R, R + 2)
+    return _smooth(p[..., :-2], p[..., 1:-1], p[..., 2:])
 
 
-def sobel(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Horizontal and vertical Sobel derivatives of (V, C, R, R), per pixel."""
+def _sobel_8(x: Tensor) -> tuple[Tensor, Tensor]:
+    """8 x the horizontal and vertical Sobel derivatives of (V, C, R, R), per pixel."""
     p = _padded(x)
     smooth_y = _smooth(p[..., :-2, :], p[..., 1:-1, :], p[..., 2:, :])         # (V, C, R, R + 2)
     smooth_x = _smooth(p[..., :-2], p[..., 1:-1], p[..., 2:])                  # (V, C, R + 2, R)
-    gx = torch.sub(smooth_y[..., 2:], smooth_y[..., :-2]).mul_(0.125)
-    gy = torch.sub(smooth_x[..., 2:, :], smooth_x[..., :-2, :]).mul_(0.125)
-    return gx, gy
+    return torch.sub(smooth_y[..., 2:], smooth_y[..., :-2]), torch.sub(smooth_x[..., 2:, :], smooth_x[..., :-2, :])
 
 
 def harris(x: Tensor) -> Tensor:
     """Harris corner response (V, 1, R, R) of a multi-channel image (V, C, R, R), >= 0."""
-    return _harris(*sobel(x))
+    return _harris_8(*_sobel_8(x))
 
 
-def _harris(gx: Tensor, gy: Tensor) -> Tensor:
-    """Harris response from the Sobel derivatives (V, C, R, R); the three entries of the structure tensor
-    are blurred as one (V, 3, R, R) stack (one pass instead of three, the same floats per pixel)."""
-    m = torch.cat([(gx * gx).sum(1, keepdim=True), (gy * gy).sum(1, keepdim=True),
-                   (gx * gy).sum(1, keepdim=True)], dim=1)
-    xx, yy, xy = blur(m).unbind(1)
-    return (xx * yy - xy * xy - HARRIS_K * (xx + yy) ** 2).clamp_min(0)[:, None]
+def _harris_8(gx: Tensor, gy: Tensor) -> Tensor:
+    """Harris response from 8 x the Sobel derivatives (V, C, R, R). The entries of the structure tensor,
+    summed over channels in channel order, are written into one (V, 3, R, R) stack and blurred as one
+    (one pass instead of three, the same floats per pixel); the response is degree 2 in the blurred
+    tensor, which is 16 * 64 times too large, hence the final 2^-20."""
+    V, C, H, W = gx.shape
+    m = torch.empty(V, 3, H, W)
+    for entry, (a, b) in enumerate(((gx, gx), (gy, gy), (gx, gy))):
+        out = m[:, entry]
+        torch.mul(a[:, 0], b[:, 0], out=out)
+        for c in range(1, C):
+            out.add_(a[:, c] * b[:, c])
+    xx, yy, xy = _blur_sum(m).unbind(1)
+    return (xx * yy - xy * xy - HARRIS_K * (xx + yy) ** 2).clamp_min_(0).mul_(2.0 ** -20)[:, None]
 
 
 def grey(rgb: Tensor) -> Tensor:
@@ -72,14 +80,14 @@ def grey(rgb: Tensor) -> Tensor:
 
 def edge_and_keypoint2d(rgb: Tensor) -> tuple[Tensor, Tensor]:
     """``edge2d`` and ``keypoint2d`` from one Sobel pass over the grey image (both start from it)."""
-    gx, gy = sobel(grey(rgb))
-    return (gx * gx + gy * gy).sqrt(), _harris(gx, gy)
+    gx, gy = _sobel_8(grey(rgb))
+    return (gx * gx + gy * gy).sqrt_().mul_(0.125), _harris_8(gx, gy)
 
 
 def segment2d(rgb: Tensor) -> Tensor:
     """Ids (V, R, R) of connected regions of one quantised colour."""
-    level = (blur(rgb) * COLOUR_LEVELS).long().clamp(0, COLOUR_LEVELS - 1)       # (V, 3, R, R)
-    key = (level[:, 0] * COLOUR_LEVELS + level[:, 1]) * COLOUR_LEVELS + level[:, 2]
+    level = _blur_sum(rgb).mul_(COLOUR_LEVELS / 16).floor_().clamp_(0, COLOUR_LEVELS - 1)   # (V, 3, R, R)
+    key = (level[:, 0] * COLOUR_LEVELS + level[:, 1]).mul_(COLOUR_LEVELS).add_(level[:, 2])  # exact in float
     return connected_components(key)
 
 
@@ -88,9 +96,10 @@ def segment25d(surface: Tensor, normal: Tensor) -> Tensor:
     x, y, z = normal.abs().unbind(1)                                              # (V, R, R) each
     is_x = (x >= y) & (x >= z)                                                    # argmax: first of ties
     is_y = ~is_x & (y >= z)
-    axis = torch.where(is_x, 0, torch.where(is_y, 1, 2))
+    axis = torch.where(is_x, 0.0, torch.where(is_y, 1.0, 2.0))
     positive = torch.where(is_x, normal[:, 0], torch.where(is_y, normal[:, 1], normal[:, 2])) > 0
-    return connected_components(surface * 6 + axis * 2 + positive.long())
+    # surface * 6 + axis * 2 + positive, small integers: exact in float32
+    return connected_components(surface.float().mul_(6).add_(axis, alpha=2).add_(positive))
 
 
 def keypoint3d(normal: Tensor) -> Tensor:
@@ -121,4 +130,4 @@ def edge3d(point: Tensor, normal: Tensor, surface: Tensor, is_room: Tensor, foca
         cut = off > OCCLUSION_GAP * (torch.minimum(p_a[:, 2], p_b[:, 2]) / focal)
         edge[v[cut], a[cut]] = True
         edge[v[cut], b[cut]] = True
-    return blur(blur(edge.reshape(V, 1, H, W).float()))
+    return _blur_sum(_blur_sum(edge.reshape(V, 1, H, W).float())).mul_(1 / 256)

@@ -143,15 +143,25 @@ HIT = {ELLIPSOID: _hit_ellipsoid, BOX: _hit_box, CYLINDER: _hit_cylinder, CONE: 
 
 
 def _intersect(kind: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
-    t = torch.full(kind.shape, INF)
-    part = torch.zeros(kind.shape, dtype=torch.int64)
+    """t of the first hit and the part hit of candidates grouped by ``kind`` (k,), ascending (every
+    producer of candidates orders them so): each kind's rays are one slice, with no gather or scatter."""
+    bounds = torch.searchsorted(kind, torch.arange(len(HIT) + 1)).tolist()
+    ts, parts = [], []
     for k, hit in HIT.items():
-        sel = (kind == k).nonzero().squeeze(1)
-        if sel.numel():
-            t_k, part_k = hit(o.index_select(1, sel), d.index_select(1, sel))
-            t.index_copy_(0, sel, t_k)
-            part.index_copy_(0, sel, part_k)
-    return t, part
+        a, b = bounds[k], bounds[k + 1]
+        if b > a:
+            t_k, part_k = hit(o[:, a:b], d[:, a:b])
+            ts.append(t_k)
+            parts.append(part_k)
+    if not ts:
+        return torch.full(kind.shape, INF), torch.zeros(kind.shape, dtype=torch.int64)
+    return torch.cat(ts), torch.cat(parts)
+
+
+def _by_kind(kind: Tensor, *xs: Tensor) -> tuple[Tensor, ...]:
+    """``xs`` reordered stably by ``kind`` (candidates grouped by primitive kind, for :func:`_intersect`)."""
+    order = torch.argsort(kind, stable=True)
+    return tuple(x.index_select(0, order) for x in xs)
 
 
 def _surface(kind: Tensor, part: Tensor, q: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
@@ -227,7 +237,8 @@ def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
         g, n, p = inside.nonzero(as_tuple=True)
         found.append((g + g0, n, p))
     g, n, p = (torch.cat(x) for x in zip(*found))
-    return g, n, flat[g, p]
+    fp = flat[g, p]
+    return _by_kind(prims.kind.index_select(0, fp), g, n, fp)
 
 
 def _tile_candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
@@ -254,6 +265,7 @@ def _tile_candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Ten
     reach = torch.where(tiled(active).any(-1).any(-2), tiled(t_max).amax((-3, -1)), -INF).reshape(G, n * n)
     meet = (apart <= spread + half[:, None] + 1e-3) & (near[:, None] < reach[..., None])
     g, b, p = meet.nonzero(as_tuple=True)                                                # (M,) pairs
+    g, b, p = _by_kind(prims.kind.index_select(0, flat[g, p]), g, b, p)                 # kept in the rays
     # the rays of each pair's tile, flat over the groups (M, side * side)
     first = g * N + (b // n) * (side * R) + (b % n) * side
     ray = first[:, None] + (torch.arange(side)[:, None] * R + torch.arange(side)).reshape(-1)
@@ -300,8 +312,11 @@ def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tens
     x0, x1 = extent(x)
     y0, y1 = extent(y)
     w, h = (x1 - x0 + 1).clamp_min(0), (y1 - y0 + 1).clamp_min(0)
-    count = torch.where((prims.kind[flat] >= 0) & (z + r > 0), w * h, 0).reshape(-1)  # (V * P,)
-    pair = torch.repeat_interleave(torch.arange(count.numel()), count)
+    kind = prims.kind[flat].reshape(-1)
+    count = torch.where((kind >= 0) & (z + r > 0).reshape(-1), (w * h).reshape(-1), 0)     # (V * P,)
+    order = torch.argsort(kind, stable=True)                     # pairs grouped by kind, for _intersect
+    count = count.index_select(0, order)
+    pair = torch.repeat_interleave(order, count)
     offset = torch.arange(pair.numel()) - torch.repeat_interleave(count.cumsum(0) - count, count)
     width = w.reshape(-1)[pair]
     px = x0.reshape(-1)[pair] + offset % width
@@ -334,12 +349,14 @@ def _room(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> tup
         ahead = d > 0
         gap = torch.where(ahead, (hi[:, axis] - origin[:, axis])[:, None], (origin[:, axis] - lo[:, axis])[:, None])
         t_axis = gap / d.abs()
+        face_axis = ahead.to(torch.uint8).add_(2 * axis)
         if axis == 0:
-            t, face = t_axis, ahead.long()
+            t, face = t_axis, face_axis
         else:
             nearer = t_axis < t
             t = torch.where(nearer, t_axis, t)
-            face = torch.where(nearer, 2 * axis + ahead.long(), face)
+            face = torch.where(nearer, face_axis, face)
+    face = face.long()
     return t, face, _FACE_NORMAL.index_select(1, face.reshape(-1))
 
 
@@ -363,9 +380,10 @@ def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
         tk, part = _intersect(kind, o_l, d_l)
         best = t.scatter_reduce(0, ray, tk, "amin")
         won = ((tk == best.index_select(0, ray)) & (tk < t.index_select(0, ray))).nonzero().squeeze(1)
-        # equal t on two primitives (where parts of an object touch): keep the last candidate
-        last = torch.full((G * N,), -1, dtype=torch.int64).scatter_reduce(0, ray[won], won, "amax")
-        k = won[last[ray[won]] == won]
+        # equal t on two primitives (where parts of an object touch): keep the later primitive
+        fp_won = fp.index_select(0, won)
+        last = torch.full((G * N,), -1, dtype=torch.int64).scatter_reduce(0, ray[won], fp_won, "amax")
+        k = won[last[ray[won]] == fp_won]
         r, fk, tk = ray.index_select(0, k), fp.index_select(0, k), tk.index_select(0, k)
         s = prims.scale.index_select(0, fk).t()                               # (3, k)
         q = torch.addcmul(o_l.index_select(1, k), tk, d_l.index_select(1, k))   # (3, k)

@@ -180,10 +180,18 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return rgb ** 2.2
 
 
+def draw(rng: np.random.Generator, p, size=None):
+    """``rng.choice(len(p), size, p=p)`` without its checks of ``p`` (most of its cost on a few items): the
+    same draws from the same stream (one uniform each, looked up in the normalised cumulative sum)."""
+    cdf = np.cumsum(p, dtype=float)
+    cdf /= cdf[-1]
+    return cdf.searchsorted(rng.random(size), side="right")
+
+
 def _material(rng, weights, hue, saturation, value, scale) -> tuple:
     """(pattern, colour_a, colour_b, waves, phase, specular) for one surface."""
     w = np.asarray(weights, float)
-    pattern = int(rng.choice(len(PATTERNS), p=w / w.sum()))
+    pattern = int(draw(rng, w / w.sum()))
     h = rng.uniform(*hue)
     a = _hsv(h % 1.0, rng.uniform(*saturation), rng.uniform(*value))
     b = _hsv((h + rng.uniform(-0.15, 0.15)) % 1.0, rng.uniform(*saturation), rng.uniform(*value) * 0.6)
@@ -222,7 +230,7 @@ def sample_scene(rng: np.random.Generator, objects_min: int, objects_max: int, l
     cell_w, cell_d = (w - 0.8) / grid, (d - 0.8) / grid
     cells = rng.permutation(grid * grid)[:n_objects]
     weights = np.asarray(kind.objects) / sum(kind.objects)
-    classes = rng.choice(len(OBJECT_CLASSES), size=n_objects, p=weights)
+    classes = draw(rng, weights, n_objects)
     parts, footprint, top = [], [], []
     for j, (cell, cls) in enumerate(zip(cells, classes)):
         max_radius = 0.5 * min(cell_w, cell_d) - 0.05

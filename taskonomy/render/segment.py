@@ -19,17 +19,17 @@ from torch import Tensor
 
 
 def connected_components(key: Tensor) -> Tensor:
-    """Region ids (B, H, W) int64, 0..K-1 per image, of the 4-connected regions of equal ``key`` (B, H, W)."""
+    """Region ids (B, H, W) int32, 0..K-1 per image, of the 4-connected regions of equal ``key`` (B, H, W)."""
     k = key.numpy()
     B, H, W = k.shape
     start = np.ones(k.shape, bool)                                # a run starts here
     start[:, :, 1:] = k[:, :, 1:] != k[:, :, :-1]
-    run = np.cumsum(start.reshape(-1)) - 1                        # (B * H * W,) run of each pixel
+    run = np.cumsum(start.reshape(-1), dtype=np.int32) - 1     # (B * H * W,) run of each pixel
     n_runs = int(run[-1]) + 1
     run = run.reshape(B, H, W)
     joined = (k[:, 1:] == k[:, :-1]) & (start[:, 1:] | start[:, :-1])   # (B, H - 1, W) vertical joins
     upper, lower = run[:, :-1][joined], run[:, 1:][joined]
     graph = coo_matrix((np.ones(len(upper), bool), (upper, lower)), shape=(n_runs, n_runs))
     _, component = graph_components(graph, directed=False)
-    label = component[run].reshape(B, H * W).astype(np.int64)
+    label = component.astype(np.int32)[run].reshape(B, H * W)
     return torch.from_numpy((label - label[:, :1]).reshape(B, H, W))

@@ -88,38 +88,43 @@ def shade(prims: Primitives, lighting: Lighting, scene: Tensor, dirs: Tensor, po
     tile = math.gcd(math.isqrt(N), 8)
     L = lighting.light_pos.shape[1]
     weights, highlights = torch.zeros(L, V, N), torch.zeros(L, V, N)
+    normal_dot_ray = planar_dot(normal, dirs)                                        # n.d, (V, N)
     for light in range(L):
         # only the views whose scene uses this light slot
         views = (lighting.light_rgb[scene, light].sum(-1) > 0).nonzero().squeeze(1)
         if views.numel() == 0:
             continue
         every = views.numel() == V
-        pick = (lambda x: x) if every else (lambda x: x.index_select(1, views))      # noqa: E731
+        pick = (lambda x, dim=1: x) if every else (lambda x, dim=1: x.index_select(dim, views))   # noqa: E731
         p, n, d = pick(point), pick(normal), pick(dirs)                              # (3, v, N)
         pos = lighting.light_pos[scene[views], light]                                # (v, 3)
         to_light = pos.t()[..., None] - p                                            # (3, v, N)
-        inverse = planar_dot(to_light, to_light).rsqrt()                             # 1 / distance
-        cos = planar_dot(n, to_light) * inverse                                      # n.l
-        falloff = 1 / (1 + (1 / (inverse * FALLOFF)) ** 2)
+        inverse = planar_dot(to_light, to_light).rsqrt_()                            # 1 / distance
+        cos = planar_dot(n, to_light).mul_(inverse)                                  # n.l
+        falloff = (inverse * FALLOFF).reciprocal_().pow_(2).add_(1).reciprocal_()  # 1 / (1 + (r / FALLOFF)^2)
         lit = cos > LIT
         if shadows and bool(lit.any()):
             # rays from the light towards the points; the margin keeps the point's own surface out
             l = to_light * -inverse
-            t_max = (1 - 1e-4) / inverse - 1e-3
+            t_max = inverse.reciprocal().mul_(1 - 1e-4).sub_(1e-3)
             lit &= occluded(prims, scene[views], pos, l, t_max, lit, tile).logical_not_()
         # Blinn-Phong: n.h with h = (l - d) / |l - d|, |l - d|^2 = 2 - 2 l.d
-        half_length = (2 - 2 * planar_dot(to_light, d) * inverse).clamp_min(1e-18).rsqrt()
-        highlight = ((cos - planar_dot(n, d)) * half_length).clamp_min_(0)
+        half_length = (2 * planar_dot(to_light, d)).mul_(inverse).neg_().add_(2).clamp_min_(1e-18).rsqrt_()
+        highlight = (cos - pick(normal_dot_ray, 0)).mul_(half_length).clamp_min_(0)
         for _ in range(SHININESS_LOG2):
-            highlight = highlight * highlight                                        # ** SHININESS
-        weight = torch.where(lit, cos * falloff, 0.0)                                # (v, N)
-        highlight = torch.where(lit, highlight * falloff, 0.0)
+            highlight.mul_(highlight)                                                # ** SHININESS
+        unlit = lit.logical_not_()
+        weight = cos.mul_(falloff).masked_fill_(unlit, 0.0)                          # (v, N)
+        highlight = highlight.mul_(falloff).masked_fill_(unlit, 0.0)
         if every:
             weights[light], highlights[light] = weight, highlight
         else:
             weights[light].index_copy_(0, views, weight)
             highlights[light].index_copy_(0, views, highlight)
     rgb = lighting.light_rgb[scene].permute(1, 2, 0)[..., None]                       # (L, 3, V, 1)
-    diffuse = (weights[:, None] * rgb).sum(0) + lighting.ambient[scene][:, None]    # (3, V, N)
-    specular = (highlights[:, None] * rgb).sum(0)
-    return torch.addcmul(diffuse * base, gloss, specular)
+    diffuse, specular = weights[0] * rgb[0], highlights[0] * rgb[0]                  # (3, V, N)
+    for light in range(1, L):
+        diffuse += weights[light] * rgb[light]
+        specular += highlights[light] * rgb[light]
+    diffuse += lighting.ambient[scene][:, None]
+    return torch.addcmul(diffuse.mul_(base), gloss, specular)

@@ -43,7 +43,7 @@ SPLITS = ("train", "transfer", "test")
 # Semantic class of the room faces 2 * axis + (ray goes + along the axis): x walls, floor / ceiling, z walls.
 FACE_CLASS = (WALL, WALL, FLOOR, CEILING, WALL, WALL)
 MIN_FIXATION_DISTANCE = 0.6     # m
-DENSE_PIXELS = 1 << 18          # pixels shaded and labelled per pass: the buffers of a pass stay in cache
+DENSE_PIXELS = 1 << 17          # pixels shaded and labelled per pass: the buffers of a pass stay in cache
 
 # What each array holds (the manifest's "encoding"); the full table is docs/bank-format.md.
 ENCODINGS = {
@@ -156,13 +156,12 @@ def place_cameras(prims, scenes: list[Scene], rigs: list[Rig], views: int) -> tu
     first = torch.where(ok.any(-1), ok.long().argmax(-1), -1)                            # (S, V)
 
     target_np = target.double().numpy()
-    poses = np.zeros((S, views, 4, 4))
-    for s, rig in enumerate(rigs):
-        centre = np.array([rig.candidates[v, first[s, v]] if first[s, v] >= 0 else rig.anchor_origin
-                           for v in range(views)])
-        rot = look_at(centre, target_np[s], rig.roll)
-        poses[s] = cam_to_world(rot, centre)
-    return poses, target_np
+    first = first.numpy()
+    candidates = np.array([r.candidates for r in rigs])                                   # (S, V, K, 3)
+    centre = np.take_along_axis(candidates, first.clip(0)[..., None, None], axis=2)[:, :, 0]
+    centre = np.where(first[..., None] >= 0, centre, np.array([r.anchor_origin for r in rigs])[:, None])
+    rot = look_at(centre, target_np, np.array([r.roll for r in rigs]))
+    return cam_to_world(rot, centre), target_np
 
 
 # --------------------------------------------------------------------------------------------------
@@ -197,13 +196,16 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
     pose = torch.from_numpy(poses.reshape(V, 4, 4)).float()                             # (V, 4, 4)
     scene_of_view = torch.arange(S).repeat_interleave(per)
 
-    # The per-pixel work, a slice of views at a time (each view is independent of the others).
+    # The per-pixel work, a slice of views at a time (each view is independent of the others), each
+    # writing its rows of the chunk's arrays.
     step = max(1, DENSE_PIXELS // (r.resolution * r.resolution))
-    dense = [_render_views(r, prims, lighting, tables, scene_of_view[v:v + step], pose[v:v + step])
-             for v in range(0, V, step)]
+    dense: dict[str, np.ndarray] = {}
+    for v in range(0, V, step):
+        _render_views(r, prims, lighting, tables, scene_of_view[v:v + step], pose[v:v + step],
+                      _Rows(dense, V, v))
     room = np.array([s.room for s in scenes])
     return {
-        **{name: np.concatenate([d[name] for d in dense]) for name in dense[0]},
+        **dense,
         "class_scene": np.repeat([s.scene_type for s in scenes], per).astype(np.int64),
         "room_layout": views.room_layout(poses.reshape(V, 4, 4), np.repeat(room, per, axis=0)).astype(np.float32),
         "vanishing_point": views.vanishing_points(poses.reshape(V, 4, 4)).astype(np.float32),
@@ -214,9 +216,25 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
     }
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """Rows ``start``.. of a chunk's arrays (``total`` views each, made on first use): each label is
+    converted to its stored dtype as it is copied in, with no array per slice of views to concatenate."""
+    arrays: dict[str, np.ndarray]
+    total: int
+    start: int
+
+    def __setitem__(self, name: str, value: tuple[torch.Tensor, torch.dtype] | torch.Tensor) -> None:
+        x, dtype = value if isinstance(value, tuple) else (value, value.dtype)
+        if name not in self.arrays:
+            self.arrays[name] = torch.empty((self.total,) + x.shape[1:], dtype=dtype).numpy()
+        torch.from_numpy(self.arrays[name][self.start:self.start + len(x)]).copy_(x)
+
+
 def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables: tuple[torch.Tensor, torch.Tensor],
-                  scene_of_view: torch.Tensor, pose: torch.Tensor) -> dict[str, np.ndarray]:
-    """The image and the dense labels of views ``pose`` (V, 4, 4) of scenes ``scene_of_view`` (V,)."""
+                  scene_of_view: torch.Tensor, pose: torch.Tensor, out: _Rows) -> None:
+    """The image and the dense labels of views ``pose`` (V, 4, 4) of scenes ``scene_of_view`` (V,), into
+    ``out``."""
     V, R = len(pose), r.resolution
     rot, origin = pose[:, :3, :3], pose[:, :3, 3]
 
@@ -257,30 +275,28 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
     total = area.sum(1, keepdim=True)
     class_object = torch.where(total > 0, area / total.clamp_min(1), 1.0 / len(OBJECT_CLASSES))
 
-    f16 = lambda x: x.to(torch.float16).numpy()                                          # noqa: E731
+    half = torch.float16
     edge2d, keypoint2d = labels.edge_and_keypoint2d(clean)
-    return {
-        "rgb": rgb_img.numpy(),
-        "mask": image(torch.isfinite(hits.t)).numpy(),
-        "rgb2depth": f16(point_img[:, 2:]),
-        "rgb2mist": f16(image(hits.t)),
-        "rgb2sfnorm": f16(normal_img),
-        "reshade": f16(image(planar_dot(hits.normal, dirs).neg_().clamp_(0, 1))),
-        "curvature": f16(image(hits.curvature)),
-        "edge3d": f16(labels.edge3d(point_img, normal_img, surface, is_room, camera.focal)),
-        "keypoint3d": f16(labels.keypoint3d(normal_img)),
-        "segment25d": _ids(labels.segment25d(surface, normal_img)),
-        "edge2d": f16(edge2d),
-        "keypoint2d": f16(keypoint2d),
-        "segment2d": _ids(labels.segment2d(clean)),
-        "segmentsemantic": semantic[:, None].to(torch.uint8).numpy(),
-        "class_object": class_object.float().numpy(),
-    }
+    out["rgb"] = rgb_img
+    out["mask"] = torch.isfinite(hits.t).reshape(V, 1, R, R)
+    out["rgb2depth"] = point_img[:, 2:], half
+    out["rgb2mist"] = hits.t.reshape(V, 1, R, R), half
+    out["rgb2sfnorm"] = normal_img, half
+    out["reshade"] = planar_dot(hits.normal, dirs).neg_().clamp_(0, 1).reshape(V, 1, R, R), half
+    out["curvature"] = hits.curvature.reshape(2, V, R, R).transpose(0, 1), half
+    out["edge3d"] = labels.edge3d(point_img, normal_img, surface, is_room, camera.focal), half
+    out["keypoint3d"] = labels.keypoint3d(normal_img), half
+    out["segment25d"] = _ids(labels.segment25d(surface, normal_img))
+    out["edge2d"] = edge2d, half
+    out["keypoint2d"] = keypoint2d, half
+    out["segment2d"] = _ids(labels.segment2d(clean))
+    out["segmentsemantic"] = semantic[:, None], torch.uint8
+    out["class_object"] = class_object, torch.float32
 
 
-def _ids(segments: torch.Tensor) -> np.ndarray:
+def _ids(segments: torch.Tensor) -> tuple[torch.Tensor, torch.dtype]:
     """int16 ids (V, 1, R, R); ids past the int16 range (only in huge, noisy images) share the last one."""
-    return segments.clamp_max(np.iinfo(np.int16).max)[:, None].to(torch.int16).numpy()
+    return segments.clamp_max(np.iinfo(np.int16).max)[:, None], torch.int16
 
 
 # --------------------------------------------------------------------------------------------------

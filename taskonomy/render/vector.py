@@ -24,8 +24,10 @@ def planar_dot(a: Tensor, b: Tensor) -> Tensor:
 
 def planar_matvec(m: Tensor, v: Tensor) -> Tensor:
     """``M v`` (3, ...) of matrices given by their entries row-major (9, ...) and planar vectors (3, ...)."""
-    return torch.stack([torch.addcmul(torch.addcmul(m[3 * i] * v[0], m[3 * i + 1], v[1]), m[3 * i + 2], v[2])
-                        for i in range(3)])
+    out = torch.empty((3,) + torch.broadcast_shapes(m.shape[1:], v.shape[1:]), dtype=torch.result_type(m, v))
+    for i in range(3):
+        torch.mul(m[3 * i], v[0], out=out[i]).addcmul_(m[3 * i + 1], v[1]).addcmul_(m[3 * i + 2], v[2])
+    return out
 
 
 def rotate_back(rot: Tensor, v: Tensor) -> Tensor:
