@@ -287,14 +287,47 @@ def test_image_space_culling_finds_every_hit(monkeypatch):
         assert np.array_equal(boxed[name], coned[name]), name
 
 
+def test_workers_write_into_shared_files_and_leave_none_behind(tiny_render):
+    """Workers write the dense arrays into the split's files in shared memory; once the split is back, the
+    files are gone (the mappings hold the data)."""
+    from taskonomy.render import split
+    again, _ = render_split(dataclasses.replace(tiny_render, workers=2), "train")
+    assert isinstance(again["rgb"], np.memmap) and set(split.dense_layout(tiny_render.resolution)) <= set(again)
+    assert os.listdir(split._handover_folder()) == []
+    first, _ = render_split(dataclasses.replace(tiny_render, workers=1), "train")
+    for name in first:
+        assert first[name].tobytes() == again[name].tobytes(), name
+
+
 def test_workers_fall_back_to_the_pipe_without_room_for_files(tiny_render, monkeypatch, tmp_path):
-    """Chunks come back from worker processes through files; where none can be written, through the pipe."""
+    """Where no file can be made for the workers to write into, the chunks come back through the pipe."""
     from taskonomy.render import split
     first, _ = render_split(dataclasses.replace(tiny_render, workers=1), "train")
     monkeypatch.setattr(split, "_handover_folder", lambda: str(tmp_path / "missing"))
     again, _ = render_split(dataclasses.replace(tiny_render, workers=2), "train")
+    assert not isinstance(again["rgb"], np.memmap)
     for name in first:
         assert first[name].tobytes() == again[name].tobytes(), name
+
+
+def test_a_label_of_the_wrong_shape_is_refused():
+    from taskonomy.render.split import _Rows, dense_layout
+    rows = _Rows({}, dense_layout(8), total=4, start=0)
+    rows["rgb"] = torch.zeros(2, 3, 8, 8, dtype=torch.float32)            # converted to uint8 as it is copied
+    assert rows.arrays["rgb"].dtype == np.uint8 and rows.arrays["rgb"].shape == (4, 3, 8, 8)
+    with pytest.raises(ValueError, match="edge2d"):
+        rows["edge2d"] = torch.zeros(2, 3, 8, 8)
+
+
+@pytest.mark.parametrize("size", [None, 1, 5])
+def test_draw_makes_the_same_draws_as_rng_choice(size):
+    from taskonomy.render.scene import draw
+    for seed in range(200):
+        p = np.random.default_rng(10_000 + seed).random(1 + seed % 8)
+        p /= p.sum()
+        ours, numpy = np.random.default_rng(seed), np.random.default_rng(seed)
+        assert np.array_equal(draw(ours, p, size), numpy.choice(len(p), size=size, p=p))
+        assert ours.random() == numpy.random()                           # the stream is where choice left it
 
 
 def test_busy_cores_counts_other_runnable_tasks_now(tmp_path):

@@ -328,12 +328,16 @@ def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tens
 def _to_local(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, g: Tensor, ray: Tensor,
               fp: Tensor) -> tuple[Tensor, Tensor]:
     """Candidate rays (group ``g``, flat ray ``ray``, flat primitive ``fp``) in their primitives' unit frames,
-    planar (3, k): origins R^T (o - c) / s computed once per (group, primitive) pair and gathered,
+    planar (3, k): origins R^T (o - c) / s, computed once per (group, primitive) pair and gathered where
+    the groups have more candidates than pairs (many rays each), else per candidate (the same floats);
     directions diag(1 / s) R^T d from the primitives' ``to_unit`` columns."""
     P = prims.per_scene
-    flat = (scene[:, None] * P + torch.arange(P)).reshape(-1)                   # (G * P,)
-    o_pair = rotate_back(prims.rot[flat], origin.repeat_interleave(P, 0) - prims.centre[flat]) / prims.scale[flat]
-    o_l = o_pair.t().contiguous().index_select(1, g * P + fp % P)               # (3, k)
+    if len(g) < len(scene) * P:
+        o_l = (rotate_back(prims.rot[fp], origin[g] - prims.centre[fp]) / prims.scale[fp]).t()
+    else:
+        flat = (scene[:, None] * P + torch.arange(P)).reshape(-1)               # (G * P,)
+        o_pair = rotate_back(prims.rot[flat], origin.repeat_interleave(P, 0) - prims.centre[flat]) / prims.scale[flat]
+        o_l = o_pair.t().contiguous().index_select(1, g * P + fp % P)           # (3, k)
     d = dirs.reshape(3, -1).index_select(1, ray)                                 # (3, k) world
     return o_l, planar_matvec(prims.to_unit.index_select(1, fp), d)
 

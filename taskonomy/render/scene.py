@@ -176,7 +176,7 @@ def _place(parts: list[tuple], x: float, z: float, yaw: float, max_radius: float
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
     """HSV (all in [0, 1]) to linear RGB (the sRGB values squared, close enough for albedo)."""
     k = (np.array([5.0, 3.0, 1.0]) + h * 6.0) % 6.0
-    rgb = v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+    rgb = v - v * s * np.maximum(np.minimum(np.minimum(k, 4.0 - k), 1.0), 0.0)   # np.clip, without its overhead
     return rgb ** 2.2
 
 

@@ -10,6 +10,7 @@ per-pixel work runs a slice of views at a time, small enough to stay in cache.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -181,8 +182,11 @@ def _lookup_tables(scenes: list[Scene], per_scene: int) -> tuple[torch.Tensor, t
     return torch.from_numpy(cls), torch.from_numpy(material)
 
 
-def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.ndarray]:
-    """Every per-view array of scenes ``indices`` (views scene-major), as stored in the bank."""
+def render_chunk(r: RenderParams, seed: int, indices: range, into: dict[str, np.ndarray] | None = None
+                 ) -> dict[str, np.ndarray]:
+    """Every per-view array of scenes ``indices`` (views scene-major), as stored in the bank; the dense ones
+    (:func:`dense_layout`) are written into ``into`` (each array's rows of these views) where given, and
+    left out of the result."""
     scenes, rigs = [], []
     for i in indices:
         rng = scene_rng(seed, i)
@@ -199,13 +203,16 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
     # The per-pixel work, a slice of views at a time (each view is independent of the others), each
     # writing its rows of the chunk's arrays.
     step = max(1, DENSE_PIXELS // (r.resolution * r.resolution))
+    layout = dense_layout(r.resolution)
     dense: dict[str, np.ndarray] = {}
+    if into is not None:
+        dense = {name: into[name] for name in layout}           # a KeyError here is a bug: no silent copy
     for v in range(0, V, step):
         _render_views(r, prims, lighting, tables, scene_of_view[v:v + step], pose[v:v + step],
-                      _Rows(dense, V, v))
+                      _Rows(dense, layout, V, v))
     room = np.array([s.room for s in scenes])
     return {
-        **dense,
+        **({} if into is not None else dense),
         "class_scene": np.repeat([s.scene_type for s in scenes], per).astype(np.int64),
         "room_layout": views.room_layout(poses.reshape(V, 4, 4), np.repeat(room, per, axis=0)).astype(np.float32),
         "vanishing_point": views.vanishing_points(poses.reshape(V, 4, 4)).astype(np.float32),
@@ -216,18 +223,34 @@ def render_chunk(r: RenderParams, seed: int, indices: range) -> dict[str, np.nda
     }
 
 
+def dense_layout(resolution: int) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
+    """The per-pixel arrays of the bank that :func:`_render_views` writes: dtype and shape per view."""
+    image = lambda channels: (channels, resolution, resolution)                          # noqa: E731
+    half = torch.float16
+    return {"rgb": (torch.uint8, image(3)), "mask": (torch.bool, image(1)), "rgb2depth": (half, image(1)),
+            "rgb2mist": (half, image(1)), "rgb2sfnorm": (half, image(3)), "reshade": (half, image(1)),
+            "curvature": (half, image(2)), "edge3d": (half, image(1)), "keypoint3d": (half, image(1)),
+            "segment25d": (torch.int16, image(1)), "edge2d": (half, image(1)), "keypoint2d": (half, image(1)),
+            "segment2d": (torch.int16, image(1)), "segmentsemantic": (torch.uint8, image(1)),
+            "class_object": (torch.float32, (len(OBJECT_CLASSES),))}
+
+
 @dataclass(frozen=True)
 class _Rows:
-    """Rows ``start``.. of a chunk's arrays (``total`` views each, made on first use): each label is
-    converted to its stored dtype as it is copied in, with no array per slice of views to concatenate."""
+    """Rows ``start``.. of a chunk's dense arrays (``total`` views each; made on first use unless given):
+    each label is converted to its stored dtype (:func:`dense_layout`) as it is copied in, with no array
+    per slice of views to concatenate."""
     arrays: dict[str, np.ndarray]
+    layout: dict[str, tuple[torch.dtype, tuple[int, ...]]]
     total: int
     start: int
 
-    def __setitem__(self, name: str, value: tuple[torch.Tensor, torch.dtype] | torch.Tensor) -> None:
-        x, dtype = value if isinstance(value, tuple) else (value, value.dtype)
+    def __setitem__(self, name: str, x: torch.Tensor) -> None:
+        dtype, shape = self.layout[name]
+        if tuple(x.shape[1:]) != shape:
+            raise ValueError(f"{name}: views of shape {tuple(x.shape[1:])}, the layout says {shape}")
         if name not in self.arrays:
-            self.arrays[name] = torch.empty((self.total,) + x.shape[1:], dtype=dtype).numpy()
+            self.arrays[name] = torch.empty((self.total,) + shape, dtype=dtype).numpy()
         torch.from_numpy(self.arrays[name][self.start:self.start + len(x)]).copy_(x)
 
 
@@ -275,28 +298,27 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
     total = area.sum(1, keepdim=True)
     class_object = torch.where(total > 0, area / total.clamp_min(1), 1.0 / len(OBJECT_CLASSES))
 
-    half = torch.float16
     edge2d, keypoint2d = labels.edge_and_keypoint2d(clean)
     out["rgb"] = rgb_img
     out["mask"] = torch.isfinite(hits.t).reshape(V, 1, R, R)
-    out["rgb2depth"] = point_img[:, 2:], half
-    out["rgb2mist"] = hits.t.reshape(V, 1, R, R), half
-    out["rgb2sfnorm"] = normal_img, half
-    out["reshade"] = planar_dot(hits.normal, dirs).neg_().clamp_(0, 1).reshape(V, 1, R, R), half
-    out["curvature"] = hits.curvature.reshape(2, V, R, R).transpose(0, 1), half
-    out["edge3d"] = labels.edge3d(point_img, normal_img, surface, is_room, camera.focal), half
-    out["keypoint3d"] = labels.keypoint3d(normal_img), half
+    out["rgb2depth"] = point_img[:, 2:]
+    out["rgb2mist"] = hits.t.reshape(V, 1, R, R)
+    out["rgb2sfnorm"] = normal_img
+    out["reshade"] = planar_dot(hits.normal, dirs).neg_().clamp_(0, 1).reshape(V, 1, R, R)
+    out["curvature"] = hits.curvature.reshape(2, V, R, R).transpose(0, 1)
+    out["edge3d"] = labels.edge3d(point_img, normal_img, surface, is_room, camera.focal)
+    out["keypoint3d"] = labels.keypoint3d(normal_img)
     out["segment25d"] = _ids(labels.segment25d(surface, normal_img))
-    out["edge2d"] = edge2d, half
-    out["keypoint2d"] = keypoint2d, half
+    out["edge2d"] = edge2d
+    out["keypoint2d"] = keypoint2d
     out["segment2d"] = _ids(labels.segment2d(clean))
-    out["segmentsemantic"] = semantic[:, None], torch.uint8
-    out["class_object"] = class_object, torch.float32
+    out["segmentsemantic"] = semantic[:, None]
+    out["class_object"] = class_object
 
 
-def _ids(segments: torch.Tensor) -> tuple[torch.Tensor, torch.dtype]:
-    """int16 ids (V, 1, R, R); ids past the int16 range (only in huge, noisy images) share the last one."""
-    return segments.clamp_max(np.iinfo(np.int16).max)[:, None], torch.int16
+def _ids(segments: torch.Tensor) -> torch.Tensor:
+    """Ids (V, 1, R, R) for int16; ids past its range (only in huge, noisy images) share the last one."""
+    return segments.clamp_max(np.iinfo(np.int16).max)[:, None]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -340,18 +362,13 @@ def busy_cores(samples: int = 10, loadavg: str = "/proc/loadavg") -> float:
         return os.getloadavg()[0]
 
 
-def _render_job(job: tuple[RenderParams, int, range]) -> dict[str, np.ndarray]:
-    return render_chunk(*job)
-
-
 _SHARED_MEMORY = "/dev/shm"     # a RAM-backed folder, where the system has one
-_ALIGN = 64                     # bytes; every array in a handed-over file starts aligned
-_HANDOVER: list[str] = []       # this process's folder for handed-over chunks, made on first use
+_HANDOVER: list[str] = []       # this process's folder for the files workers write into, made on first use
 
 
 def _handover_folder() -> str:
-    """A private folder (in shared memory where there is one) for workers' chunks; removed at exit, so a
-    split abandoned half-way leaves nothing behind."""
+    """A private folder (in shared memory where there is one) for the split's dense arrays that workers
+    write into; removed at exit, so a split abandoned half-way leaves nothing behind."""
     if not _HANDOVER:
         _HANDOVER.append(tempfile.mkdtemp(prefix="taskonomy-render-",
                                           dir=_SHARED_MEMORY if os.path.isdir(_SHARED_MEMORY) else None))
@@ -359,43 +376,53 @@ def _handover_folder() -> str:
     return _HANDOVER[0]
 
 
-Layout = list[tuple[str, str, tuple]]     # (name, dtype, shape) of each array, in file order
+Files = dict[str, tuple[str, np.dtype, tuple[int, ...]]]      # dense array -> (path, dtype, full shape)
 
 
-def _render_job_to_file(job: tuple[RenderParams, int, range, str]) -> tuple[str, Layout] | dict[str, np.ndarray]:
-    """``render_chunk`` in a worker, its arrays handed over in a file in ``folder``: a chunk's arrays are
-    large (~35 MB for 256 views at 64x64), and sending them through the pool's pipe cost the two processes
-    about as much CPU time as a quarter of the rendering. Returns the file's path and layout (the reader
-    deletes the file), or the arrays themselves where the folder has no room."""
-    *chunk, folder = job
-    out = render_chunk(*chunk)
-    path = None
+def _shared_files(r: RenderParams, n_views: int) -> Files | None:
+    """One file per dense array of a split (:func:`dense_layout`), its room reserved up front (a full
+    tmpfs would otherwise kill the process that touches the page), for worker processes to write their
+    chunks' rows into: a split's dense arrays are large (~35 MB per 256 views at 64x64), and handing them
+    over through the pool's pipe, or even a file per chunk, cost the two processes several percent of the
+    rendering in copies. None where the folder has no room."""
+    files: Files = {}
     try:
-        fd, path = tempfile.mkstemp(dir=folder)
-        with os.fdopen(fd, "wb") as f:
-            for value in out.values():
-                f.write(np.ascontiguousarray(value).data)
-                f.write(bytes(-value.nbytes % _ALIGN))
+        for name, (dtype, shape) in dense_layout(r.resolution).items():
+            np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+            full = (n_views,) + shape
+            fd, path = tempfile.mkstemp(dir=_handover_folder(), prefix=f"{name}-")
+            files[name] = (path, np_dtype, full)
+            try:
+                os.posix_fallocate(fd, 0, max(1, int(np.prod(full)) * np_dtype.itemsize))
+            finally:
+                os.close(fd)
     except OSError:                                    # e.g. a small /dev/shm: the pipe after all
-        if path is not None:
+        _remove(files)
+        return None
+    return files
+
+
+def _remove(files: Files) -> None:
+    for path, _, _ in files.values():
+        with contextlib.suppress(OSError):
             os.unlink(path)
-        return out
-    return path, [(name, value.dtype.str, value.shape) for name, value in out.items()]
 
 
-def _read_job_file(path: str, layout: Layout) -> dict[str, np.ndarray]:
-    """The arrays written by :func:`_render_job_to_file`, as read-only views of the mapped file (deleted
-    here already: the mapping keeps it alive until the views are dropped)."""
-    try:
-        data = np.memmap(path, dtype=np.uint8, mode="r") if os.path.getsize(path) else np.zeros(0, np.uint8)
-    finally:
-        os.unlink(path)
-    out, offset = {}, 0
-    for name, dtype, shape in layout:
-        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        out[name] = data[offset:offset + size].view(dtype).reshape(shape)
-        offset += size + -size % _ALIGN
-    return out
+def _map(files: Files) -> dict[str, np.ndarray]:
+    return {name: np.memmap(path, dtype=dtype, mode="r+", shape=shape) for name, (path, dtype, shape) in files.items()}
+
+
+def _rows(arrays: dict[str, np.ndarray], indices: range, per: int) -> dict[str, np.ndarray]:
+    return {name: a[indices.start * per:indices.stop * per] for name, a in arrays.items()}
+
+
+def _render_job(job: tuple[RenderParams, int, range, Files | None]) -> dict[str, np.ndarray]:
+    """``render_chunk`` in a worker: the dense arrays into the split's shared files where there are some
+    (the result then holds only the small per-view arrays), else all of them back through the pipe."""
+    r, seed, indices, files = job
+    if files is None:
+        return render_chunk(r, seed, indices)
+    return render_chunk(r, seed, indices, into=_rows(_map(files), indices, r.views_per_scene))
 
 
 def _one_thread() -> None:
@@ -412,41 +439,52 @@ def _close_pools() -> None:
         _POOLS.popitem()[1].terminate()
 
 
-def _render_chunks(jobs: list[tuple[RenderParams, int, range]], workers: int):
-    """``render_chunk`` of each job, in order: here, or in ``workers`` forked processes of one thread each
-    (started on first use and kept, so later splits find them warm). A chunk's bytes depend only on its
-    scenes, so where it runs does not matter."""
-    workers = min(workers, len(jobs))
+def _pool(workers: int) -> multiprocessing.pool.Pool | None:
+    """``workers`` forked processes of one thread each, started on first use and kept (so later splits find
+    them warm); None for one worker or where processes cannot be forked."""
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        yield from map(_render_job, jobs)
-        return
+        return None
     if workers not in _POOLS:
         if not _POOLS:
             atexit.register(_close_pools)
         _POOLS[workers] = multiprocessing.get_context("fork").Pool(workers, _one_thread)
-    folder = _handover_folder()
-    for result in _POOLS[workers].imap(_render_job_to_file, [job + (folder,) for job in jobs], chunksize=1):
-        yield result if isinstance(result, dict) else _read_job_file(*result)
+    return _POOLS[workers]
 
 
 def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progress: bool = False
                  ) -> tuple[dict[str, np.ndarray], dict]:
-    """All arrays of one split and its manifest metadata (see taskonomy.bank.write_split)."""
+    """All arrays of one split and its manifest metadata (see taskonomy.bank.write_split).
+
+    Chunks render here, or in worker processes; a chunk's bytes depend only on its scenes, so where it
+    runs does not matter. Either way the dense arrays are written in place, into the split's arrays
+    (files in shared memory that the workers map), with no copy per chunk."""
     n_scenes = getattr(r.scenes, split) if n_scenes is None else n_scenes
     seed = split_seed(r.seed, split)
     per = r.views_per_scene
+    n_views = n_scenes * per
     log.info("rendering %s: %d scenes x %d views at %dx%d (seed %d)", split, n_scenes, per, r.resolution,
              r.resolution, seed)
-    arrays: dict[str, np.ndarray] = {}
     workers = render_workers(r.workers)
-    jobs = [(r, seed, indices) for indices in _chunks(n_scenes, r.chunk_scenes, workers)]
-    for (_, _, indices), out in zip(jobs, tqdm(_render_chunks(jobs, workers), total=len(jobs),
-                                               desc=f"render {split}", unit="chunk", disable=not progress)):
-        start = indices.start
-        for name, value in out.items():
-            if name not in arrays:
-                arrays[name] = np.empty((n_scenes * per,) + value.shape[1:], value.dtype)
-            arrays[name][start * per:start * per + len(value)] = value
+    chunks = _chunks(n_scenes, r.chunk_scenes, workers)
+    pool = _pool(min(workers, len(chunks)))
+    files = _shared_files(r, n_views) if pool is not None else None
+    try:
+        if pool is None:
+            arrays = {name: torch.empty((n_views,) + shape, dtype=dtype).numpy()
+                      for name, (dtype, shape) in dense_layout(r.resolution).items()}
+            results = (render_chunk(r, seed, indices, into=_rows(arrays, indices, per)) for indices in chunks)
+        else:
+            arrays = _map(files) if files is not None else {}
+            results = pool.imap(_render_job, [(r, seed, indices, files) for indices in chunks], chunksize=1)
+        for indices, out in zip(chunks, tqdm(results, total=len(chunks), desc=f"render {split}", unit="chunk",
+                                             disable=not progress)):
+            for name, value in out.items():
+                if name not in arrays:
+                    arrays[name] = np.empty((n_views,) + value.shape[1:], value.dtype)
+                arrays[name][indices.start * per:indices.start * per + len(value)] = value
+    finally:
+        if files is not None:
+            _remove(files)                              # the mappings keep the data until dropped
 
     pose = arrays["cam_to_world"].astype(np.float64)
     pairs = views.scene_pairs(n_scenes, per, lambda s: scene_rng(seed, s, stream=1))
