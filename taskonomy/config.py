@@ -112,6 +112,7 @@ class TransferParams:
     seed: int = param(0, ge=0)
     images: int = param(0, ge=0, doc="transfer-split images used; 0 = all")
     epochs: int = param(8, ge=1)
+    epoch_items: int = param(0, ge=0, doc="items per epoch, a fresh random subset each epoch; 0 = every item")
     batch_size: int = param(64, ge=1)
     lr: float = param(3e-3, gt=0, lt=10)
     weight_decay: float = param(1e-5, ge=0)

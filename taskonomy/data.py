@@ -150,8 +150,8 @@ def input_views(task: Task, split: Any) -> torch.Tensor:
 # Targets
 # --------------------------------------------------------------------------------------------------
 
-def _raw_target(task: Task, split: Any) -> torch.Tensor:
-    raw = np.asarray(_array(split, task.label, task))
+def _raw_target(task: Task, split: Any, limit: int | None = None) -> torch.Tensor:
+    raw = np.asarray(_array(split, task.label, task)[:limit])
     if task.encoding is Encoding.LOG_CENTERED:
         log = torch.from_numpy(np.log(np.maximum(raw.astype(np.float32), 1e-3)))  # (N, C, H, W)
         return log - log.mean(dim=(2, 3), keepdim=True)
@@ -168,11 +168,16 @@ def _raw_target(task: Task, split: Any) -> torch.Tensor:
     return torch.from_numpy(raw.astype(np.int64))
 
 
+STATS_ITEMS = 4096   # standardisation statistics come from at most this many labels of the split (the first)
+
+
 def fit_stats(task: Task, split: Any) -> dict[str, list[float]]:
-    """Per-channel mean and std of a continuous target on (normally) the train split; {} otherwise."""
+    """Per-channel mean and std of a continuous target on (normally) the train split, from its first
+    ``STATS_ITEMS`` labels (plenty for a mean and a std; every transfer stage fits them for every target,
+    so their cost must not grow with the split); {} for targets that are not standardised."""
     if not task.encoding.standardised:
         return {}
-    raw = _raw_target(task, split).double()
+    raw = _raw_target(task, split, STATS_ITEMS).double()
     dims = [d for d in range(raw.dim()) if d != 1]                          # all but channels
     mean, std = raw.mean(dims), raw.std(dims).clamp(min=1e-6)
     return {"mean": mean.tolist(), "std": std.tolist()}
