@@ -11,7 +11,7 @@ one value per test item, lower is better. Training minimises the batch mean of t
 the number a transfer is judged on is the number it was trained on. Choices against the originals
 (reference §1.2), for a 32 px synthetic bank trained in seconds:
 
-- no cGAN term; L1 for dense regression, but L2 for the mostly-zero maps (curvature, edge3d,
+- no cGAN term; L1 for dense regression, but L2 for the mostly-zero maps (curvature, edge3d, keypoint3d,
   keypoint2d), where L1 learns to predict zero everywhere (prototype-lessons.md);
 - every continuous target is z-scored per channel on the train split; depth and distance use
   log-depth with each image's mean removed first (absolute scale is ambiguous across rooms);
@@ -172,7 +172,7 @@ for _task in [
     Task("curvature", _D, "curvature", Encoding.SIGNED_LOG, Loss.L2, out_channels=2, masked=True,
          doc="principal curvatures (1/m: 0 on planes, up to 100 on small spheres)"),
     Task("edge3d", _D, "edge3d", _E, Loss.L2, out_channels=1, masked=True, doc="occlusion edges"),
-    Task("keypoint3d", _D, "keypoint3d", _E, Loss.L1, out_channels=1, masked=True, doc="3D keypoints"),
+    Task("keypoint3d", _D, "keypoint3d", _E, Loss.L2, out_channels=1, masked=True, doc="3D keypoints"),
     Task("segment25d", Kind.DENSE_EMBEDDING, "segment25d", Encoding.SEGMENTS, Loss.METRIC, out_channels=16,
          doc="smooth surface patches (metric loss on an embedding)"),
     # 2D
