@@ -150,6 +150,27 @@ def _schedule(cfg: LoopConfig, total_steps: int) -> Callable[[int], float]:
     raise TaskonomyError(f"schedule: unknown {cfg.schedule!r} (known: cosine, step, constant)")
 
 
+NARROW_CHANNELS = 8
+
+
+def _has_narrow_convs(model: nn.Module) -> bool:
+    """Whether a convolution of ``model`` has fewer than ``NARROW_CHANNELS`` channels on both sides."""
+    convs = (m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+    return any(max(m.in_channels, m.out_channels) < NARROW_CHANNELS for m in convs)
+
+
+def cpu_kernels(model: nn.Module, device: torch.device):
+    """oneDNN off for a model with narrow convolutions on the CPU; on otherwise.
+
+    torch 2.14.1's oneDNN CPU convolutions corrupt the heap or spin forever with 4-channel layers on
+    AVX2-only hosts: a width-4 task network aborted ("double free or corruption") or hung in most runs,
+    in NCHW and NHWC alike, and never with oneDNN off. PyTorch's own kernels are 2-3x slower at the
+    default widths, which never trigger it; test-sized models and the pixels trunk's 3 -> 4 layer do.
+    """
+    narrow = device.type == "cpu" and _has_narrow_convs(model)
+    return torch.backends.mkldnn.flags(enabled=not narrow)
+
+
 def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
@@ -210,45 +231,46 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
 
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=start * steps, desc=name, disable=None, leave=False)
-    for epoch in range(start, cfg.epochs):
-        # ---- one epoch: shuffle from (seed, epoch), so a resumed run sees the same order (and, with
-        # epoch_items, the same subset: the first items of the order)
-        model.train()
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        order = torch.randperm(n, generator=gen)
-        running = torch.zeros((), dtype=torch.float64)
-        for step in range(steps):
-            batch = data.batch(order[step * batch_size:(step + 1) * batch_size]).to(device)
-            with _autocast(device):
-                pred = model(batch.x)
-            loss = loss_fn(pred, batch).float().mean()
-            if not torch.isfinite(loss):
-                raise TaskonomyError(f"{name}: non-finite training loss ({loss.item()}) at epoch {epoch + 1}, "
-                                     f"step {step + 1}; try a lower lr or grad_clip")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            running += loss.detach().double().cpu()
-            bar.update(1)
-        # ---- epoch end: record, evaluate, checkpoint
-        row = {"epoch": epoch + 1, "train_loss": float(running / steps), "lr": optimizer.param_groups[0]["lr"]}
-        if eval_data is not None:
-            row["test_loss"] = float(evaluate_per_item(model, eval_data, loss_fn, device=device).mean())
-        row["seconds"] = time.perf_counter() - t0
-        result.history.append(row)
-        bar.set_postfix(loss=f"{row['train_loss']:.4f}")
-        log.info("%s: epoch %d/%d train loss %.4f%s", name, epoch + 1, cfg.epochs, row["train_loss"],
-                 f" test loss {row['test_loss']:.4f}" if "test_loss" in row else "")
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, {
-                "format": 1, "fingerprint": stamp, "epoch": epoch + 1, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(), "history": result.history})
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, row)
+    with cpu_kernels(model, device):
+        for epoch in range(start, cfg.epochs):
+            # ---- one epoch: shuffle from (seed, epoch), so a resumed run sees the same order (and, with
+            # epoch_items, the same subset: the first items of the order)
+            model.train()
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+            order = torch.randperm(n, generator=gen)
+            running = torch.zeros((), dtype=torch.float64)
+            for step in range(steps):
+                batch = data.batch(order[step * batch_size:(step + 1) * batch_size]).to(device)
+                with _autocast(device):
+                    pred = model(batch.x)
+                loss = loss_fn(pred, batch).float().mean()
+                if not torch.isfinite(loss):
+                    raise TaskonomyError(f"{name}: non-finite training loss ({loss.item()}) at epoch {epoch + 1}, "
+                                         f"step {step + 1}; try a lower lr or grad_clip")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                running += loss.detach().double().cpu()
+                bar.update(1)
+            # ---- epoch end: record, evaluate, checkpoint
+            row = {"epoch": epoch + 1, "train_loss": float(running / steps), "lr": optimizer.param_groups[0]["lr"]}
+            if eval_data is not None:
+                row["test_loss"] = float(evaluate_per_item(model, eval_data, loss_fn, device=device).mean())
+            row["seconds"] = time.perf_counter() - t0
+            result.history.append(row)
+            bar.set_postfix(loss=f"{row['train_loss']:.4f}")
+            log.info("%s: epoch %d/%d train loss %.4f%s", name, epoch + 1, cfg.epochs, row["train_loss"],
+                     f" test loss {row['test_loss']:.4f}" if "test_loss" in row else "")
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, {
+                    "format": 1, "fingerprint": stamp, "epoch": epoch + 1, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": _rng_state(), "history": result.history})
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, row)
     bar.close()
     result.seconds = time.perf_counter() - t0
     return result
@@ -272,11 +294,12 @@ def evaluate_per_item(model: nn.Module, data: BatchSource, loss_fn: LossFn, *, b
     was_training = model.training
     model.eval()
     out = []
-    for i in range(0, len(data), batch_size):
-        batch = data.batch(torch.arange(i, min(i + batch_size, len(data)))).to(device)
-        with _autocast(device):
-            pred = model(batch.x)
-        out.append(loss_fn(pred.float(), batch).float().cpu())
+    with cpu_kernels(model, device):
+        for i in range(0, len(data), batch_size):
+            batch = data.batch(torch.arange(i, min(i + batch_size, len(data)))).to(device)
+            with _autocast(device):
+                pred = model(batch.x)
+            out.append(loss_fn(pred.float(), batch).float().cpu())
     model.train(was_training)
     return torch.cat(out).numpy().astype(np.float32)
 

@@ -43,7 +43,7 @@ from taskonomy.models import build_head
 from taskonomy.readout import PixelsTrunk, Readout, TransferFunction
 from taskonomy.storage import atomic_savez
 from taskonomy.tasks import Task, get_task, per_item_loss
-from taskonomy.train import LoopConfig, evaluate_per_item, fit
+from taskonomy.train import LoopConfig, cpu_kernels, evaluate_per_item, fit
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,8 @@ def encode_views(encoder: nn.Module, views: torch.Tensor, batch_size: int = ENCO
     if views.shape[1] != 1:
         raise ValueError(f"a source encodes whole images, got {views.shape[1]} inputs per view")
     encoder = encoder.eval().to(device)
-    parts = [encoder(views[i:i + batch_size, 0].to(device)).float().cpu() for i in range(0, len(views), batch_size)]
+    with cpu_kernels(encoder, torch.device(device)):   # the kernels the encoder would train and run with
+        parts = [encoder(views[i:i + batch_size, 0].to(device)).float().cpu() for i in range(0, len(views), batch_size)]
     return torch.cat(parts)
 
 

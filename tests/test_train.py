@@ -214,3 +214,18 @@ def test_final_checkpoint_round_trip(splits, tmp_path):
         assert torch.equal(encoder(x), run.network.encoder(x))
         network, _ = load_task_network(path, task)
         assert torch.equal(network(x[:, None]), run.network(x[:, None]))
+
+
+def test_onednn_is_off_only_for_narrow_convolutions():
+    """Narrow (< 8-channel) convolutions train with PyTorch's own CPU kernels: oneDNN's corrupt the heap on
+    AVX2 hosts there. The default widths keep oneDNN (2-3x faster)."""
+    from taskonomy.train import cpu_kernels, _has_narrow_convs
+
+    depth = get_task("rgb2depth").with_outputs(1)
+    assert not _has_narrow_convs(build_task_network(depth, TrainTaskParams(width=16), 32))
+    narrow = build_task_network(depth, TrainTaskParams(width=4), 32)
+    assert _has_narrow_convs(narrow)
+    before = torch.backends.mkldnn.enabled
+    with cpu_kernels(narrow, torch.device("cpu")):
+        assert not torch.backends.mkldnn.enabled
+    assert torch.backends.mkldnn.enabled == before
