@@ -104,7 +104,6 @@ def test_standardisation(train_split):
     assert torch.allclose(y.mean((1, 2, 3)), torch.zeros(len(y)), atol=1e-4)
 
 
-
 def test_standardisation_statistics_come_from_the_first_stats_items(train_split, monkeypatch):
     """fit_stats reads at most STATS_ITEMS labels (the first), so its cost does not grow with the split."""
     import taskonomy.data as D
@@ -117,6 +116,7 @@ def test_standardisation_statistics_come_from_the_first_stats_items(train_split,
     assert np.allclose(stats["std"], first.std((0, 2, 3)).numpy(), atol=1e-6)
     monkeypatch.setattr(D, "STATS_ITEMS", train_split.n_views)
     assert not np.allclose(stats["mean"], fit_stats(task, train_split)["mean"])     # the rest was left out
+
 
 def test_input_transforms_are_deterministic(train_split):
     plain = input_views(get_task("autoencoder"), train_split)[:, 0]           # (V, 3, R, R)

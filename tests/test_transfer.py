@@ -197,6 +197,7 @@ def test_first_order_only_writes_an_empty_result_per_target(tmp_path):
         with np.load(tmp_path / "out" / t / "losses.npz") as z:
             assert z.files == []
 
+
 def test_transfer_epoch_items_reach_the_readout_loop():
     """transfer.epoch_items: each readout epoch trains on a fresh subset of that many items."""
     loop = T.loop_config(TransferParams(epoch_items=600), "rgb2depth", "cpu")
