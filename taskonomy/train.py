@@ -20,10 +20,12 @@ checkpoint (params, code version, standardisation stats) and reads an encoder ba
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -159,7 +161,8 @@ def _has_narrow_convs(model: nn.Module) -> bool:
     return any(max(m.in_channels, m.out_channels) < NARROW_CHANNELS for m in convs)
 
 
-def cpu_kernels(model: nn.Module, device: torch.device):
+@contextlib.contextmanager
+def cpu_kernels(model: nn.Module, device: torch.device) -> Iterator[None]:
     """oneDNN off for a model with narrow convolutions on the CPU; on otherwise.
 
     torch 2.14.1's oneDNN CPU convolutions corrupt the heap or spin forever with 4-channel layers on
@@ -168,7 +171,13 @@ def cpu_kernels(model: nn.Module, device: torch.device):
     default widths, which never trigger it; test-sized models and the pixels trunk's 3 -> 4 layer do.
     """
     narrow = device.type == "cpu" and _has_narrow_convs(model)
-    return torch.backends.mkldnn.flags(enabled=not narrow)
+    before = torch.backends.mkldnn.enabled
+    # only the one switch: torch.backends.mkldnn.flags also resets deterministic / TF32 (and warns about TF32)
+    torch.backends.mkldnn.enabled = not narrow
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 def _autocast(device: torch.device):
@@ -282,7 +291,7 @@ def predict(model: nn.Module, data: BatchSource, items: torch.Tensor,
     """The model's outputs for ``items`` (eval mode), float32 on the CPU."""
     device = device or next(model.parameters()).device
     model.eval()
-    with _autocast(device):
+    with cpu_kernels(model, device), _autocast(device):
         return model(data.batch(items).to(device).x).float().cpu()
 
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -225,7 +225,11 @@ def test_onednn_is_off_only_for_narrow_convolutions():
     assert not _has_narrow_convs(build_task_network(depth, TrainTaskParams(width=16), 32))
     narrow = build_task_network(depth, TrainTaskParams(width=4), 32)
     assert _has_narrow_convs(narrow)
-    before = torch.backends.mkldnn.enabled
-    with cpu_kernels(narrow, torch.device("cpu")):
-        assert not torch.backends.mkldnn.enabled
-    assert torch.backends.mkldnn.enabled == before
+    before = torch.backends.mkldnn.enabled, torch.backends.mkldnn.deterministic
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")            # only the one switch: no TF32 setting and its warning
+        with cpu_kernels(narrow, torch.device("cpu")):
+            assert not torch.backends.mkldnn.enabled
+        with pytest.raises(RuntimeError), cpu_kernels(narrow, torch.device("cpu")):
+            raise RuntimeError("restored on the way out")
+    assert (torch.backends.mkldnn.enabled, torch.backends.mkldnn.deterministic) == before
