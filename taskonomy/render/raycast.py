@@ -318,11 +318,12 @@ def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tens
     count = count.index_select(0, order)
     pair = torch.repeat_interleave(order, count)
     offset = torch.arange(pair.numel()) - torch.repeat_interleave(count.cumsum(0) - count, count)
-    width = w.reshape(-1)[pair]
-    px = x0.reshape(-1)[pair] + offset % width
-    py = y0.reshape(-1)[pair] + offset // width
+    pick = lambda x: x.reshape(-1).index_select(0, pair)                             # noqa: E731
+    width = pick(w)
+    px = pick(x0) + offset % width
+    py = pick(y0) + offset // width
     g = pair // P
-    return g, py * R + px, flat.reshape(-1)[pair]
+    return g, py * R + px, pick(flat)
 
 
 def _to_local(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, g: Tensor, ray: Tensor,

@@ -263,7 +263,7 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
 
     # Primary rays: one per pixel, camera frame -> world. Per-pixel vectors are planar (3, V, N).
     camera = Camera(R, r.fov_deg)
-    ray_cam = camera.rays().t()[:, None]                                                 # (3, 1, N)
+    ray_cam = camera.rays().t().contiguous()[:, None]                                    # (3, 1, N)
     dirs = planar_matvec(rot.reshape(V, 9).t()[..., None], ray_cam)                      # (3, V, N)
     candidates = pixel_candidates(prims, scene_of_view, rot, origin, camera.focal, R)
     hits = nearest_hit(prims, scene_of_view, origin, dirs, candidates)
