@@ -32,14 +32,14 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 import yaml
 
 from taskonomy.affinity import first_order_matrices
 from taskonomy.bank import load_splits
-from taskonomy.config import TransferParams, as_dict, from_dict, load_params
-from taskonomy.errors import TaskonomyError
+from taskonomy.config import TransferParams, as_dict, check_tasks, from_dict, load_params
+from taskonomy.errors import TaskonomyError, run_main
 from taskonomy.report_checks import EXPECTATIONS, NA, PASS, check_structure, ranked_sources
+from taskonomy.train import resolve_device
 from taskonomy.transfer import (TransferContext, executor_spec, load_reps, load_targets, run_transfers,
                                 strip_views)
 
@@ -77,32 +77,19 @@ def main() -> None:
     parser.add_argument("--sources", default="", help="comma-separated; default: every task of the run")
     parser.add_argument("--variant", action="append", default=[], help="key=value,... over transfer params")
     args = parser.parse_args()
-    try:
-        run(args)
-    except TaskonomyError as error:
-        sys.exit(f"error: {error}")
-
-
-def run(args: argparse.Namespace) -> None:
-    params = load_params(args.run / "params.yaml")
+    params_path = args.run / "params.yaml"
+    params = load_params(params_path)
     targets = args.targets.split(",") if args.targets else [t for t in checked_targets() if t in params.targets()]
     sources = args.sources.split(",") if args.sources else list(params.tasks)
-    for name in targets + sources:
-        if name not in params.tasks:
-            raise TaskonomyError(f"{name}: not a task of {args.run / 'params.yaml'}")
-    missing = [s for s in sources if not (args.run / f"outputs/transfer/{s}/reps.npz").is_file()]
-    if missing:
-        raise TaskonomyError(f"{args.run / 'outputs/transfer'}: no cached reps for {', '.join(missing)} "
-                             f"(run dvc repro first)")
-    splits = load_splits(args.run / "data/bank")
-    data = strip_views(load_targets(splits, targets, params.transfer.images))
+    check_tasks(params, targets + sources, params_path)
     reps = {s: load_reps(args.run / f"outputs/transfer/{s}/reps.npz", s) for s in sources}
-    device = "cuda" if params.transfer.device != "cpu" and torch.cuda.is_available() else "cpu"
+    data = strip_views(load_targets(load_splits(args.run / "data/bank"), targets, params.transfer.images))
+    device = str(resolve_device(params.transfer.device))
     variants = [("base", params.transfer)] + [(text, variant(params.transfer, text)) for text in args.variant]
     jobs = [((s,), t) for t in targets for s in sources]
     print(f"{args.run.resolve()}: {len(targets)} targets x {len(sources)} sources = {len(jobs)} readouts "
           f"per variant, on {device}")
-    base_cost = None
+    base_cost, base = None, dataclasses.asdict(params.transfer)
     for name, p in variants:
         context = TransferContext(reps, data, p, params.train_task, device)
         start = time.perf_counter()
@@ -110,7 +97,7 @@ def run(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - start
         base_cost = base_cost or seconds
         mean_loss, affinity = first_order_matrices(losses, params.affinity.clip, sources)
-        changed = {k: v for k, v in dataclasses.asdict(p).items() if v != dataclasses.asdict(params.transfer)[k]}
+        changed = {k: v for k, v in dataclasses.asdict(p).items() if v != base[k]}
         print(f"\n== {name} {changed or ''}: {seconds:.0f} s, {seconds / len(jobs):.2f} s per readout, "
               f"{seconds / base_cost:.2f}x the base cost")
         print(f"{'target':>16}  {'best source':>16}  {'loss':>6}  expected sources (rank)  random")
@@ -129,4 +116,4 @@ def run(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
