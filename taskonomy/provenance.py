@@ -10,14 +10,29 @@ import taskonomy
 PACKAGE_DIR = Path(taskonomy.__file__).parent
 
 
-def git_describe(where: Path) -> str | None:
-    """``git describe --always --dirty --tags`` of the checkout at ``where``; None outside git."""
+OUTPUTS = "reports"   # the pipeline's own tracked outputs: a run rewrites them, so they do not make code dirty
+
+
+def _git(where: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=where,
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_describe(where: Path) -> str | None:
+    """``git describe --always --tags`` of the checkout at ``where``, with ``-dirty`` when a tracked file
+    other than the pipeline's outputs under ``reports/`` differs from the commit; None outside git.
+
+    (``git describe --dirty`` counts every tracked file, so a run marks itself dirty as soon as its first
+    stage rewrites ``reports/``; the code and params are what the version must vouch for.)"""
+    describe = _git(where, "describe", "--always", "--tags")
+    if not describe:
+        return None
+    changed = _git(where, "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                   f":(top,exclude){OUTPUTS}")
+    return f"{describe}-dirty" if changed else describe
 
 
 def code_version(package_dir: Path | None = None) -> dict[str, str]:
