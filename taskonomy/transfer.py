@@ -265,8 +265,13 @@ def load_source_encoder(checkpoint: str | Path, source: str) -> nn.Module:
 
 
 def save_reps(path: str | Path, reps: Mapping[str, torch.Tensor]) -> None:
-    """Write a source's cached representations (float16) atomically: ``'<split>/<transform>' -> (V, C, h, w)``."""
-    atomic_savez(path, {k: v.numpy().astype(np.float16) for k, v in reps.items()})
+    """Write a source's cached representations atomically: ``'<split>/<transform>' -> (V, C, h, w)``.
+
+    float32, exactly what this stage's first-order readouts trained on: ``transfer_high`` and
+    benchmarks/readouts.py read them back, and readout training is chaotic enough that float16 rounding
+    alone moved per-item losses by up to 0.16 and swapped close ranks, so higher orders were compared
+    with first-order readouts of other inputs."""
+    atomic_savez(path, {k: v.numpy().astype(np.float32, copy=False) for k, v in reps.items()})
 
 
 def load_reps(path: str | Path, source: str) -> dict[str, torch.Tensor]:
@@ -274,4 +279,4 @@ def load_reps(path: str | Path, source: str) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise DataError(f"{source}: {path} is missing; run `dvc repro transfer@{source}` first")
     with np.load(path) as z:
-        return {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
+        return {k: torch.from_numpy(z[k].astype(np.float32, copy=False)) for k in z.files}
