@@ -202,15 +202,24 @@ def encode_target(task: Task, split: Any, stats: dict[str, list[float]]) -> torc
     return raw
 
 
-def load_task_data(split: Any, task: Task, stats: dict[str, list[float]]) -> TaskData:
+def load_task_data(split: Any, task: Task, stats: dict[str, list[float]],
+                   shared: dict[str, torch.Tensor] | None = None) -> TaskData:
     """Inputs and targets of ``task`` on one bank split (a ``taskonomy.bank.Split``).
 
-    ``stats`` are the train split's (:func:`fit_stats`), or {} for encodings that need none.
+    ``stats`` are the train split's (:func:`fit_stats`), or {} for encodings that need none. ``shared``:
+    a dict kept across the tasks loaded from the same split, which then share one tensor of inputs per
+    input transform (and one validity mask) instead of converting the images again for each task; the
+    tensors are read-only by convention, as ``TaskData.subset`` already shares its views.
     """
     if not task.trainable:
         raise DataError(f"{task.name}: has no label to load")
     task = task.with_outputs(n_outputs(task, split))
-    views = input_views(task, split)
+    shared = {} if shared is None else shared
+    # jigsaw tiles follow the task's own label, so only the other transforms are shared
+    key = f"views/{task.transform.value}" + (f"/{task.label}" if task.transform is Transform.TILES else "")
+    if key not in shared:
+        shared[key] = input_views(task, split)
+    views = shared[key]
     target = encode_target(task, split, stats)
     if task.index is None:
         index = torch.arange(views.shape[0]).unsqueeze(1)                  # (V, 1)
@@ -221,5 +230,7 @@ def load_task_data(split: Any, task: Task, stats: dict[str, list[float]]) -> Tas
                         f"but the label has {target.shape[0]} items of {task.n_views} inputs")
     mask = None
     if task.masked and "mask" in split.arrays:
-        mask = torch.from_numpy(np.array(split.arrays["mask"], dtype=bool))
+        if "mask" not in shared:
+            shared["mask"] = torch.from_numpy(np.array(split.arrays["mask"], dtype=bool))
+        mask = shared["mask"]
     return TaskData(task, views, index, target, mask)

@@ -81,12 +81,13 @@ def load_targets(splits: Mapping[str, Any], targets: Sequence[str], images: int 
     """``target -> split -> TaskData`` for the transfer and test splits, labels standardised with the
     train split's statistics (as the task networks were). ``splits``: name -> ``bank.Split``."""
     out = {}
+    shared: dict[str, dict] = {split: {} for split in SPLITS}     # inputs converted once per split and transform
     for target in targets:
         task = get_task(target)
         if not task.trainable:
             raise TaskonomyError(f"{target}: has no label, so it cannot be a transfer target (source_only)")
         stats = fit_stats(task, splits["train"])
-        per_split = {split: load_task_data(splits[split], task, stats) for split in SPLITS}
+        per_split = {split: load_task_data(splits[split], task, stats, shared[split]) for split in SPLITS}
         items = training_items(per_split["transfer"], images)
         if len(items) < 2:
             raise TaskonomyError(f"transfer.images: {images} images leave {target} with {len(items)} training items")

@@ -67,6 +67,17 @@ def test_all_pairs_give_one_finite_loss_per_test_item(all_pairs, splits):
     assert not np.array_equal(losses["rgb2depth"]["edge2d"], losses["rgb2depth"]["random"])
 
 
+def test_targets_of_a_split_share_their_inputs_and_load_as_alone(targets, splits):
+    depth, scene, noisy = (targets[t]["test"] for t in ("rgb2depth", "class_scene", "denoise"))
+    assert depth.views.data_ptr() == scene.views.data_ptr()        # one conversion of the images per split
+    assert noisy.views.data_ptr() != depth.views.data_ptr()        # another input transform: its own
+    for target in ("class_scene", "denoise"):
+        alone = T.load_targets(splits, [target])[target]
+        for split in ("transfer", "test"):
+            assert torch.equal(alone[split].views, targets[target][split].views)
+            assert torch.equal(alone[split].target, targets[target][split].target)
+
+
 def test_test_items_follow_the_bank_order_for_every_transfer(targets, splits):
     test = splits["test"]
     assert torch.equal(targets["fix_pose"]["test"].index, torch.from_numpy(test["fix_pose_index"]))
