@@ -113,7 +113,8 @@ def main() -> None:
         print(f"\n== {name} {changed or ''}: {seconds:.0f} s, {seconds / len(jobs):.2f} s per readout, "
               f"{seconds / base_cost:.2f}x the base cost")
         if name == "base":
-            print(f"retrained vs the run's own per-item losses: max |difference| {run_difference(args.run, losses, jobs):.3g}")
+            worst = run_difference(args.run, losses, jobs)
+            print(f"retrained vs the run's own per-item losses: max |difference| {worst:.3g}")
         print(f"{'target':>16}  {'best source':>16}  {'loss':>6}  expected sources (rank)  random")
         for t in targets:
             ranks = ranked_sources(affinity, t)

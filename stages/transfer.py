@@ -8,8 +8,8 @@ the transfer and test splits; a readout into every target of the task list (t <-
 on the cached representation (taskonomy.transfer). Writes to ``--out``:
 
 - ``losses.npz``: one key per target, float32 (N_t,) per-item test losses in bank order;
-- ``reps.npz``: the cached standardised representations, float32 (what the readouts here trained on), ``'<split>/<transform>'`` ->
-  (V, C, h, w), read by ``transfer_high`` instead of re-encoding;
+- ``reps.npz``: the cached standardised representations, float32 (what the readouts here trained on),
+  ``'<split>/<transform>'`` -> (V, C, h, w), read by ``transfer_high`` instead of re-encoding;
 - ``metrics.json``: timings, executor, load average.
 """
 from __future__ import annotations
