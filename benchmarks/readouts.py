@@ -38,6 +38,7 @@ import numpy as np
 import yaml
 
 from taskonomy.affinity import first_order_matrices
+from taskonomy.affinity_io import load_npz
 from taskonomy.bank import load_splits
 from taskonomy.config import TransferParams, as_dict, check_tasks, from_dict, load_params
 from taskonomy.errors import TaskonomyError, run_main
@@ -62,12 +63,12 @@ def expected_sources(target: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def run_difference(run: Path, losses: dict, jobs: list) -> float:
+def run_difference(run: Path, losses: dict, sources: list[str], targets: list[str]) -> float:
     """Largest per-item difference between retrained first-order losses and the run's own."""
     worst = 0.0
-    for (source,), target in jobs:
-        with np.load(run / f"outputs/transfer/{source}/losses.npz") as stored:
-            worst = max(worst, float(np.abs(stored[target] - losses[target][source]).max()))
+    for s in sources:
+        stored = load_npz(run / f"outputs/transfer/{s}/losses.npz", f"transfer@{s}", targets)
+        worst = max(worst, *(float(np.abs(stored[t] - losses[t][s]).max()) for t in targets))
     return worst
 
 
@@ -113,7 +114,7 @@ def main() -> None:
         print(f"\n== {name} {changed or ''}: {seconds:.0f} s, {seconds / len(jobs):.2f} s per readout, "
               f"{seconds / base_cost:.2f}x the base cost")
         if name == "base":
-            worst = run_difference(args.run, losses, jobs)
+            worst = run_difference(args.run, losses, sources, targets)
             print(f"retrained vs the run's own per-item losses: max |difference| {worst:.3g}")
         print(f"{'target':>16}  {'best source':>16}  {'loss':>6}  expected sources (rank)  random")
         for t in targets:
