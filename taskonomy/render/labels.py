@@ -1,7 +1,7 @@
 """Dense labels derived from the image and the geometry buffers of rendered views.
 
-All filters are written as shifted slices of replicate-padded tensors (no convolution kernels), so each
-output pixel is computed alone: the bytes do not depend on the batch size or the number of threads.
+All filters are 3 x 3 stencils on replicate-padded images, each output pixel computed alone (compiled
+loops, no convolution kernels): the bytes do not depend on the batch size or the number of threads.
 Images are (V, C, R, R) float32.
 
 - 2D (from the clean image): ``edge2d`` Sobel gradient magnitude of the grey image; ``keypoint2d``
@@ -14,9 +14,9 @@ Images are (V, C, R, R) float32.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from taskonomy.render import kernels
 from taskonomy.render.segment import connected_components
 from taskonomy.render.vector import dot
 
@@ -25,31 +25,22 @@ COLOUR_LEVELS = 4
 OCCLUSION_GAP = 4.0      # pixel footprints between the two sides of an occlusion edge
 
 
-def _padded(x: Tensor) -> Tensor:
-    return F.pad(x, (1, 1, 1, 1), mode="replicate")
-
-
-def _smooth(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
-    """a + 2 b + c in two passes (the order of the old three-pass sum, so the same floats)."""
-    return torch.add(a, b, alpha=2).add_(c)
-
-
 # The filters below leave out their normalisation (powers of 2) and the callers apply it once at the end:
 # scaling by a power of 2 is exact, so the floats are the same as normalising each pass, in fewer passes.
+# The stencils run as compiled loops (taskonomy.render.kernels), one pass over the pixels each.
 
 def _blur_sum(x: Tensor) -> Tensor:
     """16 x the separable [1, 2, 1] / 4 smoothing of (V, C, R, R)."""
-    p = _padded(x)
-    p = _smooth(p[..., :-2, :], p[..., 1:-1, :], p[..., 2:, :])                 # (V, C, R, R + 2)
-    return _smooth(p[..., :-2], p[..., 1:-1], p[..., 2:])
+    out = torch.empty(x.shape)
+    kernels.blur_sum(x.contiguous().numpy(), out.numpy())
+    return out
 
 
 def _sobel_8(x: Tensor) -> tuple[Tensor, Tensor]:
     """8 x the horizontal and vertical Sobel derivatives of (V, C, R, R), per pixel."""
-    p = _padded(x)
-    smooth_y = _smooth(p[..., :-2, :], p[..., 1:-1, :], p[..., 2:, :])         # (V, C, R, R + 2)
-    smooth_x = _smooth(p[..., :-2], p[..., 1:-1], p[..., 2:])                  # (V, C, R + 2, R)
-    return torch.sub(smooth_y[..., 2:], smooth_y[..., :-2]), torch.sub(smooth_x[..., 2:, :], smooth_x[..., :-2, :])
+    gx, gy = torch.empty(x.shape), torch.empty(x.shape)
+    kernels.sobel_8(x.contiguous().numpy(), gx.numpy(), gy.numpy())
+    return gx, gy
 
 
 def harris(x: Tensor) -> Tensor:
@@ -59,16 +50,12 @@ def harris(x: Tensor) -> Tensor:
 
 def _harris_8(gx: Tensor, gy: Tensor) -> Tensor:
     """Harris response from 8 x the Sobel derivatives (V, C, R, R). The entries of the structure tensor,
-    summed over channels in channel order, are written into one (V, 3, R, R) stack and blurred as one
-    (one pass instead of three, the same floats per pixel); the response is degree 2 in the blurred
-    tensor, which is 16 * 64 times too large, hence the final 2^-20."""
+    summed over channels in channel order, are written into one (V, 3, R, R) stack and blurred as one;
+    the response is degree 2 in the blurred tensor, which is 16 * 64 times too large, hence the final
+    2^-20."""
     V, C, H, W = gx.shape
     m = torch.empty(V, 3, H, W)
-    for entry, (a, b) in enumerate(((gx, gx), (gy, gy), (gx, gy))):
-        out = m[:, entry]
-        torch.mul(a[:, 0], b[:, 0], out=out)
-        for c in range(1, C):
-            out.add_(a[:, c] * b[:, c])
+    kernels.structure_8(gx.numpy(), gy.numpy(), m.numpy())
     xx, yy, xy = _blur_sum(m).unbind(1)
     return (xx * yy - xy * xy - HARRIS_K * (xx + yy) ** 2).clamp_min_(0).mul_(2.0 ** -20)[:, None]
 

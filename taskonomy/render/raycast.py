@@ -1,4 +1,4 @@
-"""Vectorised ray casting against the room box and the analytic primitives of a batch of scenes.
+"""Ray casting against the room box and the analytic primitives of a batch of scenes.
 
 Rays come in groups that share an origin: the pixels of one view (origin = camera centre), the shadow
 rays of one view towards one light (origin = the light), or a single visibility ray. A group belongs to
@@ -6,23 +6,28 @@ one scene. Each primitive is a unit shape (unit sphere, cube [-1, 1]^3, cylinder
 2, cone of base radius 1 at y = -1 with its apex at y = 1) scaled per axis, rotated and translated; a ray
 mapped into the unit frame keeps its parameter t, so every intersection is computed there.
 
-Culling: a primitive can only be hit by the rays of a group that fall inside the cone from the group's
-origin around its bounding sphere (one batched matrix product of ray directions against sphere
-directions); only those (ray, primitive) candidates are intersected exactly. Shadow rays are the pixels
-of images and are culled an image tile at a time first (the cone holding a tile's rays against each sphere's
-cone), then ray by ray for the surviving pairs; primary rays are culled in image space
-(:func:`pixel_candidates`). No Python loop runs over pixels; the loops run over primitive kinds and
-over blocks of groups (to bound memory).
+Two forms of the same casts:
+
+- whole views (:func:`view_hits`, :func:`shadowed`), the renderer's per-pixel work: compiled loops over
+  the pixels (taskonomy.render.kernels). Primary rays try only the primitives whose image-space box
+  (:func:`pixel_boxes`, the projection of the bounding sphere) holds their pixel; shadow rays are culled
+  for a run of neighbouring pixels at a time (the cone holding the run's rays against each sphere's
+  cone), then ray by ray, and stop at their first blocker. The geometry is evaluated in float64.
+- any rays (:func:`nearest_hit`, :func:`occluded`), vectorised torch in float32: a primitive can only be
+  hit by the rays of a group that fall inside the cone from the group's origin around its bounding
+  sphere (one batched matrix product), and only those (ray, primitive) candidates are intersected
+  exactly. They place the cameras (a few rays per view) and are the tests' reference for the compiled
+  loops.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from taskonomy.render import kernels
 from taskonomy.render.scene import BOX, CONE, CYLINDER, ELLIPSOID, Scene
 from taskonomy.render.vector import planar_dot, planar_matvec, rotate_back
 
@@ -31,6 +36,7 @@ ROOM_FACES = 6              # surface ids 0..5 are the room faces (2 * axis + (r
 MAX_CURVATURE = 100.0       # 1/m; caps the cone apex
 CULL_BLOCK = 1 << 21        # (group, ray, primitive) triples culled per block
 INF = float("inf")
+SHADOW_RUN = 32             # shadow rays culled together (neighbouring pixels of a row)
 # inward normal of room face 2 * axis + (ray goes + along the axis), planar (3, 6)
 _FACE_NORMAL = torch.tensor([[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]).t().contiguous()
 
@@ -241,53 +247,14 @@ def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
     return _by_kind(prims.kind.index_select(0, fp), g, n, fp)
 
 
-def _tile_candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
-                     active: Tensor, side: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The triples of :func:`_candidates` for active rays of row-major R x R images, culled first per image
-    tile of ``side`` x ``side`` rays (close in direction): a tile lies in the cone around its mean
-    direction that holds all its rays, and can only meet a primitive's cone if the angle between the two
-    axes is at most the sum of the half angles (and the sphere starts before the tile's farthest
-    ``t_max``). Surviving (tile, primitive) pairs are expanded to their rays and tested ray by ray as
-    before. The rays stay in image order: a tile is addressed by its rays' indices."""
-    _, G, N = dirs.shape
-    R = math.isqrt(N)
-    n = R // side                                                                        # tiles per row
-    flat, axis, cos, near = _cones(prims, scene, origin)
-    half = torch.where(cos > 1.0, -INF, cos.clamp(-1, 1).acos())                        # (G, P)
-    tiled = lambda x: x.reshape(*x.shape[:-1], n, side, n, side)                        # noqa: E731
-    mean = tiled(dirs).sum((-3, -1))                                                     # (3, G, n, n)
-    length = planar_dot(mean, mean).sqrt()                                               # (G, n, n)
-    centre = mean / length.clamp_min(1e-9)
-    spread = planar_dot(tiled(dirs), centre[..., None, :, None]).amin((-3, -1)).clamp(-1, 1).acos()
-    spread = torch.where(length < 1e-6, torch.pi, spread).reshape(G, n * n, 1)
-    centre = centre.reshape(3, G, n * n).permute(1, 2, 0)                                # (G, n * n, 3)
-    apart = torch.bmm(centre, axis.transpose(1, 2)).clamp(-1, 1).acos()                 # (G, n * n, P)
-    reach = torch.where(tiled(active).any(-1).any(-2), tiled(t_max).amax((-3, -1)), -INF).reshape(G, n * n)
-    meet = (apart <= spread + half[:, None] + 1e-3) & (near[:, None] < reach[..., None])
-    g, b, p = meet.nonzero(as_tuple=True)                                                # (M,) pairs
-    g, b, p = _by_kind(prims.kind.index_select(0, flat[g, p]), g, b, p)                 # kept in the rays
-    # the rays of each pair's tile, flat over the groups (M, side * side)
-    first = g * N + (b // n) * (side * R) + (b % n) * side
-    ray = first[:, None] + (torch.arange(side)[:, None] * R + torch.arange(side)).reshape(-1)
-    pair = g * prims.per_scene + p
-    d = dirs.reshape(3, -1).index_select(1, ray.reshape(-1)).reshape((3,) + ray.shape)   # (3, M, side * side)
-    inside = planar_dot(d, axis.reshape(-1, 3).index_select(0, pair).t()[..., None]) \
-        >= cos.reshape(-1).index_select(0, pair)[:, None]
-    inside &= active.reshape(-1).index_select(0, ray.reshape(-1)).reshape(ray.shape)
-    m, j = inside.nonzero(as_tuple=True)
-    pick = lambda x: x.index_select(0, m)                                                # noqa: E731
-    return pick(g), ray[m, j] - pick(g) * N, flat.reshape(-1).index_select(0, pick(pair))
-
-
-def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tensor, focal: float,
-                     resolution: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(view, pixel, flat primitive) triples of pinhole views: the pixels inside the image-space box of
-    each primitive's projected bounding sphere (a sphere across the camera plane: every pixel; one behind
-    it: none).
+def pixel_boxes(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tensor, focal: float,
+                resolution: int) -> Tensor:
+    """The inclusive pixel ranges (V, P, 4) = (x0, x1, y0, y1) of pinhole views that may see each primitive:
+    the image-space box of its projected bounding sphere (a sphere across the camera plane: every pixel;
+    one behind it, or padding: none, x1 < x0).
 
     Views are ``rot`` (V, 3, 3) camera -> world and ``centre`` (V, 3); pixels row-major, principal point at
-    the image centre. Enumerating boxes costs O(candidates), not O(views x pixels x primitives).
-    """
+    the image centre."""
     P, R = prims.per_scene, resolution
     flat = scene[:, None] * P + torch.arange(P)                                      # (V, P)
     c = ((prims.centre[flat] - centre[:, None])[..., None] * rot[:, None]).sum(2)   # R^T (c - o), (V, P, 3)
@@ -311,19 +278,8 @@ def pixel_candidates(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tens
 
     x0, x1 = extent(x)
     y0, y1 = extent(y)
-    w, h = (x1 - x0 + 1).clamp_min(0), (y1 - y0 + 1).clamp_min(0)
-    kind = prims.kind[flat].reshape(-1)
-    count = torch.where((kind >= 0) & (z + r > 0).reshape(-1), (w * h).reshape(-1), 0)     # (V * P,)
-    order = torch.argsort(kind, stable=True)                     # pairs grouped by kind, for _intersect
-    count = count.index_select(0, order)
-    pair = torch.repeat_interleave(order, count)
-    offset = torch.arange(pair.numel()) - torch.repeat_interleave(count.cumsum(0) - count, count)
-    pick = lambda x: x.reshape(-1).index_select(0, pair)                             # noqa: E731
-    width = pick(w)
-    px = pick(x0) + offset % width
-    py = pick(y0) + offset // width
-    g = pair // P
-    return g, py * R + px, pick(flat)
+    seen = (prims.kind[flat] >= 0) & (z + r > 0)
+    return torch.stack([x0, torch.where(seen, x1, -1), y0, y1], dim=-1)
 
 
 def _to_local(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, g: Tensor, ray: Tensor,
@@ -365,19 +321,17 @@ def _room(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> tup
     return t, face, _FACE_NORMAL.index_select(1, face.reshape(-1))
 
 
-def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
-                candidates: tuple[Tensor, Tensor, Tensor] | None = None) -> Hits:
-    """First surface hit by rays ``dirs`` (3, G, N; unit, planar) from ``origin`` (G, 3) in scenes ``scene`` (G,).
-
-    ``candidates``: (group, ray, flat primitive) triples to test, e.g. from :func:`pixel_candidates`;
-    by default every ray is culled against every primitive's bounding cone."""
+def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> Hits:
+    """First surface hit by rays ``dirs`` (3, G, N; unit, planar) from ``origin`` (G, 3) in scenes ``scene`` (G,);
+    every ray is culled against every primitive's bounding cone. The pixels of whole views go through
+    the compiled :func:`view_hits` instead, which this is the reference for."""
     _, G, N = dirs.shape
     t, surface, normal = _room(prims, scene, origin, dirs)
     texture = (origin.t()[..., None] + t * dirs).reshape(3, -1)              # (3, G * N)
     t, surface = t.reshape(-1), surface.reshape(-1)                           # (G * N,)
     curvature = torch.zeros(2, G * N)
 
-    g, n, fp = _candidates(prims, scene, origin, dirs, None) if candidates is None else candidates
+    g, n, fp = _candidates(prims, scene, origin, dirs, None)
     if g.numel():
         ray = g * N + n
         o_l, d_l = _to_local(prims, scene, origin, dirs, g, ray, fp)
@@ -408,22 +362,51 @@ def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
 
 
 def occluded(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
-             active: Tensor, tile: int = 1) -> Tensor:
+             active: Tensor) -> Tensor:
     """Whether a primitive lies on each active ray ``dirs`` (3, G, N; planar) before ``t_max`` (G, N);
-    inactive rays are False.
-
-    ``tile`` > 1: the N rays of a group are the pixels of a row-major square image, close in direction
-    within each ``tile`` x ``tile`` square (dividing the image side), so culling starts per tile; the
-    result is the same."""
+    inactive rays are False. The shadow rays of whole views go through the compiled :func:`shadowed`
+    instead, which this is the reference for."""
     _, G, N = dirs.shape
     blocked = torch.zeros(G * N, dtype=torch.bool)
-    if tile > 1:
-        g, n, fp = _tile_candidates(prims, scene, origin, dirs, t_max, active, tile)
-    else:
-        g, n, fp = _candidates(prims, scene, origin, dirs, active)
+    g, n, fp = _candidates(prims, scene, origin, dirs, active)
     if g.numel():
         ray = g * N + n
         o_l, d_l = _to_local(prims, scene, origin, dirs, g, ray, fp)
         tk, _ = _intersect(prims.kind.index_select(0, fp), o_l, d_l)
         blocked[ray[tk < t_max.reshape(-1).index_select(0, ray)]] = True
     return blocked.reshape(G, N)
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole views: the compiled loops of taskonomy.render.kernels
+# --------------------------------------------------------------------------------------------------
+
+def _geometry(prims: Primitives) -> tuple[np.ndarray, ...]:
+    return (prims.kind.numpy(), prims.centre.numpy(), prims.rot.numpy(), prims.scale.numpy(), prims.to_unit.numpy())
+
+
+def view_hits(prims: Primitives, scene: Tensor, rot: Tensor, origin: Tensor, dirs: Tensor, focal: float,
+              resolution: int) -> Hits:
+    """:func:`nearest_hit` of the pixel rays ``dirs`` (3, V, R * R; unit, planar, row-major) of pinhole views
+    ``rot`` (V, 3, 3) camera -> world at ``origin`` (V, 3), each ray trying only the primitives whose
+    :func:`pixel_boxes` hold its pixel (kernels.primary_hits)."""
+    _, V, N = dirs.shape
+    box = pixel_boxes(prims, scene, rot, origin, focal, resolution)
+    t, surface = torch.empty(V, N), torch.empty(V, N, dtype=torch.int64)
+    normal, curvature, texture = torch.empty(3, V, N), torch.empty(2, V, N), torch.empty(3, V, N)
+    kernels.primary_hits(*_geometry(prims), prims.room_lo.numpy(), prims.room_hi.numpy(), prims.per_scene,
+                         scene.numpy(), origin.contiguous().numpy(), dirs.contiguous().numpy(), box.numpy(),
+                         t.numpy(), normal.numpy(), surface.numpy(), curvature.numpy(), texture.numpy())
+    return Hits(t=t, normal=normal, surface=surface, curvature=curvature, texture_point=texture)
+
+
+def shadowed(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
+             active: Tensor, run: int = SHADOW_RUN) -> Tensor:
+    """:func:`occluded` for many rays per origin (the shadow rays of whole views), culled first for runs
+    of ``run`` consecutive rays (close in direction: pixels of an image row) and then ray by ray; each
+    ray stops at its first blocker (kernels.shadowed)."""
+    blocked = torch.zeros(t_max.shape, dtype=torch.bool)
+    kernels.shadowed(*_geometry(prims), prims.radius.numpy(), prims.per_scene, scene.numpy(),
+                     origin.contiguous().numpy(), dirs.contiguous().numpy(), t_max.contiguous().numpy(),
+                     active.contiguous().numpy(), run, blocked.numpy())
+    return blocked

@@ -7,15 +7,15 @@ image is the radiance clipped to [0, 1], gamma-encoded (1/2.2) and quantised to 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from taskonomy.render.raycast import Primitives, occluded
-from taskonomy.render.scene import CHECKER, SOLID, STRIPES, Scene
+from taskonomy.render import kernels
+from taskonomy.render.raycast import Primitives, shadowed
+from taskonomy.render.scene import Scene
 from taskonomy.render.vector import planar_dot
 
 FALLOFF = 3.0      # m
@@ -55,37 +55,21 @@ def pack_lighting(scenes: list[Scene]) -> Lighting:
 
 
 def albedo(lighting: Lighting, material: Tensor, point: Tensor) -> Tensor:
-    """Albedo (3, k) of flat materials ``material`` (k,) at texture-frame points ``point`` (3, k), planar.
-
-    Solid materials (often half the pixels: most walls and ceilings) are colour_a alone, so the rest of
-    a material's table is gathered, and the pattern waves evaluated, only at the other points."""
-    colour = lighting.table[12:15].index_select(1, material)                                  # (3, k) colour_a
-    pattern = lighting.pattern.index_select(0, material)
-    some = (pattern != SOLID).nonzero().squeeze(1)                                            # (j,)
-    if some.numel() == 0:
-        return colour
-    pattern, material = pattern.index_select(0, some), material.index_select(0, some)
-    table = lighting.table.index_select(1, material)                                         # (18, j)
-    waves, a, b = table[:12], table[12:15], table[15:18]
-    p = point.index_select(1, some)                                                          # (3, j)
-    wave = [torch.addcmul(torch.addcmul(torch.addcmul(waves[9 + i], waves[3 * i], p[0]), waves[3 * i + 1], p[1]),
-                          waves[3 * i + 2], p[2]) for i in range(3)]                         # W p + phase
-    cell = [w.floor() for w in wave]
-    checker = (cell[0] + cell[1] + cell[2]).remainder_(2).abs_()
-    stripes = cell[0].remainder(2)
-    noise = (wave[0].sin() + wave[1].sin() + wave[2].sin()).mul_(0.35).add_(0.5).clamp_(0, 1)
-    mix = torch.where(pattern == CHECKER, checker, torch.where(pattern == STRIPES, stripes, noise))
-    return colour.index_copy_(1, some, torch.addcmul(a, mix, b - a))
+    """Albedo (3, k) of flat materials ``material`` (k,) at texture-frame points ``point`` (3, k), planar:
+    colour_a + mix * (colour_b - colour_a), mix from the material's pattern of waves ``W p + phase``
+    (solid: 0; checker: parity of the sum of the three cells; stripes: parity of the first; noise: the
+    sum of the waves' sines, squashed into [0, 1]). kernels.albedo, one pass over the points."""
+    out = torch.empty(3, len(material))
+    kernels.albedo(lighting.pattern.numpy(), lighting.table.numpy(), material.contiguous().numpy(),
+                   point.contiguous().numpy(), out.numpy())
+    return out
 
 
 def shade(prims: Primitives, lighting: Lighting, scene: Tensor, dirs: Tensor, point: Tensor, normal: Tensor,
           base: Tensor, gloss: Tensor, shadows: bool) -> Tensor:
     """Linear radiance (3, V, N) of view pixels (row-major R x R images): rays ``dirs`` hit ``point`` with
-    ``normal``, albedo ``base`` and specular weight ``gloss`` (V, N); vectors planar (3, V, N).
-
-    Shadow rays are culled an image tile (up to 8 x 8 pixels) at a time first."""
+    ``normal``, albedo ``base`` and specular weight ``gloss`` (V, N); vectors planar (3, V, N)."""
     _, V, N = dirs.shape
-    tile = math.gcd(math.isqrt(N), 8)
     L = lighting.light_pos.shape[1]
     weights, highlights = torch.zeros(L, V, N), torch.zeros(L, V, N)
     normal_dot_ray = planar_dot(normal, dirs)                                        # n.d, (V, N)
@@ -107,7 +91,7 @@ def shade(prims: Primitives, lighting: Lighting, scene: Tensor, dirs: Tensor, po
             # rays from the light towards the points; the margin keeps the point's own surface out
             l = to_light * -inverse
             t_max = inverse.reciprocal().mul_(1 - 1e-4).sub_(1e-3)
-            lit &= occluded(prims, scene[views], pos, l, t_max, lit, tile).logical_not_()
+            lit &= shadowed(prims, scene[views], pos, l, t_max, lit).logical_not_()
         # Blinn-Phong: n.h with h = (l - d) / |l - d|, |l - d|^2 = 2 - 2 l.d
         half_length = (2 * planar_dot(to_light, d)).mul_(inverse).neg_().add_(2).clamp_min_(1e-18).rsqrt_()
         highlight = (cos - pick(normal_dot_ray, 0)).mul_(half_length).clamp_min_(0)

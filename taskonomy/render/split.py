@@ -32,7 +32,7 @@ from taskonomy.config import RenderParams, as_dict
 from taskonomy.render import labels, views
 from taskonomy.render.camera import (CANDIDATES, FIXATED_VIEWS, GROUP_GAP, Rig, cam_to_world, look_at,
                                      sample_rig)
-from taskonomy.render.raycast import ROOM_FACES, Primitives, nearest_hit, occluded, pack, pixel_candidates
+from taskonomy.render.raycast import ROOM_FACES, Primitives, nearest_hit, occluded, pack, view_hits
 from taskonomy.render.scene import (CEILING, CLASSES, FLOOR, OBJECT_CLASSES, ROOM_MATERIALS, SCENE_TYPES, WALL,
                                     Scene, sample_scene)
 from taskonomy.render.shading import Lighting, albedo, pack_lighting, shade
@@ -265,8 +265,7 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
     camera = Camera(R, r.fov_deg)
     ray_cam = camera.rays().t().contiguous()[:, None]                                    # (3, 1, N)
     dirs = planar_matvec(rot.reshape(V, 9).t()[..., None], ray_cam)                      # (3, V, N)
-    candidates = pixel_candidates(prims, scene_of_view, rot, origin, camera.focal, R)
-    hits = nearest_hit(prims, scene_of_view, origin, dirs, candidates)
+    hits = view_hits(prims, scene_of_view, rot, origin, dirs, camera.focal, R)
     point = torch.addcmul(origin.t()[..., None], hits.t, dirs)                          # (3, V, N)
 
     # Surfaces: class, instance, material; then colour.
