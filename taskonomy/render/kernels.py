@@ -21,11 +21,13 @@ import math
 import numba
 import numpy as np
 
-EPS = 1e-4                  # as raycast.EPS: smallest accepted t (m)
-ROOM_FACES = 6              # as raycast.ROOM_FACES
-MAX_CURVATURE = 100.0       # as raycast.MAX_CURVATURE
+from taskonomy.render.scene import BOX, CYLINDER, ELLIPSOID      # CONE is the remaining case
+
+# shared with the torch casts of raycast.py, which import them from here
+EPS = 1e-4                  # smallest accepted t (m): a ray does not hit the surface it starts on
+ROOM_FACES = 6              # surface ids 0..5 are the room faces (2 * axis + (ray goes + along axis))
+MAX_CURVATURE = 100.0       # 1/m; caps the cone apex
 INF = np.inf
-ELLIPSOID, BOX, CYLINDER = 0, 1, 2      # scene.py's kinds; CONE = 3 is the remaining case
 
 jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 inlined = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")   # into its callers
@@ -136,6 +138,7 @@ def primary_hits(kind, centre, rot, scale, to_unit, room_lo, room_hi, per_scene,
     best_t = np.empty(N)            # float64 until written: the surface is evaluated at the unrounded hit
     best_p = np.empty(N, np.int64)
     best_part = np.empty(N, np.int64)
+    best_q = np.empty((3, N))       # the hit point in the winning primitive's unit frame
     o_l = np.empty(3)
     for v in range(V):
         s = scene[v]
@@ -176,6 +179,7 @@ def primary_hits(kind, centre, rot, scale, to_unit, room_lo, room_hi, per_scene,
                         best_t[n] = tk
                         best_p[n] = p
                         best_part[n] = part
+                        best_q[0, n], best_q[1, n], best_q[2, n] = o_l[0] + tk * ux, o_l[1] + tk * uy, o_l[2] + tk * uz
         # the surface at each pixel's hit
         for n in range(N):
             dx, dy, dz = np.float64(dirs[0, v, n]), np.float64(dirs[1, v, n]), np.float64(dirs[2, v, n])
@@ -195,13 +199,7 @@ def primary_hits(kind, centre, rot, scale, to_unit, room_lo, room_hi, per_scene,
                 curvature[1, v, n] = 0.0
                 continue
             f = s * P + p
-            rx, ry, rz = ox - centre[f, 0], oy - centre[f, 1], oz - centre[f, 2]
-            for i in range(3):
-                o_l[i] = (rot[f, 0, i] * rx + rot[f, 1, i] * ry + rot[f, 2, i] * rz) / scale[f, i]
-            ux = to_unit[0, f] * dx + to_unit[1, f] * dy + to_unit[2, f] * dz
-            uy = to_unit[3, f] * dx + to_unit[4, f] * dy + to_unit[5, f] * dz
-            uz = to_unit[6, f] * dx + to_unit[7, f] * dy + to_unit[8, f] * dz
-            qx, qy, qz = o_l[0] + tn * ux, o_l[1] + tn * uy, o_l[2] + tn * uz
+            qx, qy, qz = best_q[0, n], best_q[1, n], best_q[2, n]
             sx, sy, sz = np.float64(scale[f, 0]), np.float64(scale[f, 1]), np.float64(scale[f, 2])
             lx, ly, lz, k1, k2 = _surface(kind[f], best_part[n], qx, qy, qz, sx, sy, sz)
             # local -> world (rot's columns are the local axes), unit, facing the ray origin
@@ -229,14 +227,14 @@ def shadowed(kind, centre, rot, scale, to_unit, radius, per_scene, scene, origin
     first keeps the primitives whose bounding cone from the origin meets the cone around the run's mean
     direction that holds all its active rays, and whose sphere starts before the run's farthest
     ``t_max``; then each ray skips those its line passes by, or that lie behind its origin or beyond its
-    ``t_max``, and stops at its first blocker. (One loop on purpose: the same steps as separate compiled
-    functions ran 1.8x slower.)"""
+    ``t_max``, and stops at its first blocker."""
     G, N = t_max.shape
     P = per_scene
     o_l = np.empty((P, 3))
     axis = np.empty((P, 3))
     dist = np.empty(P)
     half = np.empty(P)
+    padded = np.empty(P)                # bounding radii with the margin
     keep = np.empty(P, np.int64)
     for g in range(G):
         s = scene[g]
@@ -246,7 +244,7 @@ def shadowed(kind, centre, rot, scale, to_unit, radius, per_scene, scene, origin
             rx, ry, rz = ox - centre[f, 0], oy - centre[f, 1], oz - centre[f, 2]
             dist[p] = math.sqrt(rx * rx + ry * ry + rz * rz)
             axis[p, 0], axis[p, 1], axis[p, 2] = -rx / dist[p], -ry / dist[p], -rz / dist[p]
-            r = radius[f] * (1.0 + 1e-4) + 1e-6                  # a margin keeps the tests conservative
+            padded[p] = r = radius[f] * (1.0 + 1e-4) + 1e-6      # a margin keeps the tests conservative
             half[p] = math.asin(r / dist[p]) if r < dist[p] else 4.0     # 4 > pi: the origin is inside
             for i in range(3):
                 o_l[p, i] = (rot[f, 0, i] * rx + rot[f, 1, i] * ry + rot[f, 2, i] * rz) / scale[f, i]
@@ -283,7 +281,7 @@ def shadowed(kind, centre, rot, scale, to_unit, radius, per_scene, scene, origin
                 for j in range(kept):
                     p = keep[j]
                     f = s * P + p
-                    r = radius[f] * (1.0 + 1e-4) + 1e-6
+                    r = padded[p]
                     b = dist[p] * (axis[p, 0] * dx + axis[p, 1] * dy + axis[p, 2] * dz)   # to the centre's plane
                     if dist[p] > r and (dist[p] * dist[p] - b * b > r * r or b < 0):
                         continue                              # passes by, or the sphere is behind

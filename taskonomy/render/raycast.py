@@ -28,12 +28,10 @@ import torch
 from torch import Tensor
 
 from taskonomy.render import kernels
+from taskonomy.render.kernels import EPS, MAX_CURVATURE, ROOM_FACES
 from taskonomy.render.scene import BOX, CONE, CYLINDER, ELLIPSOID, Scene
 from taskonomy.render.vector import planar_dot, planar_matvec, rotate_back
 
-EPS = 1e-4                  # smallest accepted t (m): a ray does not hit the surface it starts on
-ROOM_FACES = 6              # surface ids 0..5 are the room faces (2 * axis + (ray goes + along axis))
-MAX_CURVATURE = 100.0       # 1/m; caps the cone apex
 CULL_BLOCK = 1 << 21        # (group, ray, primitive) triples culled per block
 INF = float("inf")
 SHADOW_RUN = 32             # shadow rays culled together (neighbouring pixels of a row)
@@ -211,9 +209,9 @@ def _surface(kind: Tensor, part: Tensor, q: Tensor, s: Tensor) -> tuple[Tensor, 
 # Casting
 # --------------------------------------------------------------------------------------------------
 
-def _cones(prims: Primitives, scene: Tensor, origin: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _cones(prims: Primitives, scene: Tensor, origin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Per group, the cone from its origin around each primitive's bounding sphere: flat primitive
-    indices (G, P), unit axes (G, P, 3), cosines of the half angles (G, P) and sphere entry distances."""
+    indices (G, P), unit axes (G, P, 3) and cosines of the half angles (G, P)."""
     P = prims.per_scene
     flat = scene[:, None] * P + torch.arange(P)                      # (G, P)
     rel = prims.centre[flat] - origin[:, None]                        # (G, P, 3)
@@ -222,7 +220,7 @@ def _cones(prims: Primitives, scene: Tensor, origin: Tensor) -> tuple[Tensor, Te
     cos = (1.0 - (radius / dist) ** 2).clamp_min(0).sqrt() - 1e-4    # the margin keeps culling conservative
     cos = torch.where(dist <= radius, -2.0, cos)                      # origin inside: every ray may hit
     cos = torch.where(prims.kind[flat] < 0, 2.0, cos)                 # padding: no ray hits
-    return flat, rel / dist.clamp_min(1e-9)[..., None], cos, dist - radius
+    return flat, rel / dist.clamp_min(1e-9)[..., None], cos
 
 
 def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
@@ -230,7 +228,7 @@ def _candidates(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor,
     """(group, ray, flat primitive) triples whose ray enters the primitive's bounding cone."""
     _, G, N = dirs.shape
     P = prims.per_scene
-    flat, axis, cos, _ = _cones(prims, scene, origin)
+    flat, axis, cos = _cones(prims, scene, origin)
     axis = axis.transpose(1, 2)                                       # (G, 3, P)
     dirs = dirs.permute(1, 2, 0)                                      # (G, N, 3)
     if active is not None:
