@@ -378,6 +378,40 @@ def test_compiled_albedo_matches_torch(compiled_and_reference):
         assert (compiled >= 0).all() and (compiled <= 1).all()
 
 
+def test_camera_casts_match_the_torch_casts():
+    """The compiled casts that place the cameras (a few rays per origin) find what the torch casts find:
+    the distance to the first surface, and whether a segment is blocked (but at exact grazing ties)."""
+    from taskonomy.render import raycast
+    from taskonomy.render.camera import sample_rig
+    from taskonomy.render.scene import sample_scene
+    from taskonomy.render.split import scene_rng
+    scenes, rigs = [], []
+    for i in range(24):
+        rng = scene_rng(11, i)
+        scenes.append(sample_scene(rng, 2, 8, 2))
+        rigs.append(sample_rig(rng, scenes[-1], 6, 24))
+    prims = raycast.pack(scenes)
+    origin = torch.tensor(np.array([r.candidates.reshape(-1, 3) for r in rigs]), dtype=torch.float32).reshape(-1, 3)
+    scene = torch.arange(len(scenes)).repeat_interleave(len(origin) // len(scenes))
+    dirs = torch.randn(3, len(origin), 4, generator=torch.Generator().manual_seed(0))
+    dirs /= dirs.norm(dim=0, keepdim=True)
+    t = raycast.first_hit_t(prims, scene, origin, dirs)
+    first = raycast.nearest_hit(prims, scene, origin, dirs)
+    assert torch.isfinite(t).all() and torch.allclose(t, first.t, rtol=1e-4, atol=1e-4)
+    # one ray per origin, to a point before or beyond its first surface: blocked exactly when a primitive
+    # (not the room, which blocks nothing) lies before that point
+    fraction = (torch.rand(t.shape, generator=torch.Generator().manual_seed(1)) * 2).reshape(-1, 1)
+    t_max = t.reshape(-1, 1) * fraction
+    single, starts = scene.repeat_interleave(4), origin.repeat_interleave(4, dim=0)
+    ray, active = dirs.reshape(3, -1, 1), torch.ones(t_max.shape, dtype=torch.bool)
+    blocked = raycast.shadowed(prims, single, starts, ray, t_max, active, run=1)
+    assert torch.equal(blocked, raycast.occluded(prims, single, starts, ray, t_max, active))
+    on_object = (first.surface >= raycast.ROOM_FACES).reshape(-1, 1)
+    assert 0 < int(blocked.sum()) < blocked.numel()
+    assert torch.equal(blocked[fraction > 1.001], on_object[fraction > 1.001])
+    assert not blocked[fraction < 0.999].any()
+
+
 def test_workers_write_into_shared_files_and_leave_none_behind(tiny_render):
     """Workers write the dense arrays into the split's files in shared memory; once the split is back, the
     files are gone (the mappings hold the data)."""
@@ -419,6 +453,44 @@ def test_draw_makes_the_same_draws_as_rng_choice(size):
         ours, numpy = np.random.default_rng(seed), np.random.default_rng(seed)
         assert np.array_equal(draw(ours, p, size), numpy.choice(len(p), size=size, p=p))
         assert ours.random() == numpy.random()                           # the stream is where choice left it
+
+
+def test_scene_sampling_shortcuts_give_numpys_values():
+    """The scalar forms that sample materials give NumPy's floats and draws from the same stream."""
+    from taskonomy.render.scene import _hsv, draw, draw_one
+    for seed in range(300):
+        h, s, v = np.random.default_rng(seed).random(3)
+        k = (np.array([5.0, 3.0, 1.0]) + h * 6.0) % 6.0
+        assert _hsv(h, s, v).tobytes() == ((v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)) ** 2.2).tobytes()
+        weights = tuple(np.random.default_rng(10_000 + seed).random(1 + seed % 6).tolist())
+        ours, numpy = np.random.default_rng(seed), np.random.default_rng(seed)
+        w = np.asarray(weights)
+        assert draw_one(ours, weights) == int(draw(numpy, w / w.sum()))
+        assert ours.random() == numpy.random()
+
+
+def test_workers_reserve_their_rows_or_say_there_is_no_room(tiny_render, monkeypatch):
+    """The shared files are sized up front and each worker reserves its own rows; a full folder is one
+    clear error (not a crash on the first write), and too little room up front means the pipe."""
+    import errno
+
+    from taskonomy.errors import TaskonomyError
+    from taskonomy.render import split
+    files = split._shared_files(tiny_render, 12)
+    try:
+        split._reserve(files, range(3, 9))
+        for path, dtype, shape in files.values():
+            assert os.path.getsize(path) == int(np.prod(shape)) * dtype.itemsize
+
+        def full(fd, offset, length):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        monkeypatch.setattr(split.os, "posix_fallocate", full)
+        with pytest.raises(TaskonomyError, match="no room in .* for the rendered views"):
+            split._reserve(files, range(0, 3))
+    finally:
+        split._remove(files)
+    monkeypatch.setattr(split.os, "statvfs", lambda path: os.statvfs_result((4096,) * 2 + (0,) * 8))
+    assert split._shared_files(tiny_render, 12) is None
 
 
 def test_busy_cores_counts_other_runnable_tasks_now(tmp_path):

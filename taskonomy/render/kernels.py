@@ -1,6 +1,8 @@
 """Compiled per-pixel loops (numba) for the renderer's per-pixel work that vectorised torch does poorly:
 the primary rays (the first surface of every pixel), the shadow rays (is a light blocked before the
-point it lights), solid-texture albedo, and the 3 x 3 stencils of the dense labels.
+point it lights), solid-texture albedo, and the 3 x 3 stencils of the dense labels; also the few rays
+per view that place the cameras (the first surface along a ray; the shadow-ray loop for visibility),
+where the torch casts' per-call overhead was 3x the compiled loops' time.
 
 Per pixel, the torch casts in :mod:`taskonomy.render.raycast` run a dozen full-image passes (gather the
 candidates, move them into each primitive's frame, intersect every candidate, reduce, scatter back);
@@ -211,6 +213,48 @@ def primary_hits(kind, centre, rot, scale, to_unit, room_lo, room_hi, per_scene,
             curvature[0, v, n], curvature[1, v, n] = k1, k2
             texture[0, v, n], texture[1, v, n], texture[2, v, n] = qx * sx, qy * sy, qz * sz
             surface[v, n] = ROOM_FACES + p
+
+
+# --------------------------------------------------------------------------------------------------
+# Single rays: the distance to the first surface (placing the cameras)
+# --------------------------------------------------------------------------------------------------
+
+@jit
+def first_hit_t(kind, centre, rot, scale, to_unit, radius, room_lo, room_hi, per_scene, scene, origin, dirs, t):
+    """Distance to the first surface along each ray ``dirs`` (3, G, N; unit, planar) from ``origin`` (G, 3)
+    inside the rooms of scenes ``scene`` (G,), into ``t`` (G, N): raycast.nearest_hit's ``t``. A primitive
+    is intersected only where the ray's line meets its bounding sphere in front of the origin and before
+    the nearest hit so far."""
+    G, N = t.shape
+    P = per_scene
+    for g in range(G):
+        s = scene[g]
+        ox, oy, oz = np.float64(origin[g, 0]), np.float64(origin[g, 1]), np.float64(origin[g, 2])
+        for n in range(N):
+            dx, dy, dz = np.float64(dirs[0, g, n]), np.float64(dirs[1, g, n]), np.float64(dirs[2, g, n])
+            best = INF
+            for axis in range(3):                    # the room: the wall ahead on each axis
+                d, o = (dx, dy, dz)[axis], (ox, oy, oz)[axis]
+                gap = room_hi[s, axis] - o if d > 0 else o - room_lo[s, axis]
+                best = min(best, gap / abs(d))
+            for p in range(P):
+                f = s * P + p
+                if kind[f] < 0:
+                    continue
+                rx, ry, rz = ox - centre[f, 0], oy - centre[f, 1], oz - centre[f, 2]
+                r = radius[f] * (1.0 + 1e-4) + 1e-6  # a margin keeps the test conservative
+                b = -(rx * dx + ry * dy + rz * dz)   # along the ray to the centre's plane
+                dist2 = rx * rx + ry * ry + rz * rz
+                if dist2 > r * r and (dist2 - b * b > r * r or b < 0 or b - r > best):
+                    continue                         # passes by, behind, or beyond the nearest hit
+                lx = (rot[f, 0, 0] * rx + rot[f, 1, 0] * ry + rot[f, 2, 0] * rz) / scale[f, 0]
+                ly = (rot[f, 0, 1] * rx + rot[f, 1, 1] * ry + rot[f, 2, 1] * rz) / scale[f, 1]
+                lz = (rot[f, 0, 2] * rx + rot[f, 1, 2] * ry + rot[f, 2, 2] * rz) / scale[f, 2]
+                ux = to_unit[0, f] * dx + to_unit[1, f] * dy + to_unit[2, f] * dz
+                uy = to_unit[3, f] * dx + to_unit[4, f] * dy + to_unit[5, f] * dz
+                uz = to_unit[6, f] * dx + to_unit[7, f] * dy + to_unit[8, f] * dz
+                best = min(best, unit_hit(kind[f], lx, ly, lz, ux, uy, uz)[0])
+            t[g, n] = best
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,16 +8,16 @@ mapped into the unit frame keeps its parameter t, so every intersection is compu
 
 Two forms of the same casts:
 
-- whole views (:func:`view_hits`, :func:`shadowed`), the renderer's per-pixel work: compiled loops over
-  the pixels (taskonomy.render.kernels). Primary rays try only the primitives whose image-space box
+- compiled loops (taskonomy.render.kernels), what the renderer runs: the pixels of whole views
+  (:func:`view_hits`, :func:`shadowed`) and the few rays that place the cameras (:func:`first_hit_t`, and
+  :func:`shadowed` with runs of one ray). Primary rays try only the primitives whose image-space box
   (:func:`pixel_boxes`, the projection of the bounding sphere) holds their pixel; shadow rays are culled
   for a run of neighbouring pixels at a time (the cone holding the run's rays against each sphere's
   cone), then ray by ray, and stop at their first blocker. The geometry is evaluated in float64.
-- any rays (:func:`nearest_hit`, :func:`occluded`), vectorised torch in float32: a primitive can only be
-  hit by the rays of a group that fall inside the cone from the group's origin around its bounding
-  sphere (one batched matrix product), and only those (ray, primitive) candidates are intersected
-  exactly. They place the cameras (a few rays per view) and are the tests' reference for the compiled
-  loops.
+- vectorised torch in float32 (:func:`nearest_hit`, :func:`occluded`), the tests' reference for the
+  compiled loops: a primitive can only be hit by the rays of a group that fall inside the cone from the
+  group's origin around its bounding sphere (one batched matrix product), and only those (ray,
+  primitive) candidates are intersected exactly.
 """
 from __future__ import annotations
 
@@ -321,8 +321,8 @@ def _room(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> tup
 
 def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> Hits:
     """First surface hit by rays ``dirs`` (3, G, N; unit, planar) from ``origin`` (G, 3) in scenes ``scene`` (G,);
-    every ray is culled against every primitive's bounding cone. The pixels of whole views go through
-    the compiled :func:`view_hits` instead, which this is the reference for."""
+    every ray is culled against every primitive's bounding cone. The tests' reference for the compiled
+    :func:`view_hits` and :func:`first_hit_t`, which the renderer runs."""
     _, G, N = dirs.shape
     t, surface, normal = _room(prims, scene, origin, dirs)
     texture = (origin.t()[..., None] + t * dirs).reshape(3, -1)              # (3, G * N)
@@ -362,8 +362,8 @@ def nearest_hit(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) 
 def occluded(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
              active: Tensor) -> Tensor:
     """Whether a primitive lies on each active ray ``dirs`` (3, G, N; planar) before ``t_max`` (G, N);
-    inactive rays are False. The shadow rays of whole views go through the compiled :func:`shadowed`
-    instead, which this is the reference for."""
+    inactive rays are False. The tests' reference for the compiled :func:`shadowed`, which the renderer
+    runs."""
     _, G, N = dirs.shape
     blocked = torch.zeros(G * N, dtype=torch.bool)
     g, n, fp = _candidates(prims, scene, origin, dirs, active)
@@ -398,11 +398,22 @@ def view_hits(prims: Primitives, scene: Tensor, rot: Tensor, origin: Tensor, dir
     return Hits(t=t, normal=normal, surface=surface, curvature=curvature, texture_point=texture)
 
 
+def first_hit_t(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor) -> Tensor:
+    """:func:`nearest_hit`'s distances alone, (G, N), for a few rays per origin (placing the cameras):
+    each ray against every primitive of its scene (kernels.first_hit_t)."""
+    t = torch.empty(dirs.shape[1:])
+    kernels.first_hit_t(*_geometry(prims), prims.radius.numpy(), prims.room_lo.numpy(), prims.room_hi.numpy(),
+                        prims.per_scene, scene.numpy(), origin.contiguous().numpy(), dirs.contiguous().numpy(),
+                        t.numpy())
+    return t
+
+
 def shadowed(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_max: Tensor,
              active: Tensor, run: int = SHADOW_RUN) -> Tensor:
     """:func:`occluded` for many rays per origin (the shadow rays of whole views), culled first for runs
     of ``run`` consecutive rays (close in direction: pixels of an image row) and then ray by ray; each
-    ray stops at its first blocker (kernels.shadowed)."""
+    ray stops at its first blocker (kernels.shadowed). ``run=1`` for rays that are not neighbours (the
+    visibility rays that place the cameras)."""
     blocked = torch.zeros(t_max.shape, dtype=torch.bool)
     kernels.shadowed(*_geometry(prims), prims.radius.numpy(), prims.per_scene, scene.numpy(),
                      origin.contiguous().numpy(), dirs.contiguous().numpy(), t_max.contiguous().numpy(),

@@ -11,6 +11,8 @@ the image but not trivial.
 """
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from dataclasses import dataclass
 
@@ -94,8 +96,13 @@ class Scene:
 # Objects: a class is a builder returning its primitives in the object's frame (y up, base at y = 0)
 # --------------------------------------------------------------------------------------------------
 
-def _part(kind: int, centre, scale, rot: np.ndarray | None = None) -> tuple:
-    return kind, np.asarray(centre, float), np.asarray(scale, float), np.eye(3) if rot is None else rot
+IDENTITY = np.eye(3)
+IDENTITY.flags.writeable = False
+
+
+def _part(kind: int, centre, scale) -> tuple:
+    """A primitive of an object, axis-aligned in the object's frame."""
+    return kind, np.asarray(centre, float), np.asarray(scale, float)
 
 
 def _legs(half_x: float, half_z: float, height: float, radius: float) -> list[tuple]:
@@ -161,10 +168,11 @@ def _yaw(angle: float) -> np.ndarray:
 
 def _place(parts: list[tuple], x: float, z: float, yaw: float, max_radius: float) -> tuple[list[tuple], float, float]:
     """Shrink the object to fit its cell, turn it about y and move it to (x, 0, z)."""
-    radius = max(float(np.hypot(c[0], c[2]) + np.hypot(s[0], s[2])) for _, c, s, _ in parts)
+    radius = max(float(np.hypot(c[0], c[2]) + np.hypot(s[0], s[2])) for _, c, s in parts)
     shrink = min(1.0, max_radius / radius)
     rot = _yaw(yaw)
-    placed = [(kind, rot @ (c * shrink) + (x, 0.0, z), s * shrink, rot @ r) for kind, c, s, r in parts]
+    turned = rot @ IDENTITY                  # every part's rotation (the parts are axis-aligned)
+    placed = [(kind, rot @ (c * shrink) + (x, 0.0, z), s * shrink, turned) for kind, c, s in parts]
     top = max(float(c[1] + s[1]) for _, c, s, _ in placed)
     return placed, radius * shrink, top
 
@@ -174,10 +182,13 @@ def _place(parts: list[tuple], x: float, z: float, yaw: float, max_radius: float
 # --------------------------------------------------------------------------------------------------
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
-    """HSV (all in [0, 1]) to linear RGB (the sRGB values squared, close enough for albedo)."""
-    k = (np.array([5.0, 3.0, 1.0]) + h * 6.0) % 6.0
-    rgb = v - v * s * np.maximum(np.minimum(np.minimum(k, 4.0 - k), 1.0), 0.0)   # np.clip, without its overhead
-    return rgb ** 2.2
+    """HSV (all in [0, 1]) to linear RGB (the sRGB values squared, close enough for albedo). Python floats:
+    NumPy's per-call overhead on three values was most of a material's cost."""
+    rgb = []
+    for offset in (5.0, 3.0, 1.0):
+        k = (offset + h * 6.0) % 6.0
+        rgb.append((v - v * s * max(min(k, 4.0 - k, 1.0), 0.0)) ** 2.2)
+    return np.array(rgb)
 
 
 def draw(rng: np.random.Generator, p, size=None):
@@ -188,10 +199,25 @@ def draw(rng: np.random.Generator, p, size=None):
     return cdf.searchsorted(rng.random(size), side="right")
 
 
+@functools.lru_cache(maxsize=None)
+def _cdf(weights: tuple[float, ...]) -> tuple[float, ...]:
+    """The normalised cumulative sum :func:`draw` looks a draw up in, of relative ``weights``."""
+    w = np.asarray(weights, float)
+    cdf = np.cumsum(w / w.sum(), dtype=float)
+    return tuple((cdf / cdf[-1]).tolist())
+
+
+def draw_one(rng: np.random.Generator, weights: tuple[float, ...]) -> int:
+    """``int(draw(rng, w / w.sum()))`` for constant relative weights, the table looked up once."""
+    return bisect.bisect_right(_cdf(weights), rng.random())
+
+
+SIGNS = np.array([-1.0, 1.0])
+
+
 def _material(rng, weights, hue, saturation, value, scale) -> tuple:
     """(pattern, colour_a, colour_b, waves, phase, specular) for one surface."""
-    w = np.asarray(weights, float)
-    pattern = int(draw(rng, w / w.sum()))
+    pattern = draw_one(rng, weights)
     h = rng.uniform(*hue)
     a = _hsv(h % 1.0, rng.uniform(*saturation), rng.uniform(*value))
     b = _hsv((h + rng.uniform(-0.15, 0.15)) % 1.0, rng.uniform(*saturation), rng.uniform(*value) * 0.6)
@@ -203,7 +229,7 @@ def _material(rng, weights, hue, saturation, value, scale) -> tuple:
         waves *= 2 * np.pi / (period * rng.uniform(2.0, 5.0, size=(3, 1)))
     elif pattern == STRIPES:
         # stripes whose normal is oblique to every axis, so they show on floors, walls and boxes
-        direction = rng.uniform(0.3, 1.0, size=3) * rng.choice([-1.0, 1.0], size=3)
+        direction = rng.uniform(0.3, 1.0, size=3) * SIGNS[rng.integers(0, 2, size=3)]   # rng.choice's draws
         waves = np.zeros((3, 3))
         waves[0] = direction / np.linalg.norm(direction) / period
     else:

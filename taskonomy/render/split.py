@@ -29,10 +29,11 @@ from tqdm import tqdm
 
 from taskonomy import bank
 from taskonomy.config import RenderParams, as_dict
+from taskonomy.errors import TaskonomyError
 from taskonomy.render import labels, views
 from taskonomy.render.camera import (CANDIDATES, FIXATED_VIEWS, GROUP_GAP, Rig, cam_to_world, look_at,
                                      sample_rig)
-from taskonomy.render.raycast import ROOM_FACES, Primitives, nearest_hit, occluded, pack, view_hits
+from taskonomy.render.raycast import ROOM_FACES, Primitives, first_hit_t, pack, shadowed, view_hits
 from taskonomy.render.scene import (CEILING, CLASSES, FLOOR, OBJECT_CLASSES, ROOM_MATERIALS, SCENE_TYPES, WALL,
                                     Scene, sample_scene)
 from taskonomy.render.shading import Lighting, albedo, pack_lighting, shade
@@ -126,16 +127,15 @@ def place_cameras(prims, scenes: list[Scene], rigs: list[Rig], views: int) -> tu
     # The first fixation point: the first surface along each scene's anchor ray.
     anchor = torch.tensor(np.array([r.anchor_origin for r in rigs]), dtype=torch.float32)
     aim = _unit(torch.tensor(np.array([r.anchor_target for r in rigs]), dtype=torch.float32) - anchor)
-    hit = nearest_hit(prims, every, anchor, aim.t()[..., None])
-    first_point = anchor + hit.t[:, :1] * aim                                           # (S, 3)
+    first_point = anchor + first_hit_t(prims, every, anchor, aim.t()[..., None]) * aim            # (S, 3)
 
     # Further points: the first surface along rays from the anchor aimed beside the first point; the first
     # hit within GROUP_GAP of it, else the hit nearest to that range.
     if G > 1:
         offset = torch.tensor(np.array([r.group_offset for r in rigs]), dtype=torch.float32)  # (S, G-1, T, 3)
         aim = _unit(first_point[:, None, None] + offset - anchor[:, None, None]).reshape(S, -1, 3)
-        hit = nearest_hit(prims, every, anchor, aim.permute(2, 0, 1))
-        tries = (anchor[:, None] + hit.t[..., None] * aim).reshape(offset.shape)           # (S, G-1, T, 3)
+        t = first_hit_t(prims, every, anchor, aim.permute(2, 0, 1))
+        tries = (anchor[:, None] + t[..., None] * aim).reshape(offset.shape)                 # (S, G-1, T, 3)
         gap = (tries - first_point[:, None, None]).norm(dim=-1)                              # (S, G-1, T)
         miss = (GROUP_GAP[0] - gap).clamp_min(0) + (gap - GROUP_GAP[1]).clamp_min(0)
         pick = torch.where(miss.eq(0).any(-1), miss.eq(0).long().argmax(-1), miss.argmin(-1))
@@ -151,8 +151,8 @@ def place_cameras(prims, scenes: list[Scene], rigs: list[Rig], views: int) -> tu
     dist = to_point.norm(dim=-1)
     look = to_point / dist[..., None]                                                   # (S, V, K, 3)
     view_scene = every.repeat_interleave(views * CANDIDATES)
-    blocked = occluded(prims, view_scene, cand.reshape(-1, 3), look.reshape(-1, 3).t()[..., None],
-                       (dist - 1e-3).reshape(-1, 1), torch.ones(dist.numel(), 1, dtype=torch.bool))
+    blocked = shadowed(prims, view_scene, cand.reshape(-1, 3), look.reshape(-1, 3).t()[..., None],
+                       (dist - 1e-3).reshape(-1, 1), torch.ones(dist.numel(), 1, dtype=torch.bool), run=1)
     ok = ~blocked.reshape(dist.shape) & (dist > MIN_FIXATION_DISTANCE) & (look[..., 1].abs() < 0.9)
     first = torch.where(ok.any(-1), ok.long().argmax(-1), -1)                            # (S, V)
 
@@ -379,26 +379,45 @@ Files = dict[str, tuple[str, np.dtype, tuple[int, ...]]]      # dense array -> (
 
 
 def _shared_files(r: RenderParams, n_views: int) -> Files | None:
-    """One file per dense array of a split (:func:`dense_layout`), its room reserved up front (a full
-    tmpfs would otherwise kill the process that touches the page), for worker processes to write their
+    """One file per dense array of a split (:func:`dense_layout`), for worker processes to write their
     chunks' rows into: a split's dense arrays are large (~35 MB per 256 views at 64x64), and handing them
     over through the pool's pipe, or even a file per chunk, cost the two processes several percent of the
-    rendering in copies. None where the folder has no room."""
+    rendering in copies. The files are sized here and each worker reserves its own rows' pages before it
+    writes them (:func:`_reserve`, in parallel). None where the folder has no room for them."""
+    layout = {name: (torch.empty(0, dtype=dtype).numpy().dtype, (n_views,) + shape)
+              for name, (dtype, shape) in dense_layout(r.resolution).items()}
+    folder = _handover_folder()
+    need = sum(int(np.prod(shape)) * dtype.itemsize for dtype, shape in layout.values())
     files: Files = {}
     try:
-        for name, (dtype, shape) in dense_layout(r.resolution).items():
-            np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-            full = (n_views,) + shape
-            fd, path = tempfile.mkstemp(dir=_handover_folder(), prefix=f"{name}-")
-            files[name] = (path, np_dtype, full)
+        room = os.statvfs(folder)
+        if room.f_bavail * room.f_frsize < need:
+            return None
+        for name, (dtype, shape) in layout.items():
+            fd, path = tempfile.mkstemp(dir=folder, prefix=f"{name}-")
+            files[name] = (path, dtype, shape)
             try:
-                os.posix_fallocate(fd, 0, max(1, int(np.prod(full)) * np_dtype.itemsize))
+                os.ftruncate(fd, max(1, int(np.prod(shape)) * dtype.itemsize))
             finally:
                 os.close(fd)
-    except OSError:                                    # e.g. a small /dev/shm: the pipe after all
+    except OSError:                                    # the pipe after all
         _remove(files)
         return None
     return files
+
+
+def _reserve(files: Files, views: range) -> None:
+    """Allocate the pages of rows ``views`` of every shared file before writing them: a page of a full
+    shared-memory folder would kill the process that first touches it, where this raises an error."""
+    for path, dtype, shape in files.values():
+        row = int(np.prod(shape[1:])) * dtype.itemsize
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, views.start * row, max(1, len(views) * row))
+        except OSError as e:
+            raise TaskonomyError(f"render: no room in {os.path.dirname(path)} for the rendered views ({e})") from e
+        finally:
+            os.close(fd)
 
 
 def _remove(files: Files) -> None:
@@ -421,7 +440,9 @@ def _render_job(job: tuple[RenderParams, int, range, Files | None]) -> dict[str,
     r, seed, indices, files = job
     if files is None:
         return render_chunk(r, seed, indices)
-    return render_chunk(r, seed, indices, into=_rows(_map(files), indices, r.views_per_scene))
+    per = r.views_per_scene
+    _reserve(files, range(indices.start * per, indices.stop * per))
+    return render_chunk(r, seed, indices, into=_rows(_map(files), indices, per))
 
 
 def _one_thread() -> None:
@@ -475,6 +496,9 @@ def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progr
         else:
             arrays = _map(files) if files is not None else {}
             results = pool.imap(_render_job, [(r, seed, indices, files) for indices in chunks], chunksize=1)
+        # the labels that need no rendering, while the workers render
+        pairs = views.scene_pairs(n_scenes, per, lambda s: scene_rng(seed, s, stream=1))
+        permutations = views.jigsaw_permutations(r.jigsaw_permutations)
         for indices, out in zip(chunks, tqdm(results, total=len(chunks), desc=f"render {split}", unit="chunk",
                                              disable=not progress)):
             for name, value in out.items():
@@ -486,12 +510,11 @@ def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progr
             _remove(files)                              # the mappings keep the data until dropped
 
     pose = arrays["cam_to_world"].astype(np.float64)
-    pairs = views.scene_pairs(n_scenes, per, lambda s: scene_rng(seed, s, stream=1))
     arrays.update(pairs)
     arrays["fix_pose"] = views.pair_poses(pose, pairs["fix_pose_index"])
     arrays["non_fixated_pose"] = views.pair_poses(pose, pairs["non_fixated_pose_index"])
     arrays["ego_motion"] = views.triplet_poses(pose, pairs["ego_motion_index"])
-    arrays["jigsaw_permutations"] = views.jigsaw_permutations(r.jigsaw_permutations)
+    arrays["jigsaw_permutations"] = permutations
     meta = {"seed": seed, "n_views": n_scenes * per, "n_scenes": n_scenes, "resolution": r.resolution,
             "views_per_scene": per, "fov_deg": r.fov_deg, "classes": list(CLASSES),
             "object_classes": list(OBJECT_CLASSES), "scene_types": [t.name for t in SCENE_TYPES],

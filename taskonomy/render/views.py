@@ -8,6 +8,7 @@ encoded as 6 numbers: the static-axes xyz Euler angles of ``R_b^T R_a`` (``R = R
 """
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -89,23 +90,20 @@ def scene_pairs(n_scenes: int, views: int, rng_of_scene) -> dict[str, np.ndarray
     """
     group = lambda v: v // FIXATED_VIEWS                                             # noqa: E731
     ordered = list(itertools.permutations(range(views), 2))
-    fixated = [p for p in ordered if group(p[0]) == group(p[1])]
-    free = [p for p in ordered if group(p[0]) != group(p[1])]
-    triplets = [t for t in itertools.permutations(range(views), 3) if group(t[0]) == group(t[1]) == group(t[2])]
-    fix, non, ego, match, match_label = [], [], [], [], []
-    for s in range(n_scenes):
-        first = s * views
-        fix += [(first + a, first + b) for a, b in fixated]
-        non += [(first + a, first + b) for a, b in free]
-        ego += [tuple(first + v for v in t) for t in triplets]
-        negatives = rng_of_scene(s).choice(len(free), size=min(len(fixated), len(free)), replace=False)
-        match += [(first + a, first + b) for a, b in fixated] + [(first + free[i][0], first + free[i][1])
-                                                                 for i in sorted(negatives)]
-        match_label += [1] * len(fixated) + [0] * len(negatives)
-    as_index = lambda x, k: np.array(x, dtype=np.int64).reshape(-1, k)       # noqa: E731
-    return dict(fix_pose_index=as_index(fix, 2), non_fixated_pose_index=as_index(non, 2),
-                ego_motion_index=as_index(ego, 3), point_match_index=as_index(match, 2),
-                point_match=np.array(match_label, dtype=np.int64))
+    fixated = np.array([p for p in ordered if group(p[0]) == group(p[1])], dtype=np.int64).reshape(-1, 2)
+    free = np.array([p for p in ordered if group(p[0]) != group(p[1])], dtype=np.int64).reshape(-1, 2)
+    triplets = np.array([t for t in itertools.permutations(range(views), 3)
+                         if group(t[0]) == group(t[1]) == group(t[2])], dtype=np.int64).reshape(-1, 3)
+    first = np.arange(n_scenes, dtype=np.int64)[:, None, None] * views               # (S, 1, 1)
+    per_scene = lambda pairs: (first + pairs).reshape(-1, pairs.shape[1])            # noqa: E731
+    n_negative = min(len(fixated), len(free))
+    negatives = np.array([np.sort(rng_of_scene(s).choice(len(free), size=n_negative, replace=False))
+                          for s in range(n_scenes)], dtype=np.int64).reshape(n_scenes, n_negative)
+    match = np.concatenate([np.broadcast_to(fixated, (n_scenes,) + fixated.shape), free[negatives]], axis=1)
+    label = np.concatenate([np.ones(len(fixated), np.int64), np.zeros(n_negative, np.int64)])
+    return dict(fix_pose_index=per_scene(fixated), non_fixated_pose_index=per_scene(free),
+                ego_motion_index=per_scene(triplets), point_match_index=(first + match).reshape(-1, 2),
+                point_match=np.tile(label, n_scenes))
 
 
 def pair_poses(pose: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -120,7 +118,13 @@ def triplet_poses(pose: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 def jigsaw_permutations(n: int) -> np.ndarray:
     """A fixed set (n, 9) of permutations of the 3x3 tiles, row 0 the identity, the others chosen greedily
-    to be far apart in Hamming distance (as in Noroozi & Favaro 2016), from a fixed seed."""
+    to be far apart in Hamming distance (as in Noroozi & Favaro 2016), from a fixed seed. Chosen once per
+    process (every split stores the same set)."""
+    return _jigsaw_permutations(n).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _jigsaw_permutations(n: int) -> np.ndarray:
     rng = np.random.default_rng(JIGSAW_SEED)
     pool = np.array([rng.permutation(9) for _ in range(max(2000, 4 * n))])
     chosen = [np.arange(9)]
