@@ -412,6 +412,54 @@ def test_camera_casts_match_the_torch_casts():
     assert not blocked[fraction < 0.999].any()
 
 
+def _torch_edge3d_mask(point, normal, surface, is_room, focal):
+    """labels.edge3d's edge pixels as vectorised torch (the renderer's earlier form), the reference for
+    the compiled loop: (V, H, W) bool."""
+    from taskonomy.render.labels import OCCLUSION_GAP
+    from taskonomy.render.vector import dot
+    V, _, H, W = point.shape
+    points, normals = point.reshape(V, 3, H * W), normal.reshape(V, 3, H * W)
+    edge = torch.zeros(V, H * W, dtype=torch.bool)
+    for dim, step in ((2, 1), (1, W)):                                           # right, lower neighbour
+        n = surface.shape[dim] - 1
+        pair = surface.narrow(dim, 1, n) != surface.narrow(dim, 0, n)
+        pair &= ~(is_room.narrow(dim, 1, n) & is_room.narrow(dim, 0, n))
+        v, i, j = pair.nonzero(as_tuple=True)
+        b = i * W + j
+        a = b + step
+        p_a, p_b = points[v, :, a], points[v, :, b]
+        apart = p_a - p_b
+        off = torch.maximum(dot(normals[v, :, a], apart).abs(), dot(normals[v, :, b], apart).abs())
+        cut = off > OCCLUSION_GAP * (torch.minimum(p_a[:, 2], p_b[:, 2]) / focal)
+        edge[v[cut], a[cut]] = True
+        edge[v[cut], b[cut]] = True
+    return edge.reshape(V, H, W)
+
+
+def test_compiled_occlusion_edges_match_torch():
+    """The compiled occlusion-edge pass marks the pixels the vectorised torch form marks, on rendered
+    geometry (camera-frame points and normals of a few scenes' views)."""
+    from taskonomy.render import kernels, labels, split
+    r = dataclasses.replace(PARAMS, resolution=32, objects_max=8)
+    seen = []
+
+    def spy(point, normal, surface, is_room, focal):
+        seen.append((point.clone(), normal.clone(), surface.clone(), is_room.clone(), focal))
+        return edge3d(point, normal, surface, is_room, focal)
+    edge3d = labels.edge3d
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(labels, "edge3d", spy)
+        split.render_chunk(r, 4, range(6))
+    marked = 0
+    for point, normal, surface, is_room, focal in seen:
+        edge = torch.zeros(surface.shape, dtype=torch.bool)
+        kernels.occlusion_edges(point.numpy(), normal.numpy(), surface.numpy(), is_room.numpy(),
+                                labels.OCCLUSION_GAP, focal, edge.numpy())
+        assert torch.equal(edge, _torch_edge3d_mask(point, normal, surface, is_room, focal))
+        marked += int(edge.sum())
+    assert marked > 0
+
+
 def test_workers_write_into_shared_files_and_leave_none_behind(tiny_render):
     """Workers write the dense arrays into the split's files in shared memory; once the split is back, the
     files are gone (the mappings hold the data)."""

@@ -422,3 +422,31 @@ def structure_8(gx, gy, out):
                     yy += gy[v, c, i, j] * gy[v, c, i, j]
                     xy += gx[v, c, i, j] * gy[v, c, i, j]
                 out[v, 0, i, j], out[v, 1, i, j], out[v, 2, i, j] = xx, yy, xy
+
+
+@jit
+def occlusion_edges(point, normal, surface, is_room, gap, focal, edge):
+    """labels.edge3d's edge pixels: ``edge`` (V, H, W) True on both pixels of each right / lower neighbour
+    pair on different surfaces (not two room faces) where one lies off the other's tangent plane by more
+    than ``gap`` pixel footprints (camera-frame ``point`` and ``normal``, (V, 3, H, W) float32). float32 in
+    the torch form's order of operations: the same pixels."""
+    V, _, H, W = point.shape
+    limit = np.float32(gap)
+    f = np.float32(focal)
+    for v in range(V):
+        for i in range(H):
+            for j in range(W):
+                for di, dj in ((0, 1), (1, 0)):
+                    k, m = i + di, j + dj
+                    if k >= H or m >= W or surface[v, k, m] == surface[v, i, j]:
+                        continue
+                    if is_room[v, k, m] and is_room[v, i, j]:
+                        continue
+                    a0 = point[v, 0, k, m] - point[v, 0, i, j]
+                    a1 = point[v, 1, k, m] - point[v, 1, i, j]
+                    a2 = point[v, 2, k, m] - point[v, 2, i, j]
+                    off_a = abs(normal[v, 0, k, m] * a0 + normal[v, 1, k, m] * a1 + normal[v, 2, k, m] * a2)
+                    off_b = abs(normal[v, 0, i, j] * a0 + normal[v, 1, i, j] * a1 + normal[v, 2, i, j] * a2)
+                    if max(off_a, off_b) > limit * (min(point[v, 2, k, m], point[v, 2, i, j]) / f):
+                        edge[v, k, m] = True
+                        edge[v, i, j] = True

@@ -18,7 +18,6 @@ from torch import Tensor
 
 from taskonomy.render import kernels
 from taskonomy.render.segment import connected_components
-from taskonomy.render.vector import dot
 
 HARRIS_K = 0.05
 COLOUR_LEVELS = 4
@@ -98,23 +97,11 @@ def edge3d(point: Tensor, normal: Tensor, surface: Tensor, is_room: Tensor, foca
 
     Neighbours on different surfaces form an occlusion edge when one lies off the other's tangent plane
     by more than OCCLUSION_GAP pixel footprints (depth / focal); at a crease both stay close. Room faces
-    never occlude each other (the room is a convex box seen from inside). Only the few neighbour pairs
-    on different surfaces (found with integer compares) get the tangent-plane test.
+    never occlude each other (the room is a convex box seen from inside). One compiled pass over the
+    neighbour pairs (kernels.occlusion_edges).
     """
     V, _, H, W = point.shape
-    points, normals = point.reshape(V, 3, H * W), normal.reshape(V, 3, H * W)
-    edge = torch.zeros(V, H * W, dtype=torch.bool)
-    for dim, step in ((2, 1), (1, W)):                                           # right, lower neighbour
-        n = surface.shape[dim] - 1
-        pair = surface.narrow(dim, 1, n) != surface.narrow(dim, 0, n)
-        pair &= ~(is_room.narrow(dim, 1, n) & is_room.narrow(dim, 0, n))
-        v, i, j = pair.nonzero(as_tuple=True)                                    # (k,) each
-        b = i * W + j                                                            # the left / upper pixel
-        a = b + step
-        p_a, p_b = points[v, :, a], points[v, :, b]                              # (k, 3)
-        apart = p_a - p_b
-        off = torch.maximum(dot(normals[v, :, a], apart).abs(), dot(normals[v, :, b], apart).abs())
-        cut = off > OCCLUSION_GAP * (torch.minimum(p_a[:, 2], p_b[:, 2]) / focal)
-        edge[v[cut], a[cut]] = True
-        edge[v[cut], b[cut]] = True
+    edge = torch.zeros(V, H, W, dtype=torch.bool)
+    kernels.occlusion_edges(point.contiguous().numpy(), normal.contiguous().numpy(), surface.contiguous().numpy(),
+                            is_room.contiguous().numpy(), OCCLUSION_GAP, focal, edge.numpy())
     return _blur_sum(_blur_sum(edge.reshape(V, 1, H, W).float())).mul_(1 / 256)
