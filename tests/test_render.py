@@ -460,6 +460,22 @@ def test_compiled_occlusion_edges_match_torch():
     assert marked > 0
 
 
+def test_compiled_segment25d_keys_match_torch():
+    """segment25d's compiled keys (surface, dominant normal axis with the first of ties, its sign) number
+    the regions of its torch form (the renderer's earlier form), ties and zero components included."""
+    from taskonomy.render import labels
+    gen = torch.Generator().manual_seed(0)
+    normal = torch.randint(-2, 3, (6, 3, 16, 16), generator=gen).float()
+    surface = torch.randint(0, 9, (6, 16, 16), generator=gen)
+    x, y, z = normal.abs().unbind(1)
+    is_x = (x >= y) & (x >= z)
+    is_y = ~is_x & (y >= z)
+    axis = torch.where(is_x, 0.0, torch.where(is_y, 1.0, 2.0))
+    positive = torch.where(is_x, normal[:, 0], torch.where(is_y, normal[:, 1], normal[:, 2])) > 0
+    key = surface.float().mul_(6).add_(axis, alpha=2).add_(positive)
+    assert torch.equal(labels.segment25d(surface, normal), connected_components(key))
+
+
 def test_workers_write_into_shared_files_and_leave_none_behind(tiny_render):
     """Workers write the dense arrays into the split's files in shared memory; once the split is back, the
     files are gone (the mappings hold the data)."""

@@ -450,3 +450,21 @@ def occlusion_edges(point, normal, surface, is_room, gap, focal, edge):
                     if max(off_a, off_b) > limit * (min(point[v, 2, k, m], point[v, 2, i, j]) / f):
                         edge[v, k, m] = True
                         edge[v, i, j] = True
+
+
+@jit
+def normal_keys(surface, normal, out):
+    """labels.segment25d's region key of each pixel, into ``out`` (V, H, W): ``surface * 6 + 2 * axis +
+    positive`` with ``axis`` the normal's dominant axis (the first of ties) and ``positive`` its sign."""
+    V, H, W = surface.shape
+    for v in range(V):
+        for i in range(H):
+            for j in range(W):
+                x, y, z = normal[v, 0, i, j], normal[v, 1, i, j], normal[v, 2, i, j]
+                if abs(x) >= abs(y) and abs(x) >= abs(z):
+                    axis, along = 0, x
+                elif abs(y) >= abs(z):
+                    axis, along = 1, y
+                else:
+                    axis, along = 2, z
+                out[v, i, j] = surface[v, i, j] * 6 + 2 * axis + (1 if along > 0 else 0)

@@ -78,14 +78,11 @@ def segment2d(rgb: Tensor) -> Tensor:
 
 
 def segment25d(surface: Tensor, normal: Tensor) -> Tensor:
-    """Ids (V, R, R) of connected regions of one surface (V, R, R) and one normal direction."""
-    x, y, z = normal.abs().unbind(1)                                              # (V, R, R) each
-    is_x = (x >= y) & (x >= z)                                                    # argmax: first of ties
-    is_y = ~is_x & (y >= z)
-    axis = torch.where(is_x, 0.0, torch.where(is_y, 1.0, 2.0))
-    positive = torch.where(is_x, normal[:, 0], torch.where(is_y, normal[:, 1], normal[:, 2])) > 0
-    # surface * 6 + axis * 2 + positive, small integers: exact in float32
-    return connected_components(surface.float().mul_(6).add_(axis, alpha=2).add_(positive))
+    """Ids (V, R, R) of connected regions of one surface (V, R, R) and one normal direction: the dominant
+    axis (the first of ties) and its sign (kernels.normal_keys)."""
+    key = torch.empty(surface.shape, dtype=torch.int32)
+    kernels.normal_keys(surface.contiguous().numpy(), normal.contiguous().numpy(), key.numpy())
+    return connected_components(key)
 
 
 def keypoint3d(normal: Tensor) -> Tensor:
