@@ -476,6 +476,23 @@ def test_compiled_segment25d_keys_match_torch():
     assert torch.equal(labels.segment25d(surface, normal), connected_components(key))
 
 
+def test_compiled_harris_matches_its_torch_form():
+    """The fused Harris passes (derivatives and structure tensor in one, the response in one) give the
+    float32 bytes of the stencils plus torch's elementwise response, on 1- and 3-channel images."""
+    from taskonomy.render import kernels, labels
+    gen = torch.Generator().manual_seed(0)
+    for channels in (1, 3):
+        x = torch.rand(4, channels, 24, 24, generator=gen)
+        x[:, :, 8:16, 8:16] = 0.5                                                  # flat areas: response 0
+        gx, gy = labels._sobel_8(x)
+        m = torch.empty(4, 3, 24, 24)
+        kernels.structure_8(gx.numpy(), gy.numpy(), m.numpy())
+        xx, yy, xy = labels._blur_sum(m).unbind(1)
+        reference = (xx * yy - xy * xy - labels.HARRIS_K * (xx + yy) ** 2).clamp_min_(0).mul_(2.0 ** -20)[:, None]
+        assert torch.equal(labels.harris(x), reference) and torch.equal(labels._harris_8(gx, gy), reference)
+        assert (reference == 0).any() and (reference > 0).any()
+
+
 def test_workers_write_into_shared_files_and_leave_none_behind(tiny_render):
     """Workers write the dense arrays into the split's files in shared memory; once the split is back, the
     files are gone (the mappings hold the data)."""

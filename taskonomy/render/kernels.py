@@ -468,3 +468,44 @@ def normal_keys(surface, normal, out):
                 else:
                     axis, along = 2, z
                 out[v, i, j] = surface[v, i, j] * 6 + 2 * axis + (1 if along > 0 else 0)
+
+
+@jit
+def sobel_structure_8(x, out):
+    """structure_8 of sobel_8 of ``x`` (V, C, H, W) float32 in one pass, into ``out`` (V, 3, H, W): the
+    same floats without the derivative images."""
+    V, C, H, W = x.shape
+    two = np.float32(2.0)
+    for v in range(V):
+        for i in range(H):
+            up, down = max(i - 1, 0), min(i + 1, H - 1)
+            for j in range(W):
+                left, right = max(j - 1, 0), min(j + 1, W - 1)
+                xx = yy = xy = np.float32(0.0)
+                for c in range(C):
+                    a = ((x[v, c, up, right] + two * x[v, c, i, right] + x[v, c, down, right])
+                         - (x[v, c, up, left] + two * x[v, c, i, left] + x[v, c, down, left]))
+                    b = ((x[v, c, down, left] + two * x[v, c, down, j] + x[v, c, down, right])
+                         - (x[v, c, up, left] + two * x[v, c, up, j] + x[v, c, up, right]))
+                    if c == 0:
+                        xx, yy, xy = a * a, b * b, a * b
+                    else:
+                        xx += a * a
+                        yy += b * b
+                        xy += a * b
+                out[v, 0, i, j], out[v, 1, i, j], out[v, 2, i, j] = xx, yy, xy
+
+
+@jit
+def harris_response(m, k, scale, out):
+    """``max(xx yy - xy^2 - k (xx + yy)^2, 0) * scale`` of the blurred structure tensor ``m`` (V, 3, H, W)
+    float32, into ``out`` (V, 1, H, W): float32, in the torch form's order of operations."""
+    V, _, H, W = m.shape
+    k32, scale32 = np.float32(k), np.float32(scale)
+    for v in range(V):
+        for i in range(H):
+            for j in range(W):
+                xx, yy, xy = m[v, 0, i, j], m[v, 1, i, j], m[v, 2, i, j]
+                trace = xx + yy
+                r = (xx * yy - xy * xy) - k32 * (trace * trace)
+                out[v, 0, i, j] = max(r, np.float32(0.0)) * scale32

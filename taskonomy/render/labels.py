@@ -43,20 +43,29 @@ def _sobel_8(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def harris(x: Tensor) -> Tensor:
-    """Harris corner response (V, 1, R, R) of a multi-channel image (V, C, R, R), >= 0."""
-    return _harris_8(*_sobel_8(x))
+    """Harris corner response (V, 1, R, R) of a multi-channel image (V, C, R, R), >= 0 (the derivatives and
+    the structure tensor in one pass, kernels.sobel_structure_8)."""
+    V, C, H, W = x.shape
+    m = torch.empty(V, 3, H, W)
+    kernels.sobel_structure_8(x.contiguous().numpy(), m.numpy())
+    return _response(m)
 
 
 def _harris_8(gx: Tensor, gy: Tensor) -> Tensor:
-    """Harris response from 8 x the Sobel derivatives (V, C, R, R). The entries of the structure tensor,
-    summed over channels in channel order, are written into one (V, 3, R, R) stack and blurred as one;
-    the response is degree 2 in the blurred tensor, which is 16 * 64 times too large, hence the final
-    2^-20."""
+    """Harris response from 8 x the Sobel derivatives (V, C, R, R)."""
     V, C, H, W = gx.shape
     m = torch.empty(V, 3, H, W)
     kernels.structure_8(gx.numpy(), gy.numpy(), m.numpy())
-    xx, yy, xy = _blur_sum(m).unbind(1)
-    return (xx * yy - xy * xy - HARRIS_K * (xx + yy) ** 2).clamp_min_(0).mul_(2.0 ** -20)[:, None]
+    return _response(m)
+
+
+def _response(m: Tensor) -> Tensor:
+    """The response of the structure tensor (V, 3, R, R) of 8 x the derivatives, summed over channels:
+    blurred as one stack, then ``det - HARRIS_K tr^2`` clipped at 0. The response is degree 2 in the
+    blurred tensor, which is 16 * 64 times too large, hence the final 2^-20 (kernels.harris_response)."""
+    out = torch.empty(m.shape[0], 1, *m.shape[2:])
+    kernels.harris_response(_blur_sum(m).numpy(), HARRIS_K, 2.0 ** -20, out.numpy())
+    return out
 
 
 def grey(rgb: Tensor) -> Tensor:
