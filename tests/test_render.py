@@ -477,14 +477,19 @@ def test_compiled_segment25d_keys_match_torch():
 
 
 def test_compiled_harris_matches_its_torch_form():
-    """The fused Harris passes (derivatives and structure tensor in one, the response in one) give the
-    float32 bytes of the stencils plus torch's elementwise response, on 1- and 3-channel images."""
+    """The Sobel stencils give the bytes of the same sums as torch slices of the replicate-padded image, and
+    the fused Harris passes (derivatives and structure tensor in one, the response in one) the float32
+    bytes of the stencils plus torch's elementwise response, on 1- and 3-channel images."""
     from taskonomy.render import kernels, labels
     gen = torch.Generator().manual_seed(0)
     for channels in (1, 3):
         x = torch.rand(4, channels, 24, 24, generator=gen)
         x[:, :, 8:16, 8:16] = 0.5                                                  # flat areas: response 0
         gx, gy = labels._sobel_8(x)
+        q = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")            # the stencils as slices
+        at = lambda di, dj: q[:, :, 1 + di:25 + di, 1 + dj:25 + dj]              # noqa: E731
+        assert torch.equal(gx, (at(-1, 1) + 2 * at(0, 1) + at(1, 1)) - (at(-1, -1) + 2 * at(0, -1) + at(1, -1)))
+        assert torch.equal(gy, (at(1, -1) + 2 * at(1, 0) + at(1, 1)) - (at(-1, -1) + 2 * at(-1, 0) + at(-1, 1)))
         m = torch.empty(4, 3, 24, 24)
         kernels.structure_8(gx.numpy(), gy.numpy(), m.numpy())
         xx, yy, xy = labels._blur_sum(m).unbind(1)

@@ -390,21 +390,29 @@ def blur_sum(x, out):
                     out[v, c, i, j] = rows[max(j - 1, 0)] + two * rows[j] + rows[min(j + 1, W - 1)]
 
 
+@inlined
+def _sobel_at(x, v, c, i, j, up, down, left, right):
+    """8 x the horizontal and vertical Sobel derivatives of channel ``c`` of view ``v`` at pixel (i, j), given
+    its replicate-padded neighbours' rows and columns."""
+    two = np.float32(2.0)
+    gx = ((x[v, c, up, right] + two * x[v, c, i, right] + x[v, c, down, right])
+          - (x[v, c, up, left] + two * x[v, c, i, left] + x[v, c, down, left]))
+    gy = ((x[v, c, down, left] + two * x[v, c, down, j] + x[v, c, down, right])
+          - (x[v, c, up, left] + two * x[v, c, up, j] + x[v, c, up, right]))
+    return gx, gy
+
+
 @jit
 def sobel_8(x, gx, gy):
     """8 x the horizontal and vertical Sobel derivatives of ``x`` (V, C, H, W) float32 into ``gx``, ``gy``."""
     V, C, H, W = x.shape
-    two = np.float32(2.0)
     for v in range(V):
         for c in range(C):
             for i in range(H):
                 up, down = max(i - 1, 0), min(i + 1, H - 1)
                 for j in range(W):
                     left, right = max(j - 1, 0), min(j + 1, W - 1)
-                    gx[v, c, i, j] = ((x[v, c, up, right] + two * x[v, c, i, right] + x[v, c, down, right])
-                                      - (x[v, c, up, left] + two * x[v, c, i, left] + x[v, c, down, left]))
-                    gy[v, c, i, j] = ((x[v, c, down, left] + two * x[v, c, down, j] + x[v, c, down, right])
-                                      - (x[v, c, up, left] + two * x[v, c, up, j] + x[v, c, up, right]))
+                    gx[v, c, i, j], gy[v, c, i, j] = _sobel_at(x, v, c, i, j, up, down, left, right)
 
 
 @jit
@@ -475,7 +483,6 @@ def sobel_structure_8(x, out):
     """structure_8 of sobel_8 of ``x`` (V, C, H, W) float32 in one pass, into ``out`` (V, 3, H, W): the
     same floats without the derivative images."""
     V, C, H, W = x.shape
-    two = np.float32(2.0)
     for v in range(V):
         for i in range(H):
             up, down = max(i - 1, 0), min(i + 1, H - 1)
@@ -483,10 +490,7 @@ def sobel_structure_8(x, out):
                 left, right = max(j - 1, 0), min(j + 1, W - 1)
                 xx = yy = xy = np.float32(0.0)
                 for c in range(C):
-                    a = ((x[v, c, up, right] + two * x[v, c, i, right] + x[v, c, down, right])
-                         - (x[v, c, up, left] + two * x[v, c, i, left] + x[v, c, down, left]))
-                    b = ((x[v, c, down, left] + two * x[v, c, down, j] + x[v, c, down, right])
-                         - (x[v, c, up, left] + two * x[v, c, up, j] + x[v, c, up, right]))
+                    a, b = _sobel_at(x, v, c, i, j, up, down, left, right)
                     if c == 0:
                         xx, yy, xy = a * a, b * b, a * b
                     else:
