@@ -83,6 +83,37 @@ def unit_hit(kind, ox, oy, oz, dx, dy, dz):
     return (side, 0) if side <= cap else (cap, 1)
 
 
+@inlined
+def _room_exit(room_lo, room_hi, s, ox, oy, oz, dx, dy, dz):
+    """(t, face) where a ray from inside the room box of scene ``s`` leaves it: the wall ahead on each
+    axis, face ``2 * axis + (ray goes + along the axis)``; on ties the lower axis wins."""
+    best, face = INF, 0
+    for axis in range(3):
+        d, o = (dx, dy, dz)[axis], (ox, oy, oz)[axis]
+        ahead = d > 0
+        gap = room_hi[s, axis] - o if ahead else o - room_lo[s, axis]
+        t_axis = gap / abs(d)
+        if axis == 0 or t_axis < best:
+            best, face = t_axis, 2 * axis + ahead
+    return best, face
+
+
+@inlined
+def _unit_origin(rot, scale, f, rx, ry, rz):
+    """A ray origin in the unit frame of primitive ``f``, ``R^T (o - c) / s``, from ``r = o - c``."""
+    return ((rot[f, 0, 0] * rx + rot[f, 1, 0] * ry + rot[f, 2, 0] * rz) / scale[f, 0],
+            (rot[f, 0, 1] * rx + rot[f, 1, 1] * ry + rot[f, 2, 1] * rz) / scale[f, 1],
+            (rot[f, 0, 2] * rx + rot[f, 1, 2] * ry + rot[f, 2, 2] * rz) / scale[f, 2])
+
+
+@inlined
+def _unit_dir(to_unit, f, dx, dy, dz):
+    """A ray direction in the unit frame of primitive ``f``: ``diag(1 / s) R^T d`` from its ``to_unit`` column."""
+    return (to_unit[0, f] * dx + to_unit[1, f] * dy + to_unit[2, f] * dz,
+            to_unit[3, f] * dx + to_unit[4, f] * dy + to_unit[5, f] * dz,
+            to_unit[6, f] * dx + to_unit[7, f] * dy + to_unit[8, f] * dz)
+
+
 @jit
 def _surface(kind, part, qx, qy, qz, sx, sy, sz):
     """Local normal (unnormalised, unscaled frame) and principal curvatures at unit-frame point q of a
@@ -141,23 +172,13 @@ def primary_hits(kind, centre, rot, scale, to_unit, room_lo, room_hi, per_scene,
     best_p = np.empty(N, np.int64)
     best_part = np.empty(N, np.int64)
     best_q = np.empty((3, N))       # the hit point in the winning primitive's unit frame
-    o_l = np.empty(3)
     for v in range(V):
         s = scene[v]
         ox, oy, oz = np.float64(origin[v, 0]), np.float64(origin[v, 1]), np.float64(origin[v, 2])   # float64 from here
-        # the room: exit distance, face and inward normal; on ties the lower axis wins
+        # the room: exit distance and face
         for n in range(N):
-            best, face = INF, 0
-            for axis in range(3):
-                d = dirs[axis, v, n]
-                o = (ox, oy, oz)[axis]
-                ahead = d > 0
-                gap = room_hi[s, axis] - o if ahead else o - room_lo[s, axis]
-                t_axis = gap / abs(d)
-                if axis == 0 or t_axis < best:
-                    best, face = t_axis, 2 * axis + ahead
-            best_t[n] = best
-            surface[v, n] = face
+            dx, dy, dz = np.float64(dirs[0, v, n]), np.float64(dirs[1, v, n]), np.float64(dirs[2, v, n])
+            best_t[n], surface[v, n] = _room_exit(room_lo, room_hi, s, ox, oy, oz, dx, dy, dz)
             best_p[n] = -1
         # the primitives, each over the pixels of its box
         for p in range(P):
@@ -166,22 +187,18 @@ def primary_hits(kind, centre, rot, scale, to_unit, room_lo, room_hi, per_scene,
             x0, x1, y0, y1 = box[v, p, 0], box[v, p, 1], box[v, p, 2], box[v, p, 3]
             if k < 0 or x1 < x0 or y1 < y0:
                 continue
-            rx, ry, rz = ox - centre[f, 0], oy - centre[f, 1], oz - centre[f, 2]
-            for i in range(3):               # R^T (o - c) / s
-                o_l[i] = (rot[f, 0, i] * rx + rot[f, 1, i] * ry + rot[f, 2, i] * rz) / scale[f, i]
+            lx, ly, lz = _unit_origin(rot, scale, f, ox - centre[f, 0], oy - centre[f, 1], oz - centre[f, 2])
             for py in range(y0, y1 + 1):
                 for px in range(x0, x1 + 1):
                     n = py * R + px
                     dx, dy, dz = np.float64(dirs[0, v, n]), np.float64(dirs[1, v, n]), np.float64(dirs[2, v, n])
-                    ux = to_unit[0, f] * dx + to_unit[1, f] * dy + to_unit[2, f] * dz
-                    uy = to_unit[3, f] * dx + to_unit[4, f] * dy + to_unit[5, f] * dz
-                    uz = to_unit[6, f] * dx + to_unit[7, f] * dy + to_unit[8, f] * dz
-                    tk, part = unit_hit(k, o_l[0], o_l[1], o_l[2], ux, uy, uz)
+                    ux, uy, uz = _unit_dir(to_unit, f, dx, dy, dz)
+                    tk, part = unit_hit(k, lx, ly, lz, ux, uy, uz)
                     if tk < best_t[n] or (tk == best_t[n] and best_p[n] >= 0):
                         best_t[n] = tk
                         best_p[n] = p
                         best_part[n] = part
-                        best_q[0, n], best_q[1, n], best_q[2, n] = o_l[0] + tk * ux, o_l[1] + tk * uy, o_l[2] + tk * uz
+                        best_q[0, n], best_q[1, n], best_q[2, n] = lx + tk * ux, ly + tk * uy, lz + tk * uz
         # the surface at each pixel's hit
         for n in range(N):
             dx, dy, dz = np.float64(dirs[0, v, n]), np.float64(dirs[1, v, n]), np.float64(dirs[2, v, n])
@@ -232,11 +249,7 @@ def first_hit_t(kind, centre, rot, scale, to_unit, radius, room_lo, room_hi, per
         ox, oy, oz = np.float64(origin[g, 0]), np.float64(origin[g, 1]), np.float64(origin[g, 2])
         for n in range(N):
             dx, dy, dz = np.float64(dirs[0, g, n]), np.float64(dirs[1, g, n]), np.float64(dirs[2, g, n])
-            best = INF
-            for axis in range(3):                    # the room: the wall ahead on each axis
-                d, o = (dx, dy, dz)[axis], (ox, oy, oz)[axis]
-                gap = room_hi[s, axis] - o if d > 0 else o - room_lo[s, axis]
-                best = min(best, gap / abs(d))
+            best = _room_exit(room_lo, room_hi, s, ox, oy, oz, dx, dy, dz)[0]
             for p in range(P):
                 f = s * P + p
                 if kind[f] < 0:
@@ -247,12 +260,8 @@ def first_hit_t(kind, centre, rot, scale, to_unit, radius, room_lo, room_hi, per
                 dist2 = rx * rx + ry * ry + rz * rz
                 if dist2 > r * r and (dist2 - b * b > r * r or b < 0 or b - r > best):
                     continue                         # passes by, behind, or beyond the nearest hit
-                lx = (rot[f, 0, 0] * rx + rot[f, 1, 0] * ry + rot[f, 2, 0] * rz) / scale[f, 0]
-                ly = (rot[f, 0, 1] * rx + rot[f, 1, 1] * ry + rot[f, 2, 1] * rz) / scale[f, 1]
-                lz = (rot[f, 0, 2] * rx + rot[f, 1, 2] * ry + rot[f, 2, 2] * rz) / scale[f, 2]
-                ux = to_unit[0, f] * dx + to_unit[1, f] * dy + to_unit[2, f] * dz
-                uy = to_unit[3, f] * dx + to_unit[4, f] * dy + to_unit[5, f] * dz
-                uz = to_unit[6, f] * dx + to_unit[7, f] * dy + to_unit[8, f] * dz
+                lx, ly, lz = _unit_origin(rot, scale, f, rx, ry, rz)
+                ux, uy, uz = _unit_dir(to_unit, f, dx, dy, dz)
                 best = min(best, unit_hit(kind[f], lx, ly, lz, ux, uy, uz)[0])
             t[g, n] = best
 
@@ -282,16 +291,15 @@ def shadowed(kind, centre, rot, scale, to_unit, radius, per_scene, scene, origin
     keep = np.empty(P, np.int64)
     for g in range(G):
         s = scene[g]
+        ox, oy, oz = np.float64(origin[g, 0]), np.float64(origin[g, 1]), np.float64(origin[g, 2])
         for p in range(P):
             f = s * P + p
-            ox, oy, oz = np.float64(origin[g, 0]), np.float64(origin[g, 1]), np.float64(origin[g, 2])
             rx, ry, rz = ox - centre[f, 0], oy - centre[f, 1], oz - centre[f, 2]
             dist[p] = math.sqrt(rx * rx + ry * ry + rz * rz)
             axis[p, 0], axis[p, 1], axis[p, 2] = -rx / dist[p], -ry / dist[p], -rz / dist[p]
             padded[p] = r = radius[f] * (1.0 + 1e-4) + 1e-6      # a margin keeps the tests conservative
             half[p] = math.asin(r / dist[p]) if r < dist[p] else 4.0     # 4 > pi: the origin is inside
-            for i in range(3):
-                o_l[p, i] = (rot[f, 0, i] * rx + rot[f, 1, i] * ry + rot[f, 2, i] * rz) / scale[f, i]
+            o_l[p, 0], o_l[p, 1], o_l[p, 2] = _unit_origin(rot, scale, f, rx, ry, rz)
         for start in range(0, N, tile):
             stop = min(N, start + tile)
             mx, my, mz, reach = 0.0, 0.0, 0.0, -INF
@@ -331,9 +339,7 @@ def shadowed(kind, centre, rot, scale, to_unit, radius, per_scene, scene, origin
                         continue                              # passes by, or the sphere is behind
                     if b - r > t_max[g, n]:
                         continue                              # the sphere starts beyond t_max
-                    ux = to_unit[0, f] * dx + to_unit[1, f] * dy + to_unit[2, f] * dz
-                    uy = to_unit[3, f] * dx + to_unit[4, f] * dy + to_unit[5, f] * dz
-                    uz = to_unit[6, f] * dx + to_unit[7, f] * dy + to_unit[8, f] * dz
+                    ux, uy, uz = _unit_dir(to_unit, f, dx, dy, dz)
                     if unit_hit(kind[f], o_l[p, 0], o_l[p, 1], o_l[p, 2], ux, uy, uz)[0] < t_max[g, n]:
                         blocked[g, n] = True
                         break
