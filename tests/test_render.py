@@ -416,10 +416,11 @@ def _torch_edge3d_mask(point, normal, surface, is_room, focal):
     """labels.edge3d's edge pixels as vectorised torch (the renderer's earlier form), the reference for
     the compiled loop: (V, H, W) bool."""
     from taskonomy.render.labels import OCCLUSION_GAP
-    from taskonomy.render.vector import dot
+    from taskonomy.render.vector import planar_dot
     V, _, H, W = point.shape
     points, normals = point.reshape(V, 3, H * W), normal.reshape(V, 3, H * W)
     edge = torch.zeros(V, H * W, dtype=torch.bool)
+    dot = lambda x, y: planar_dot(x.unbind(-1), y.unbind(-1))                     # noqa: E731
     for dim, step in ((2, 1), (1, W)):                                           # right, lower neighbour
         n = surface.shape[dim] - 1
         pair = surface.narrow(dim, 1, n) != surface.narrow(dim, 0, n)

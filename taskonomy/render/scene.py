@@ -191,20 +191,24 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return np.array(rgb)
 
 
+def _cumulative(p) -> np.ndarray:
+    """The normalised cumulative sum of probabilities ``p`` that a draw is looked up in."""
+    cdf = np.cumsum(p, dtype=float)
+    cdf /= cdf[-1]
+    return cdf
+
+
 def draw(rng: np.random.Generator, p, size=None):
     """``rng.choice(len(p), size, p=p)`` without its checks of ``p`` (most of its cost on a few items): the
     same draws from the same stream (one uniform each, looked up in the normalised cumulative sum)."""
-    cdf = np.cumsum(p, dtype=float)
-    cdf /= cdf[-1]
-    return cdf.searchsorted(rng.random(size), side="right")
+    return _cumulative(p).searchsorted(rng.random(size), side="right")
 
 
 @functools.lru_cache(maxsize=None)
 def _cdf(weights: tuple[float, ...]) -> tuple[float, ...]:
-    """The normalised cumulative sum :func:`draw` looks a draw up in, of relative ``weights``."""
+    """:func:`draw`'s table for relative ``weights`` (normalised first), as Python floats."""
     w = np.asarray(weights, float)
-    cdf = np.cumsum(w / w.sum(), dtype=float)
-    return tuple((cdf / cdf[-1]).tolist())
+    return tuple(_cumulative(w / w.sum()).tolist())
 
 
 def draw_one(rng: np.random.Generator, weights: tuple[float, ...]) -> int:

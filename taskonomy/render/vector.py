@@ -12,11 +12,6 @@ import torch
 from torch import Tensor
 
 
-def dot(a: Tensor, b: Tensor) -> Tensor:
-    """Dot products (...) of (..., 3) vectors (broadcasting)."""
-    return planar_dot(a.unbind(-1), b.unbind(-1))
-
-
 def planar_dot(a: Tensor, b: Tensor) -> Tensor:
     """Dot products (...) of planar vectors (3, ...): anything whose items 0, 1, 2 are the components."""
     return torch.addcmul(torch.addcmul(a[0] * b[0], a[1], b[1]), a[2], b[2])
