@@ -41,6 +41,10 @@ the first-order stage drops ``--table`` and a second stage writes the full table
 """
 from __future__ import annotations
 
+from taskonomy.forkserver import delegate
+
+delegate(__name__, __file__)  # a warm fork server runs the stage when one is up (saves importing torch)
+
 import argparse
 from pathlib import Path
 

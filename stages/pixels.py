@@ -9,6 +9,10 @@ per-item test losses in bank order), the reference of every transfer's gain.
 """
 from __future__ import annotations
 
+from taskonomy.forkserver import delegate
+
+delegate(__name__, __file__)  # a warm fork server runs the stage when one is up (saves importing torch)
+
 import argparse
 import logging
 import sys

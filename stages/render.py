@@ -7,6 +7,10 @@ Reads the ``render`` section of the params file; writes ``<out>/{train,transfer,
 """
 from __future__ import annotations
 
+from taskonomy.forkserver import delegate
+
+delegate(__name__, __file__)  # a warm fork server runs the stage when one is up (saves importing torch)
+
 import argparse
 import logging
 import time

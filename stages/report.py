@@ -11,6 +11,10 @@ Everything is in :mod:`taskonomy.report`; a missing input is one line naming the
 """
 from __future__ import annotations
 
+from taskonomy.forkserver import delegate
+
+delegate(__name__, __file__)  # a warm fork server runs the stage when one is up (saves importing torch)
+
 import argparse
 from pathlib import Path
 

@@ -31,6 +31,10 @@ The expected dvc.yaml entry:
 """
 from __future__ import annotations
 
+from taskonomy.forkserver import delegate
+
+delegate(__name__, __file__)  # a warm fork server runs the stage when one is up (saves importing torch)
+
 import argparse
 from pathlib import Path
 

@@ -23,6 +23,10 @@ transfer stage (next issue), not here.
 """
 from __future__ import annotations
 
+from taskonomy.forkserver import delegate
+
+delegate(__name__, __file__)  # a warm fork server runs the stage when one is up (saves importing torch)
+
 import argparse
 import csv
 import logging

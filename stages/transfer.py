@@ -14,6 +14,10 @@ on the cached representation (taskonomy.transfer). Writes to ``--out``:
 """
 from __future__ import annotations
 
+from taskonomy.forkserver import delegate
+
+delegate(__name__, __file__)  # a warm fork server runs the stage when one is up (saves importing torch)
+
 import argparse
 import logging
 import os

@@ -16,6 +16,10 @@ Python + torch start per target and keeps the workers busy across targets.
 """
 from __future__ import annotations
 
+from taskonomy.forkserver import delegate
+
+delegate(__name__, __file__)  # a warm fork server runs the stage when one is up (saves importing torch)
+
 import argparse
 import logging
 import sys
