@@ -34,6 +34,7 @@ initialise CUDA either, so a child may (forking after CUDA is initialised is uns
 from __future__ import annotations
 
 import atexit
+import gc
 import hashlib
 import importlib.util
 import json
@@ -74,9 +75,9 @@ def enabled() -> bool:
 def server_address() -> str:
     """The abstract socket name of the server for this interpreter, library install and environment."""
     key: dict = {"python": [sys.executable, sys.prefix, sys.version], "uid": os.getuid(),
-                 "self": os.stat(__file__).st_mtime_ns,
+                 "self": os.stat(__file__).st_mtime_ns, "name": os.environ.get(ENABLE, "1"),
                  "env": sorted((k, v) for k, v in os.environ.items()
-                               if k.startswith(KEY_PREFIXES) and k not in (CHILD, "PYTHONPATH"))}
+                               if k.startswith(KEY_PREFIXES) and k not in (CHILD, ENABLE, "PYTHONPATH"))}
     for name in sorted({m.split(".")[0] for m in PRELOAD}):  # where this caller would import them from
         spec = importlib.util.find_spec(name)
         key[name] = (spec.origin, os.stat(spec.origin).st_mtime_ns) if spec and spec.origin else None
@@ -187,6 +188,7 @@ def serve(address: str, idle: float) -> int:
             importlib.import_module(module)
         except Exception as err:  # noqa: BLE001 - a child imports it (and reports the error) itself
             print(f"preload {module}: {err!r}", file=sys.stderr)
+    gc.freeze()  # the children's collections skip (and so never copy-on-write) the preloaded objects
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} ready in "
           f"{time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     sessions: set[int] = set()

@@ -144,6 +144,11 @@ def test_address_follows_the_environment(monkeypatch):
     monkeypatch.setenv("PYTHONHASHSEED", "0")
     assert forkserver.server_address() != first                      # read when the interpreter starts
     assert first.startswith("\0taskonomy-forkserver-")
+    monkeypatch.delenv("PYTHONHASHSEED")
+    monkeypatch.setenv(forkserver.ENABLE, "1")
+    on = forkserver.server_address()
+    monkeypatch.delenv(forkserver.ENABLE)
+    assert forkserver.server_address() == on                         # on by default: the same server
 
 
 def test_stage_results_identical_to_its_own_process(server_env, tmp_path):
@@ -169,3 +174,19 @@ def test_stage_results_identical_to_its_own_process(server_env, tmp_path):
         assert json.loads((out / "metrics.json").read_text())["threads"] == 2
         assert json.loads((tmp_path / f"{mode}.json").read_text())["seconds"] > 0
     assert losses["own"].tobytes() == losses["server"].tobytes()
+
+
+def test_preload_leaves_cuda_alone():
+    """Forking after CUDA is initialised breaks CUDA in the children: the preload must not even probe it."""
+    probe = ("import importlib, torch\n"
+             "from taskonomy.forkserver import PRELOAD\n"
+             "calls = []\n"
+             "count, available = torch._C._cuda_getDeviceCount, torch.cuda.is_available\n"
+             "torch._C._cuda_getDeviceCount = lambda *a: calls.append('count') or count(*a)\n"
+             "torch.cuda.is_available = lambda *a: calls.append('available') or available(*a)\n"
+             "for module in PRELOAD:\n"
+             "    importlib.import_module(module)\n"
+             "print(calls, torch.cuda.is_initialized())\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[] False"
