@@ -101,7 +101,7 @@ def delegate(name: str, script: str) -> None:
         conn.connect(address)
     except OSError:
         conn.close()
-        start_server()
+        start_server(address)
         return
     with conn:
         code = _run_remote(conn, script)
@@ -109,13 +109,13 @@ def delegate(name: str, script: str) -> None:
         raise SystemExit(code)
 
 
-def start_server() -> None:
-    """Start a server for this environment in the background (it exits if one already listens)."""
+def start_server(address: str) -> None:
+    """Start a server at ``address`` in the background (it exits if one already listens there)."""
     env = {k: v for k, v in os.environ.items() if k != CHILD}
     log = os.path.join(tempfile.gettempdir(), f"taskonomy-forkserver-{os.getuid()}.log")
     try:
         with open(log, "ab") as out:
-            subprocess.Popen([sys.executable, "-m", "taskonomy.forkserver"], cwd="/", env=env,
+            subprocess.Popen([sys.executable, "-m", "taskonomy.forkserver", address.lstrip("\0")], cwd="/", env=env,
                              stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     except OSError:
         pass  # no server: every stage imports for itself
@@ -246,9 +246,12 @@ def _session(conn: socket.socket) -> None:
         status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         conn.sendall(b"exit %d\n" % status if status >= 0 else b"signal %d\n" % -status)
         code = 0
+    except OSError as err:  # the caller went away (killed, or only probing); fork failed
+        print(f"session {os.getpid()}: {err!r}", file=sys.stderr)
     except BaseException:  # noqa: BLE001 - a session never returns into the server's loop
         traceback.print_exc()
     finally:
+        sys.stderr.flush()
         os._exit(code)
 
 
@@ -320,10 +323,12 @@ def _run(script: str) -> int:
     return code
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """``python -m taskonomy.forkserver [NAME]``: serve at the abstract socket NAME (the caller's
+    :func:`server_address`, so that both agree whatever this process would compute)."""
     idle = float(os.environ.get(IDLE) or 300)
-    return serve(server_address(), idle)
+    return serve("\0" + argv[0] if argv else server_address(), idle)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

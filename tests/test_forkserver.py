@@ -127,7 +127,7 @@ def test_off_switch_runs_in_process(server_env):
 
 
 def test_imported_stage_module_never_delegates(monkeypatch):
-    monkeypatch.setattr(forkserver, "start_server", lambda: pytest.fail("a module import must not start a server"))
+    monkeypatch.setattr(forkserver, "start_server", lambda address: pytest.fail("an import must not start a server"))
     assert forkserver.delegate("train_task", str(ROOT / "stages" / "train_task.py")) is None
 
 
