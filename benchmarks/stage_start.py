@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,14 +37,8 @@ def _start(stage: str, env: dict) -> float:
 def _wait_ready(env: dict) -> None:
     """Start the benchmark's server and wait until it has preloaded (a served run returns fast)."""
     _start("report", env)  # no server yet: runs itself and starts one
-    address = subprocess.run([sys.executable, "-c", "from taskonomy.forkserver import server_address as a; "
-                              "print(repr(a()))"], env=env, capture_output=True, text=True, check=True).stdout
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            if probe.connect_ex(eval(address)) == 0:
-                break
-        time.sleep(0.2)
+    if not forkserver.wait_listening(forkserver.server_address(env), 120):
+        raise SystemExit("stage_start: the benchmark's fork server did not start")
     _start("report", env)  # waits for the preload to finish
 
 

@@ -50,6 +50,7 @@ import tempfile
 import threading
 import time
 import traceback
+from typing import Mapping
 
 ENABLE = "TASKONOMY_FORKSERVER"
 IDLE = "TASKONOMY_FORKSERVER_IDLE"
@@ -73,17 +74,31 @@ def enabled() -> bool:
     return os.environ.get(ENABLE, "1") != "0" and not os.environ.get(CHILD) and supported()
 
 
-def server_address() -> str:
-    """The abstract socket name of the server for this interpreter, library install and environment."""
+def server_address(environ: Mapping[str, str] | None = None) -> str:
+    """The abstract socket name of the server for this interpreter, library install and environment
+    (``environ``, by default this process's)."""
+    environ = os.environ if environ is None else environ
     key: dict = {"python": [sys.executable, sys.prefix, sys.version], "uid": os.getuid(),
-                 "self": os.stat(__file__).st_mtime_ns, "name": os.environ.get(ENABLE, "1"),
-                 "env": sorted((k, v) for k, v in os.environ.items()
+                 "self": os.stat(__file__).st_mtime_ns, "name": environ.get(ENABLE, "1"),
+                 "env": sorted((k, v) for k, v in environ.items()
                                if k.startswith(KEY_PREFIXES) and k not in (CHILD, ENABLE, "PYTHONPATH"))}
     for name in sorted({m.split(".")[0] for m in PRELOAD}):  # where this caller would import them from
         spec = importlib.util.find_spec(name)
         key[name] = (spec.origin, os.stat(spec.origin).st_mtime_ns) if spec and spec.origin else None
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return f"\0taskonomy-forkserver-{os.getuid()}-{digest}"
+
+
+def wait_listening(address: str, timeout: float) -> bool:
+    """Whether a server listens at ``address`` within ``timeout`` seconds (it binds before preloading)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            if probe.connect_ex(address) == 0:
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
 
 
 # --------------------------------------------------------------------------------------------------

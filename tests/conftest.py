@@ -84,6 +84,19 @@ def make_dvc_repo(tmp_path: Path, params_overrides: dict | None = None) -> DvcRe
     return result
 
 
+def write_tiny_train_params(path: Path, threads: int) -> Path:
+    """The default params with task networks shrunk for the fake bank (16x16, width 4, 2 epochs of
+    batches of 8, ``threads``) and without the default's per-task overrides (e.g. fix_pose's epochs)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["render"]["resolution"] = 16
+    raw["train_task"].update(width=4, head_width=16, epochs=2, batch_size=8, threads=threads)
+    for task in raw["tasks"].values():
+        for key in ("epochs", "lr", "epoch_items"):
+            task.pop(key, None)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_render():
     """RenderParams of a tiny bank."""

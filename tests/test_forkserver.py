@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
+from conftest import write_tiny_train_params
 from fake_bank import write_fake_bank
 from taskonomy import forkserver
 
@@ -46,22 +45,8 @@ def server_env(tmp_path_factory):
     first = subprocess.run([sys.executable, str(script), "0"], capture_output=True, text=True, env=env, timeout=120)
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["child"] is None  # no server yet: ran in its own process, started one
-    address = subprocess.run([sys.executable, "-c", "from taskonomy.forkserver import server_address as a; "
-                              "print(repr(a()))"], capture_output=True, text=True, env=env).stdout
-    _wait_listening(eval(address))
+    assert forkserver.wait_listening(forkserver.server_address(env), 60), "the fork server did not start listening"
     return env, script
-
-
-def _wait_listening(address: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(address)
-                return
-            except OSError:
-                time.sleep(0.2)
-    pytest.fail("the fork server did not start listening")
 
 
 def _run(env, script, *args, cwd=None):
@@ -155,14 +140,7 @@ def test_stage_results_identical_to_its_own_process(server_env, tmp_path):
     """A real stage (train_task: torch, threads, seeds, checkpoint) gives the same bytes both ways."""
     env, _ = server_env
     bank = write_fake_bank(tmp_path / "bank")
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["render"]["resolution"] = 16
-    raw["train_task"].update(width=4, head_width=16, epochs=2, batch_size=8, threads=2)
-    for task in raw["tasks"].values():
-        for key in ("epochs", "lr", "epoch_items"):
-            task.pop(key, None)
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(raw))
+    params = write_tiny_train_params(tmp_path / "params.yaml", threads=2)
     losses = {}
     for mode, server in (("own", "0"), ("server", env[forkserver.ENABLE])):
         out = tmp_path / mode

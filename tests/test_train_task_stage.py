@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import write_tiny_train_params
 from fake_bank import write_fake_bank
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,15 +25,7 @@ def bank(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def params(tmp_path_factory):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["render"]["resolution"] = 16
-    raw["train_task"].update(width=4, head_width=16, epochs=2, batch_size=8, threads=1)
-    for task in raw["tasks"].values():          # the default's per-task overrides (e.g. fix_pose's epochs)
-        for key in ("epochs", "lr", "epoch_items"):
-            task.pop(key, None)
-    path = tmp_path_factory.mktemp("params") / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_tiny_train_params(tmp_path_factory.mktemp("params") / "params.yaml", threads=1)
 
 def _run(task: str, bank: Path, out: Path, params: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), task, "--bank", str(bank), "--out", str(out),
