@@ -41,9 +41,9 @@ the first-order stage drops ``--table`` and a second stage writes the full table
 """
 from __future__ import annotations
 
-from taskonomy.forkserver import delegate
+from _stage import delegate
 
-delegate(__name__, __file__)  # a warm fork server runs the stage when one is up (saves importing torch)
+delegate(__name__, __file__)  # the project's Python; a warm fork server runs the stage when one is up
 
 import argparse
 from pathlib import Path

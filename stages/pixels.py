@@ -9,9 +9,9 @@ per-item test losses in bank order), the reference of every transfer's gain.
 """
 from __future__ import annotations
 
-from taskonomy.forkserver import delegate
+from _stage import delegate
 
-delegate(__name__, __file__)  # a warm fork server runs the stage when one is up (saves importing torch)
+delegate(__name__, __file__)  # the project's Python; a warm fork server runs the stage when one is up
 
 import argparse
 import logging

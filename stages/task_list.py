@@ -8,9 +8,9 @@ role changes the file and reruns them all.
 """
 from __future__ import annotations
 
-from taskonomy.forkserver import delegate
+from _stage import delegate
 
-delegate(__name__, __file__)  # a warm fork server runs the stage when one is up (saves importing torch)
+delegate(__name__, __file__)  # the project's Python; a warm fork server runs the stage when one is up
 
 import argparse
 import json

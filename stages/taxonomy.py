@@ -31,9 +31,9 @@ The expected dvc.yaml entry:
 """
 from __future__ import annotations
 
-from taskonomy.forkserver import delegate
+from _stage import delegate
 
-delegate(__name__, __file__)  # a warm fork server runs the stage when one is up (saves importing torch)
+delegate(__name__, __file__)  # the project's Python; a warm fork server runs the stage when one is up
 
 import argparse
 from pathlib import Path

@@ -4,9 +4,9 @@ Every DVC stage is a fresh ``python stages/<stage>.py`` process. On a 2-core CPU
 ``torch._dynamo`` (which every ``torch.optim`` step imports), torchvision, matplotlib and pandas took
 5-6 s of each stage, 55 times in a default ``dvc repro``. Served, a stage starts in 0.3-0.4 s
 (``benchmarks/stage_start.py``); a default run measured 4 minutes shorter (README). So a stage
-script starts with::
+script starts with (``stages/_stage.py`` first checks that this Python has the project)::
 
-    from taskonomy.forkserver import delegate
+    from _stage import delegate  # stages/_stage.py, then taskonomy.forkserver.delegate
     delegate(__name__, __file__)
 
 If a server for this interpreter and environment is listening, :func:`delegate` hands the run over to

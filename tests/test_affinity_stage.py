@@ -29,6 +29,8 @@ QUALITY = {"rgb2depth": {"rgb2depth": 0.7, "reshade": 0.8, "edge2d": 1.1, "jigsa
 
 
 def _load_stage(name: str):
+    if str(ROOT / "stages") not in sys.path:
+        sys.path.append(str(ROOT / "stages"))  # as for `python stages/<name>.py`: its `_stage` import
     spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
