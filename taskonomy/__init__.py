@@ -4,14 +4,10 @@ Library modules (no side effects on import): ``config`` (params), ``bank`` (rend
 ``render`` (the synthetic task bank), ``affinity`` (win rates, AHP), ``taxonomy`` (the BIP).
 Entry points live in ``stages/`` (DVC) and ``taskonomy.cli`` (the ``taskonomy`` command).
 
-One deliberate exception, here: ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (only if unset). torch's
-GNU OpenMP threads otherwise spin while they wait, and on a shared machine a 2-thread training step
-then ran 7-10x slower as soon as another job held a core (measured under load 7: 101 ms/step passive
-vs 730-1200 ms spinning; 208 ms with one thread). It takes effect only if taskonomy is imported before
-torch, as the stage scripts do.
+OpenMP's wait policy is left to the environment. ``OMP_WAIT_POLICY=PASSIVE`` used to be set here; once
+the stage scripts imported taskonomy before torch (the fork server), it made every 2-thread training
+step 1.7x slower on a quiet machine (``benchmarks/threads.py``). On a machine where other jobs hold
+cores, ``train_task.threads: 1`` is the faster setting (see the README).
 """
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
