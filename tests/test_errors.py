@@ -64,12 +64,14 @@ def _stage_copy(root: Path) -> Path:
     return root / "stages" / "task_list.py"
 
 
-def _run_without_site(script: Path, **env) -> subprocess.CompletedProcess:
-    """``python -S script``: this interpreter without its site-packages, so neither torch nor the
-    project imports (as the system Python DVC finds on PATH when the environment is not activated)."""
+def _run_without_site(script: Path) -> subprocess.CompletedProcess:
+    """``python -S script``: this interpreter without its site-packages (and PYTHONPATH), so neither
+    torch nor the project imports, as in the system Python DVC finds on PATH when the environment is
+    not activated."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([sys.executable, "-S", str(script), "--params", "params.yaml", "--out", "roles.json"],
                           cwd=script.parents[1], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "TASKONOMY_FORKSERVER": "0", **env})
+                          env={**env, "TASKONOMY_FORKSERVER": "0"})
 
 
 def test_a_stage_in_a_python_without_the_project_says_so_in_one_line(tmp_path):
