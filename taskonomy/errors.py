@@ -7,8 +7,8 @@ showing a traceback. Programming errors still raise normally.
 
 Every stage also takes ``--timing PATH`` through :func:`run_stage`: on success it writes the stage's
 wall-clock seconds since its process started (imports included; a stage run by the fork server,
-``taskonomy.forkserver``, starts as a fork with its libraries already imported) as JSON, which the report collects
-(dvc.yaml passes ``reports/timings/<stage>.json``).
+``taskonomy.forkserver``, starts as a fork with its libraries already imported) as JSON, which the
+report collects (dvc.yaml passes ``reports/timings/<stage>.json``).
 """
 from __future__ import annotations
 

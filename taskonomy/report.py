@@ -118,8 +118,9 @@ def stage_timings(stages: list[str], timings: Path | None, models: Path, transfe
     """(stage, seconds, detail) per stage of dvc.lock, and their total.
 
     Seconds: the stage process's wall clock from start to its last write, imports included (a stage
-    run by the fork server starts as a fork with its libraries imported), as the stage wrote it to ``<timings>/<stage>.json`` (``--timing``); DVC's own bookkeeping between stages
-    is not in it. Detail: what the stage's metrics add (training time, load + encode + readouts).
+    run by the fork server starts as a fork with its libraries imported), as the stage wrote it to
+    ``<timings>/<stage>.json`` (``--timing``); DVC's own bookkeeping between stages is not in it.
+    Detail: what the stage's metrics add (training time, load + encode + readouts).
     """
     rows, total = [], 0.0
     for stage in stages:

@@ -27,6 +27,7 @@ def bank(tmp_path_factory):
 def params(tmp_path_factory):
     return write_tiny_train_params(tmp_path_factory.mktemp("params") / "params.yaml", threads=1)
 
+
 def _run(task: str, bank: Path, out: Path, params: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), task, "--bank", str(bank), "--out", str(out),
                            "--params", str(params)], capture_output=True, text=True, env=ENV, timeout=300)
