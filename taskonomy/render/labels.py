@@ -18,6 +18,7 @@ from torch import Tensor
 
 from taskonomy.render import kernels
 from taskonomy.render.segment import connected_components
+from taskonomy.render.vector import sqrt_
 
 HARRIS_K = 0.05
 COLOUR_LEVELS = 4
@@ -76,7 +77,7 @@ def grey(rgb: Tensor) -> Tensor:
 def edge_and_keypoint2d(rgb: Tensor) -> tuple[Tensor, Tensor]:
     """``edge2d`` and ``keypoint2d`` from one Sobel pass over the grey image (both start from it)."""
     gx, gy = _sobel_8(grey(rgb))
-    return (gx * gx + gy * gy).sqrt_().mul_(0.125), _harris_8(gx, gy)
+    return sqrt_(gx * gx + gy * gy).mul_(0.125), _harris_8(gx, gy)
 
 
 def segment2d(rgb: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ from torch import Tensor
 from taskonomy.render import kernels
 from taskonomy.render.kernels import EPS, MAX_CURVATURE, ROOM_FACES
 from taskonomy.render.scene import BOX, CONE, CYLINDER, ELLIPSOID, Scene
-from taskonomy.render.vector import planar_dot, planar_matvec, rotate_back
+from taskonomy.render.vector import planar_dot, planar_matvec, rotate_back, sqrt_
 
 CULL_BLOCK = 1 << 21        # (group, ray, primitive) triples culled per block
 INF = float("inf")
@@ -263,7 +263,7 @@ def pixel_boxes(prims: Primitives, scene: Tensor, rot: Tensor, centre: Tensor, f
     def extent(a: Tensor) -> tuple[Tensor, Tensor]:
         """Pixel index range of the sphere's projection along one image axis: the tangents from the camera
         to the circle (a, z) of radius r have slopes (a z -+ r sqrt(a^2 + z^2 - r^2)) / (z^2 - r^2)."""
-        root = (a * a + z * z - r * r).clamp_min(0).sqrt()
+        root = sqrt_((a * a + z * z - r * r).clamp_min(0))
         denominator = (z * z - r * r).clamp_min(1e-9)
         lo = (a * z - r * root) / denominator
         hi = (a * z + r * root) / denominator

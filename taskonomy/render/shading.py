@@ -3,7 +3,8 @@
 Radiance at a pixel: ``albedo * (ambient + sum_l vis_l * I_l * max(0, n.l) * f(r_l)) + specular``, with
 ``f(r) = 1 / (1 + (r / 3 m)^2)`` a soft distance falloff and ``vis_l`` the light's visibility from the
 point (a shadow ray from the light towards the point, cast only for points that face the light). The
-image is the radiance clipped to [0, 1], gamma-encoded (1/2.2) and quantised to uint8.
+image is the radiance gamma-encoded (1/2.2) and quantised to uint8 (:func:`encode`), by comparisons only,
+so its bytes do not depend on which vector-math kernels a machine dispatches.
 """
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ from taskonomy.render.vector import planar_dot
 FALLOFF = 3.0      # m
 SHININESS_LOG2 = 5   # Blinn-Phong exponent 2^5 = 32
 LIT = 0.02         # n.l below this counts as unlit (no shadow ray at grazing light)
+GAMMA = 2.2
+
+# The radiances at which the 8-bit code steps up: round(255 * x ** (1 / GAMMA)) reaches k at
+# x = ((k - 0.5) / 255) ** GAMMA, k = 1..255. Python floats (libm's pow), then rounded to float32 once.
+ENCODE_STEPS = torch.tensor([((k - 0.5) / 255) ** GAMMA for k in range(1, 256)], dtype=torch.float32)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,16 @@ def albedo(lighting: Lighting, material: Tensor, point: Tensor) -> Tensor:
     kernels.albedo(lighting.pattern.numpy(), lighting.table.numpy(), material.contiguous().numpy(),
                    point.contiguous().numpy(), out.numpy())
     return out
+
+
+def encode(radiance: Tensor) -> Tensor:
+    """8-bit gamma-encoded image (uint8, same shape) of linear ``radiance``: the number of
+    :data:`ENCODE_STEPS` at or below each value, i.e. ``round(255 * clip(x, 0, 1) ** (1 / GAMMA))``.
+
+    Comparisons, not ``exp(log(x) / GAMMA)``: torch's exp and log come from MKL's vector math, whose
+    AVX2 and AVX-512 kernels differ in the last bit for about 8% of pixels, and that moved one pixel in
+    two million across the rounding boundary (tests/test_render.py)."""
+    return torch.bucketize(radiance.contiguous(), ENCODE_STEPS, right=True).to(torch.uint8)
 
 
 def shade(prims: Primitives, lighting: Lighting, scene: Tensor, dirs: Tensor, point: Tensor, normal: Tensor,

@@ -36,7 +36,7 @@ from taskonomy.render.camera import (CANDIDATES, FIXATED_VIEWS, GROUP_GAP, Rig, 
 from taskonomy.render.raycast import ROOM_FACES, Primitives, first_hit_t, pack, shadowed, view_hits
 from taskonomy.render.scene import (CEILING, CLASSES, FLOOR, OBJECT_CLASSES, ROOM_MATERIALS, SCENE_TYPES, WALL,
                                     Scene, sample_scene)
-from taskonomy.render.shading import Lighting, albedo, pack_lighting, shade
+from taskonomy.render.shading import Lighting, albedo, encode, pack_lighting, shade
 from taskonomy.render.vector import planar_dot, planar_matvec
 
 log = logging.getLogger(__name__)
@@ -276,8 +276,7 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
     base = albedo(lighting, material.reshape(-1), hits.texture_point.reshape(3, -1)).reshape(3, V, -1)
     gloss = lighting.specular.take(material)
     radiance = shade(prims, lighting, scene_of_view, dirs, point, hits.normal, base, gloss, r.shadows)
-    gamma = radiance.clamp(0, 1).log_().mul_(1 / 2.2).exp_()                           # x ** (1 / 2.2)
-    rgb = gamma.mul_(255).round_().to(torch.uint8)                                       # (3, V, N)
+    rgb = encode(radiance)                                                               # (3, V, N) uint8
 
     # Dense labels, images (V, C, R, R) from planes (C, V, N) or (V, N).
     image = lambda x: x.reshape(-1, V, R, R).transpose(0, 1).contiguous()               # noqa: E731
