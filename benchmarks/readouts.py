@@ -10,7 +10,7 @@ reps.npz``. No encoder runs again, so a variant costs only its readouts: every (
 the chosen targets is trained from scratch on the transfer split and evaluated on the test split, with
 the run's params (the base) and then with each ``--variant`` (``key=value`` overrides of the ``transfer``
 section, checked like params.yaml). By default the targets are those the known-structure checks name
-(taskonomy.report_checks) and the sources every task of the run.
+(taskonomy.analysis.checks) and the sources every task of the run.
 
 Printed per variant: seconds and seconds per readout (ratio to the base, the cost a ``transfer`` stage
 would pay), then per target the best source and its mean test loss, the rank of each source that a
@@ -37,14 +37,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from taskonomy.affinity import first_order_matrices
-from taskonomy.affinity_io import load_npz
+from taskonomy.analysis.affinity import first_order_matrices
+from taskonomy.analysis.tables import load_npz
 from taskonomy.bank import load_splits
 from taskonomy.config import TransferParams, as_dict, check_tasks, from_dict, load_params
 from taskonomy.errors import TaskonomyError, run_main
-from taskonomy.report_checks import EXPECTATIONS, NA, PASS, check_structure, ranked_sources
-from taskonomy.train import resolve_device
-from taskonomy.transfer import (TransferContext, executor_spec, load_reps, load_targets, run_transfers,
+from taskonomy.analysis.checks import EXPECTATIONS, NA, PASS, check_structure, ranked_sources
+from taskonomy.nets.train import resolve_device
+from taskonomy.transfer.engine import (TransferContext, executor_spec, load_reps, load_targets, run_transfers,
                                 strip_views)
 
 RULES_PER_TARGET = ("in_top_k", "prefer_group", "share_sources")     # exact on a subset of targets

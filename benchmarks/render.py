@@ -22,8 +22,8 @@ import time
 import torch
 
 from taskonomy.config import load_params
-from taskonomy.render import render_split
-from taskonomy.render.split import render_workers
+from taskonomy.bank.render import render_split
+from taskonomy.bank.render.split import render_workers
 
 
 def main() -> None:

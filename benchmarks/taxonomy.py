@@ -18,9 +18,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from taskonomy.affinity_io import load_published
+from taskonomy.analysis.tables import load_published
 from taskonomy.errors import run_main
-from taskonomy.taxonomy import assign_roles, build_problem, solve_highs, sweep, to_arrays
+from taskonomy.analysis.taxonomy import assign_roles, build_problem, solve_highs, sweep, to_arrays
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "taskonomy-2018" / "affinities" / "all_affinities_16k.pkl"
 BUDGETS, ORDERS = list(range(1, 26)), [1, 2, 3, 4, 5]

@@ -29,7 +29,7 @@ VARIANTS = {"default wait": {}, "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "
 STEP = """
 import sys, time, torch
 from taskonomy.config import load_params
-from taskonomy.models import build_task_network
+from taskonomy.nets.models import build_task_network
 from taskonomy.tasks import get_task
 params, task, steps = load_params(sys.argv[1]), get_task(sys.argv[2]), int(sys.argv[3])
 cfg, res = params.train_task, params.render.resolution

@@ -10,7 +10,7 @@ random-initialised source encoders saved as ``models/<source>/model.pt`` the way
 Measured in the same run (the machine is shared: the load average is printed beside each timing):
 - engine, two ways of using the cores: one process with 2 intra-op threads, and 2 forked workers with
   1 thread each sharing the cached representations; the faster is the speedup's numerator;
-- naive: every (source, target) pair in a fresh ``python -m taskonomy.transfer_naive`` process, one
+- naive: every (source, target) pair in a fresh ``python -m taskonomy.transfer.naive`` process, one
   after another, with 2 threads (import, load the bank, encode every batch through the frozen encoder);
 - agreement: per-item losses of the two, which use the same seeds, data order and initialisation.
   Compared at the same thread count (2), they differ only by float32 reassociation (encoder batch 256
@@ -41,11 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the fake bank lives with the tests
 
 from taskonomy.config import load_params  # noqa: E402
-from taskonomy.executors import ExecutorSpec  # noqa: E402
-from taskonomy.models import build_encoder  # noqa: E402
+from taskonomy.transfer.executors import ExecutorSpec  # noqa: E402
+from taskonomy.nets.models import build_encoder  # noqa: E402
 from taskonomy.tasks import get_task  # noqa: E402
-from taskonomy.train import save_checkpoint, task_checkpoint  # noqa: E402
-from taskonomy import transfer as T  # noqa: E402
+from taskonomy.nets.train import save_checkpoint, task_checkpoint  # noqa: E402
+from taskonomy.transfer import engine as T  # noqa: E402
 
 SOURCES = ["rgb2depth", "edge2d", "random"]
 TARGETS = ["rgb2depth", "edge2d", "segmentsemantic", "class_scene", "fix_pose"]
@@ -122,7 +122,7 @@ def naive(folder: Path, params_path: Path, bank: Path, models: Path):
     for source in SOURCES:
         for target in TARGETS:
             out = folder / f"naive_{source}_{target}.npy"
-            subprocess.run([sys.executable, "-m", "taskonomy.transfer_naive", source, target, "--bank", str(bank),
+            subprocess.run([sys.executable, "-m", "taskonomy.transfer.naive", source, target, "--bank", str(bank),
                             "--model", str(models / source / "model.pt"), "--params", str(params_path),
                             "--out", str(out), "--threads", "2"], check=True, cwd=ROOT)
             losses[(source, target)] = np.load(out)

@@ -18,7 +18,7 @@ The expected dvc.yaml entries. First order only (until higher-order transfers ex
     cmd: >-
       python stages/affinity.py --params params.yaml --models models --transfer outputs/transfer
       --pixels outputs/pixels/losses.npz --table reports/affinities.csv --first-order reports/affinity
-    deps: [stages/affinity.py, taskonomy/affinity.py, taskonomy/affinity_io.py,
+    deps: [stages/affinity.py, taskonomy/analysis/affinity.py, taskonomy/analysis/tables.py,
            models, outputs/transfer, outputs/pixels/losses.npz]
     params: [tasks, affinity]
     outs: [reports/affinities.csv, reports/affinity/first_order_losses.csv,
@@ -34,7 +34,7 @@ the first-order stage drops ``--table`` and a second stage writes the full table
     cmd: >-
       python stages/affinity.py --params params.yaml --models models --transfer outputs/transfer
       --pixels outputs/pixels/losses.npz --high outputs/transfer_high --table reports/affinities.csv
-    deps: [stages/affinity.py, taskonomy/affinity.py, taskonomy/affinity_io.py,
+    deps: [stages/affinity.py, taskonomy/analysis/affinity.py, taskonomy/analysis/tables.py,
            models, outputs/transfer, outputs/pixels/losses.npz, outputs/transfer_high]
     params: [tasks, affinity]
     outs: [reports/affinities.csv]
@@ -74,8 +74,8 @@ def plot_first_order(mean_loss, affinity, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from taskonomy.affinity import affinity_table, first_order_matrices
-    from taskonomy.affinity_io import read_target_losses
+    from taskonomy.analysis.affinity import affinity_table, first_order_matrices
+    from taskonomy.analysis.tables import read_target_losses
     from taskonomy.config import load_params
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -2,7 +2,7 @@
 
     python stages/pixels.py --bank data/bank --out outputs/pixels [--params params.yaml]
 
-A small conv net trained from scratch on the target's input images (taskonomy.readout.PixelsTrunk)
+A small conv net trained from scratch on the target's input images (taskonomy.transfer.readout.PixelsTrunk)
 plus a fresh head of the target's kind, with the protocol of the transfers (``transfer`` params: same
 transfer-split items, epochs, optimiser, seeds). Writes ``losses.npz`` (one key per target, float32
 per-item test losses in bank order), the reference of every transfer's gain.
@@ -21,8 +21,8 @@ from pathlib import Path
 from taskonomy.config import load_params
 from taskonomy.errors import run_stage
 from taskonomy.storage import atomic_savez
-from taskonomy.train import resolve_device
-from taskonomy.transfer import PIXELS, TransferContext, executor_spec, load_targets, run_transfers
+from taskonomy.nets.train import resolve_device
+from taskonomy.transfer.engine import PIXELS, TransferContext, executor_spec, load_targets, run_transfers
 
 
 def main(argv: list[str] | None = None) -> int:

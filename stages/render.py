@@ -20,8 +20,8 @@ import torch
 from taskonomy.bank import load_split
 from taskonomy.config import load_params
 from taskonomy.errors import run_stage
-from taskonomy.render import render_bank
-from taskonomy.render.sheet import sample_sheet
+from taskonomy.bank.render import render_bank
+from taskonomy.bank.render.sheet import sample_sheet
 
 log = logging.getLogger("render")
 

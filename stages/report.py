@@ -6,7 +6,7 @@
         --lock dvc.lock --timings reports/timings --html reports/index.html --markdown reports/README.md \
         --figures reports/report_figures
 
-Everything is in :mod:`taskonomy.report`; a missing input is one line naming the file and the
+Everything is in :mod:`taskonomy.report.build`; a missing input is one line naming the file and the
 ``dvc repro`` command that makes it (exit code 2).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from taskonomy.errors import run_stage
 
 def main(argv: list[str] | None = None) -> int:
     from taskonomy.config import load_params
-    from taskonomy.report import ReportInputs, write_report
+    from taskonomy.report.build import ReportInputs, write_report
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))

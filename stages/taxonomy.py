@@ -19,7 +19,7 @@ The expected dvc.yaml entry:
       python stages/taxonomy.py --params params.yaml --affinities reports/affinities.csv
       --first-order reports/affinity/first_order_affinities.csv --solutions reports/taxonomy/solutions
       --metrics reports/taxonomy/metrics.json --grid reports/taxonomy/grid.csv --tree reports/taxonomy/tree
-    deps: [stages/taxonomy.py, taskonomy/taxonomy.py, taskonomy/affinity_io.py,
+    deps: [stages/taxonomy.py, taskonomy/analysis/taxonomy.py, taskonomy/analysis/tables.py,
            reports/affinities.csv, reports/affinity/first_order_affinities.csv]
     params: [tasks, taxonomy]
     outs: [reports/taxonomy/solutions, reports/taxonomy/tree/similarity_tree.json]
@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     import networkx as nx
     import pandas as pd
 
-    from taskonomy.affinity_io import load_table
+    from taskonomy.analysis.tables import load_table
     from taskonomy.config import load_params
-    from taskonomy.taxonomy import assign_roles, nan_or, similarity_tree, solution_name, sweep
+    from taskonomy.analysis.taxonomy import assign_roles, nan_or, similarity_tree, solution_name, sweep
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))

@@ -6,7 +6,7 @@ Reads ``train_task`` and ``tasks.<TASK>`` (per-task ``epochs`` / ``lr`` / ``epoc
 params, trains on the bank's train split, evaluates on the test split and writes to ``--out``:
 
 - ``model.pt``: the final checkpoint (encoder + head, train_task params, standardisation stats, code
-  version; see ``taskonomy.train.task_checkpoint``); ``taskonomy.train.load_encoder`` reads it back;
+  version; see ``taskonomy.nets.train.task_checkpoint``); ``taskonomy.nets.train.load_encoder`` reads it back;
 - ``test_losses.npy``: float32 per-item test losses in bank order (docs/losses-format.md);
 - ``metrics.json``: mean test loss, the trivial baseline's (the train split's mean prediction under
   the same per-item loss), the share of test items where the network beats it, training time;
@@ -40,11 +40,11 @@ import torch
 from taskonomy.bank import load_split
 from taskonomy.config import as_dict, check_tasks, load_params
 from taskonomy.errors import run_stage
-from taskonomy.models import build_encoder
-from taskonomy.samples import random_encoder_sheet, sample_sheet
+from taskonomy.nets.models import build_encoder
+from taskonomy.nets.samples import random_encoder_sheet, sample_sheet
 from taskonomy.storage import atomic_path, atomic_save, atomic_write_json
 from taskonomy.tasks import get_task
-from taskonomy.train import (predict, save_checkpoint, set_threads, task_checkpoint, task_seed,
+from taskonomy.nets.train import (predict, save_checkpoint, set_threads, task_checkpoint, task_seed,
                              train_task_network)
 
 SAMPLES = 4

@@ -5,7 +5,7 @@
 
 Reads the ``transfer`` and ``train_task`` sections and the task list. The source encoder runs once over
 the transfer and test splits; a readout into every target of the task list (t <- t included) trains
-on the cached representation (taskonomy.transfer). Writes to ``--out``:
+on the cached representation (taskonomy.transfer.engine). Writes to ``--out``:
 
 - ``losses.npz``: one key per target, float32 (N_t,) per-item test losses in bank order;
 - ``reps.npz``: the cached standardised representations, float32 (what the readouts here trained on),
@@ -28,8 +28,8 @@ from pathlib import Path
 from taskonomy.config import check_tasks, load_params
 from taskonomy.errors import run_stage
 from taskonomy.storage import atomic_savez, atomic_write_json
-from taskonomy.train import resolve_device
-from taskonomy.transfer import (TransferContext, encode_source, executor_spec, load_source_encoder, load_targets,
+from taskonomy.nets.train import resolve_device
+from taskonomy.transfer.engine import (TransferContext, encode_source, executor_spec, load_source_encoder, load_targets,
                                 run_transfers, save_reps, strip_views)
 
 

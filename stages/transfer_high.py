@@ -5,7 +5,7 @@
         --out outputs/transfer_high [--params params.yaml]
 
 The source sets of orders 2..``transfer.max_order`` come from the beam over each target's first-order
-sources ranked by AHP affinity (taskonomy.beam). Each set's cached representations (written by the
+sources ranked by AHP affinity (taskonomy.transfer.beam). Each set's cached representations (written by the
 ``transfer@<source>`` stages, ``<reps>/<source>/reps.npz``) are concatenated along channels and read
 out like a first-order transfer. Writes ``<out>/<target>/losses.npz`` for every target (all targets of
 the task list unless named), one key per set (``s1__s2``), float32 per-item test losses in bank order.
@@ -25,12 +25,12 @@ import logging
 import sys
 from pathlib import Path
 
-from taskonomy.beam import high_order_sets, read_affinity_rows, set_key
+from taskonomy.transfer.beam import high_order_sets, read_affinity_rows, set_key
 from taskonomy.config import check_tasks, load_params
 from taskonomy.errors import ParamsError, run_stage
 from taskonomy.storage import atomic_savez
-from taskonomy.train import resolve_device
-from taskonomy.transfer import TransferContext, executor_spec, load_reps, load_targets, run_transfers, strip_views
+from taskonomy.nets.train import resolve_device
+from taskonomy.transfer.engine import TransferContext, executor_spec, load_reps, load_targets, run_transfers, strip_views
 
 log = logging.getLogger("taskonomy.transfer_high")
 

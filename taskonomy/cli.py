@@ -57,8 +57,8 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 def _solve(args: argparse.Namespace) -> int:
-    from taskonomy.affinity_io import load_transfers
-    from taskonomy.taxonomy import assign_roles, build_problem, require_optimal, solve
+    from taskonomy.analysis.tables import load_transfers
+    from taskonomy.analysis.taxonomy import assign_roles, build_problem, require_optimal, solve
 
     need = None if args.objective == "affinity" else args.objective
     transfers, notes = load_transfers(args.affinities, args.quality, args.gain, need=need)

@@ -20,7 +20,7 @@ import yaml
 from taskonomy.errors import ParamsError
 
 # Views per fixation group: the views of a scene come in groups that fixate one point each (see
-# taskonomy.render.camera); pairs across groups are the non-fixated pairs.
+# taskonomy.bank.render.camera); pairs across groups are the non-fixated pairs.
 FIXATED_VIEWS = 3
 
 

@@ -101,7 +101,7 @@ class Task:
     """One task of the bank.
 
     ``out_channels`` is the channel count of a dense output or the length of a vector output; 0 means
-    "the number of classes, read from the bank" (``classes`` says where; see taskonomy.data), and
+    "the number of classes, read from the bank" (``classes`` says where; see taskonomy.nets.data), and
     :meth:`with_outputs` returns the record with it filled in.
     """
     name: str

@@ -1,4 +1,4 @@
-"""Win rates and AHP (taskonomy.affinity): exact small cases, properties, and the published pickles."""
+"""Win rates and AHP (taskonomy.analysis.affinity): exact small cases, properties, and the published pickles."""
 from __future__ import annotations
 
 import pickle
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import spearmanr
 
-from taskonomy.affinity import (affinity_table, ahp, first_order_matrices, key_order, reciprocal_matrix,
+from taskonomy.analysis.affinity import (affinity_table, ahp, first_order_matrices, key_order, reciprocal_matrix,
                                 target_scores, win_rates)
 from taskonomy.errors import DataError
 

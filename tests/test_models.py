@@ -6,9 +6,9 @@ import torch
 
 from fake_bank import fake_split
 from taskonomy.config import TrainTaskParams
-from taskonomy.data import load_task_data, fit_stats
+from taskonomy.nets.data import load_task_data, fit_stats
 from taskonomy.errors import ParamsError
-from taskonomy.models import (DenseDecoder, FCHead, TaskNetwork, build_encoder, build_head, build_task_network,
+from taskonomy.nets.models import (DenseDecoder, FCHead, TaskNetwork, build_encoder, build_head, build_task_network,
                               encode)
 from taskonomy.tasks import TASKS
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from taskonomy.config import RenderParams, SplitSizes
-from taskonomy.render import SPLITS, render_split, split_seed
-from taskonomy.render.camera import FIXATED_VIEWS, GROUP_GAP, look_at
-from taskonomy.render.scene import CLASSES, FLOOR, OBJECT_CLASSES
-from taskonomy.render.segment import connected_components
-from taskonomy.render.split import ENCODINGS, Camera
-from taskonomy.render.views import pose_matrix, room_layout
+from taskonomy.bank.render import SPLITS, render_split, split_seed
+from taskonomy.bank.render.camera import FIXATED_VIEWS, GROUP_GAP, look_at
+from taskonomy.bank.render.scene import CLASSES, FLOOR, OBJECT_CLASSES
+from taskonomy.bank.render.segment import connected_components
+from taskonomy.bank.render.split import ENCODINGS, Camera
+from taskonomy.bank.render.views import pose_matrix, room_layout
 
 PARAMS = RenderParams(resolution=24, scenes=SplitSizes(train=5, transfer=2, test=2), views_per_scene=9,
                       chunk_scenes=3, objects_min=2, objects_max=5)
@@ -280,9 +280,9 @@ def test_dense_labels_are_in_range(bank):
 
 @pytest.fixture(scope="module")
 def compiled_and_reference():
-    """The compiled casts and albedo of a few scenes' views (taskonomy.render.kernels) next to the torch
+    """The compiled casts and albedo of a few scenes' views (taskonomy.bank.render.kernels) next to the torch
     forms they replace, on the same inputs: (primary, shadow, albedo) lists of (compiled, reference, ...)."""
-    from taskonomy.render import raycast, shading, split
+    from taskonomy.bank.render import raycast, shading, split
     r = dataclasses.replace(PARAMS, resolution=32, objects_max=8)
     primary, shadow, colour = [], [], []
     view_hits, shadowed, albedo = split.view_hits, shading.shadowed, split.albedo
@@ -312,7 +312,7 @@ def compiled_and_reference():
 
 def _torch_albedo(lighting, material, point):
     """shading.albedo as vectorised torch (the renderer's earlier form), the reference for the compiled loop."""
-    from taskonomy.render.scene import CHECKER, SOLID, STRIPES
+    from taskonomy.bank.render.scene import CHECKER, SOLID, STRIPES
     table = lighting.table.index_select(1, material)
     pattern = lighting.pattern.index_select(0, material)
     waves, a, b = table[:12], table[12:15], table[15:18]
@@ -346,8 +346,8 @@ def test_compiled_primary_hits_match_the_torch_cast(compiled_and_reference):
 def test_compiled_hits_on_spheres_have_curvature_one_over_radius(compiled_and_reference):
     """Both principal curvatures of a sphere are 1 / radius: the compiled loop computes the surface in
     float64 and gets them to float32 precision (the torch cast was off by up to 0.5%)."""
-    from taskonomy.render.raycast import ROOM_FACES
-    from taskonomy.render.scene import ELLIPSOID
+    from taskonomy.bank.render.raycast import ROOM_FACES
+    from taskonomy.bank.render.scene import ELLIPSOID
     primary, _, _ = compiled_and_reference
     checked = 0
     for hits, _, prims, scene in primary:
@@ -383,10 +383,10 @@ def test_compiled_albedo_matches_torch(compiled_and_reference):
 def test_camera_casts_match_the_torch_casts():
     """The compiled casts that place the cameras (a few rays per origin) find what the torch casts find:
     the distance to the first surface, and whether a segment is blocked (but at exact grazing ties)."""
-    from taskonomy.render import raycast
-    from taskonomy.render.camera import sample_rig
-    from taskonomy.render.scene import sample_scene
-    from taskonomy.render.split import scene_rng
+    from taskonomy.bank.render import raycast
+    from taskonomy.bank.render.camera import sample_rig
+    from taskonomy.bank.render.scene import sample_scene
+    from taskonomy.bank.render.split import scene_rng
     scenes, rigs = [], []
     for i in range(24):
         rng = scene_rng(11, i)
@@ -417,8 +417,8 @@ def test_camera_casts_match_the_torch_casts():
 def _torch_edge3d_mask(point, normal, surface, is_room, focal):
     """labels.edge3d's edge pixels as vectorised torch (the renderer's earlier form), the reference for
     the compiled loop: (V, H, W) bool."""
-    from taskonomy.render.labels import OCCLUSION_GAP
-    from taskonomy.render.vector import planar_dot
+    from taskonomy.bank.render.labels import OCCLUSION_GAP
+    from taskonomy.bank.render.vector import planar_dot
     V, _, H, W = point.shape
     points, normals = point.reshape(V, 3, H * W), normal.reshape(V, 3, H * W)
     edge = torch.zeros(V, H * W, dtype=torch.bool)
@@ -442,7 +442,7 @@ def _torch_edge3d_mask(point, normal, surface, is_room, focal):
 def test_compiled_occlusion_edges_match_torch():
     """The compiled occlusion-edge pass marks the pixels the vectorised torch form marks, on rendered
     geometry (camera-frame points and normals of a few scenes' views)."""
-    from taskonomy.render import kernels, labels, split
+    from taskonomy.bank.render import kernels, labels, split
     r = dataclasses.replace(PARAMS, resolution=32, objects_max=8)
     seen = []
 
@@ -466,7 +466,7 @@ def test_compiled_occlusion_edges_match_torch():
 def test_compiled_segment25d_keys_match_torch():
     """segment25d's compiled keys (surface, dominant normal axis with the first of ties, its sign) number
     the regions of its torch form (the renderer's earlier form), ties and zero components included."""
-    from taskonomy.render import labels
+    from taskonomy.bank.render import labels
     gen = torch.Generator().manual_seed(0)
     normal = torch.randint(-2, 3, (6, 3, 16, 16), generator=gen).float()
     surface = torch.randint(0, 9, (6, 16, 16), generator=gen)
@@ -483,7 +483,7 @@ def test_compiled_harris_matches_its_torch_form():
     """The Sobel stencils give the bytes of the same sums as torch slices of the replicate-padded image, and
     the fused Harris passes (derivatives and structure tensor in one, the response in one) the float32
     bytes of the stencils plus torch's elementwise response, on 1- and 3-channel images."""
-    from taskonomy.render import kernels, labels
+    from taskonomy.bank.render import kernels, labels
     gen = torch.Generator().manual_seed(0)
     for channels in (1, 3):
         x = torch.rand(4, channels, 24, 24, generator=gen)
@@ -504,7 +504,7 @@ def test_compiled_harris_matches_its_torch_form():
 def test_workers_write_into_shared_files_and_leave_none_behind(tiny_render):
     """Workers write the dense arrays into the split's files in shared memory; once the split is back, the
     files are gone (the mappings hold the data)."""
-    from taskonomy.render import split
+    from taskonomy.bank.render import split
     again, _ = render_split(dataclasses.replace(tiny_render, workers=2), "train")
     assert isinstance(again["rgb"], np.memmap) and set(split.dense_layout(tiny_render.resolution)) <= set(again)
     assert os.listdir(split._handover_folder()) == []
@@ -515,7 +515,7 @@ def test_workers_write_into_shared_files_and_leave_none_behind(tiny_render):
 
 def test_workers_fall_back_to_the_pipe_without_room_for_files(tiny_render, monkeypatch, tmp_path):
     """Where no file can be made for the workers to write into, the chunks come back through the pipe."""
-    from taskonomy.render import split
+    from taskonomy.bank.render import split
     first, _ = render_split(dataclasses.replace(tiny_render, workers=1), "train")
     monkeypatch.setattr(split, "_handover_folder", lambda: str(tmp_path / "missing"))
     again, _ = render_split(dataclasses.replace(tiny_render, workers=2), "train")
@@ -525,7 +525,7 @@ def test_workers_fall_back_to_the_pipe_without_room_for_files(tiny_render, monke
 
 
 def test_a_label_of_the_wrong_shape_is_refused():
-    from taskonomy.render.split import _Rows, dense_layout
+    from taskonomy.bank.render.split import _Rows, dense_layout
     rows = _Rows({}, dense_layout(8), total=4, start=0)
     rows["rgb"] = torch.zeros(2, 3, 8, 8, dtype=torch.float32)            # converted to uint8 as it is copied
     assert rows.arrays["rgb"].dtype == np.uint8 and rows.arrays["rgb"].shape == (4, 3, 8, 8)
@@ -535,7 +535,7 @@ def test_a_label_of_the_wrong_shape_is_refused():
 
 @pytest.mark.parametrize("size", [None, 1, 5])
 def test_draw_makes_the_same_draws_as_rng_choice(size):
-    from taskonomy.render.scene import draw
+    from taskonomy.bank.render.scene import draw
     for seed in range(200):
         p = np.random.default_rng(10_000 + seed).random(1 + seed % 8)
         p /= p.sum()
@@ -550,7 +550,7 @@ AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "
 _DIGEST = """
 import hashlib, json, sys, torch
 from taskonomy.config import RenderParams, from_dict
-from taskonomy.render import render_split
+from taskonomy.bank.render import render_split
 arrays, _ = render_split(from_dict(RenderParams, json.loads(sys.argv[1]), "render"), "test")
 digest = hashlib.sha256(b"".join(arrays[name].tobytes() for name in sorted(arrays))).hexdigest()
 print(torch.backends.cpu.get_cpu_capability(), digest)
@@ -575,7 +575,7 @@ def test_bank_bytes_do_not_depend_on_the_instruction_set():
 def test_encode_is_the_rounded_gamma_curve_and_no_last_bit_of_pow_moves_it():
     """encode(x) = round(255 * clip(x, 0, 1) ** (1 / 2.2)), but at a float32 step itself (the step is the
     exact boundary rounded to float32); and a pow one ulp off either way gives the same steps."""
-    from taskonomy.render.shading import ENCODE_STEPS, GAMMA, encode
+    from taskonomy.bank.render.shading import ENCODE_STEPS, GAMMA, encode
     for k, step in enumerate(ENCODE_STEPS.tolist(), start=1):
         exact = ((k - 0.5) / 255) ** GAMMA
         assert np.float32(np.nextafter(exact, 0.0)) == np.float32(exact) == np.float32(np.nextafter(exact, 1.0))
@@ -597,7 +597,7 @@ def test_scene_sampling_shortcuts_give_numpys_values():
     function on every x86-64 machine). NumPy's vectorised power is a kernel per instruction set: with
     AVX-512 it differs from libm in the last bit for 40 of these 300 seeds, so it is the reference
     within one ulp."""
-    from taskonomy.render.scene import _hsv, draw, draw_one
+    from taskonomy.bank.render.scene import _hsv, draw, draw_one
     for seed in range(300):
         h, s, v = np.random.default_rng(seed).random(3)
         k = (np.array([5.0, 3.0, 1.0]) + h * 6.0) % 6.0
@@ -617,7 +617,7 @@ def test_workers_reserve_their_rows_or_say_there_is_no_room(tiny_render, monkeyp
     import errno
 
     from taskonomy.errors import TaskonomyError
-    from taskonomy.render import split
+    from taskonomy.bank.render import split
     files = split._shared_files(tiny_render, 12)
     try:
         split._reserve(files, range(3, 9))
@@ -636,7 +636,7 @@ def test_workers_reserve_their_rows_or_say_there_is_no_room(tiny_render, monkeyp
 
 
 def test_busy_cores_counts_other_runnable_tasks_now(tmp_path):
-    from taskonomy.render.split import busy_cores, render_workers
+    from taskonomy.bank.render.split import busy_cores, render_workers
 
     loadavg = tmp_path / "loadavg"
     loadavg.write_text("0.93 0.80 0.70 1/311 4242\n")            # a lagging average, only this task runs

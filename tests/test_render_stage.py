@@ -9,7 +9,7 @@ import yaml
 
 from conftest import ROOT, TINY_RENDER, make_dvc_repo
 from taskonomy.bank import load_split, read_manifest
-from taskonomy.render import SPLITS
+from taskonomy.bank.render import SPLITS
 
 
 def test_bad_render_value_exits_2_naming_the_key(tmp_path):

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from taskonomy.config import Params, from_dict
-from taskonomy.report import SECTION_IDS, ReportInputs, write_report
-from taskonomy.report_checks import EXPECTATIONS, FAIL, NA, PASS, check_structure
+from taskonomy.report.build import SECTION_IDS, ReportInputs, write_report
+from taskonomy.analysis.checks import EXPECTATIONS, FAIL, NA, PASS, check_structure
 from taskonomy.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ PAPER_NAMES = {"segmentsemantic_rb": "segmentsemantic", "class_1000": "class_obj
 def test_known_structure_holds_on_the_papers_affinities(name):
     """The expectations are not peculiar to the synthetic bank: Taskonomy's own first-order affinities
     (real images, networks trained on 120k of them) meet every one."""
-    from taskonomy.affinity_io import load_pickle_dict
+    from taskonomy.analysis.tables import load_pickle_dict
 
     path = PUBLISHED / name
     if not path.exists():
@@ -270,7 +270,7 @@ def test_missing_input_is_one_line_naming_the_file_and_command(tmp_path):
 
 def test_pass_shares_tell_firm_ties_from_chance():
     """depth <-> distance is firm in the losses below (every item); edge2d's 2D preference is a coin flip."""
-    from taskonomy.report_checks import pass_shares
+    from taskonomy.analysis.checks import pass_shares
 
     rng = np.random.default_rng(1)
     a = structured_affinities()

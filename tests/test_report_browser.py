@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from taskonomy.report import SECTION_IDS, write_report
+from taskonomy.report.build import SECTION_IDS, write_report
 from test_report import BUDGETS, write_report_inputs
 
 CHECK = """<script>

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from taskonomy.affinity_io import load_published
-from taskonomy.taxonomy import assign_roles, build_problem, solve_highs
+from taskonomy.analysis.tables import load_published
+from taskonomy.analysis.taxonomy import assign_roles, build_problem, solve_highs
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT.parent / "shared" / "data" / "taskonomy-2018"

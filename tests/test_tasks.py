@@ -10,7 +10,7 @@ import torch
 
 from fake_bank import fake_split
 from taskonomy.config import load_params
-from taskonomy.data import (NOISE_STD, encode_target, fit_stats, input_views, jigsaw_tiles, load_task_data,
+from taskonomy.nets.data import (NOISE_STD, encode_target, fit_stats, input_views, jigsaw_tiles, load_task_data,
                             n_outputs)
 from taskonomy.errors import DataError, TaskonomyError
 from taskonomy.tasks import (TASKS, Encoding, Kind, Loss, Task, Transform, get_task, metric_loss, per_item_loss,
@@ -47,7 +47,7 @@ def test_registry_is_strict():
 
 def test_library_code_never_branches_on_a_task_name():
     names = "|".join(BANK_NAMES)
-    for module in ("models.py", "data.py", "train.py", "samples.py"):
+    for module in ("nets/models.py", "nets/data.py", "nets/train.py", "nets/samples.py"):
         source = (ROOT / "taskonomy" / module).read_text()
         assert not re.search(rf"[\"']({names})[\"']", source), module
 
@@ -106,7 +106,7 @@ def test_standardisation(train_split):
 
 def test_standardisation_statistics_come_from_the_first_stats_items(train_split, monkeypatch):
     """fit_stats reads at most STATS_ITEMS labels (the first), so its cost does not grow with the split."""
-    import taskonomy.data as D
+    import taskonomy.nets.data as D
 
     task = get_task("rgb2sfnorm")
     monkeypatch.setattr(D, "STATS_ITEMS", 5)

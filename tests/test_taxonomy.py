@@ -1,4 +1,4 @@
-"""The taxonomy BIP (taskonomy.taxonomy): brute force on the published 16k data and on random small
+"""The taxonomy BIP (taskonomy.analysis.taxonomy): brute force on the published 16k data and on random small
 instances, every constraint of reference §5.1, roles, costs, values, objectives."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskonomy.affinity_io import load_published
-from taskonomy.taxonomy import (Roles, TaxonomyError, Transfer, assign_roles, build_problem, require_optimal,
+from taskonomy.analysis.tables import load_published
+from taskonomy.analysis.taxonomy import (Roles, TaxonomyError, Transfer, assign_roles, build_problem, require_optimal,
                                 solve, solve_highs, sweep)
 
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "taskonomy-2018"

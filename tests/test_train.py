@@ -11,11 +11,11 @@ import torch
 
 from fake_bank import fake_split
 from taskonomy.config import TrainTaskParams
-from taskonomy.data import Batch, fit_stats, load_task_data
+from taskonomy.nets.data import Batch, fit_stats, load_task_data
 from taskonomy.errors import DataError, TaskonomyError
-from taskonomy.models import build_task_network
+from taskonomy.nets.models import build_task_network
 from taskonomy.tasks import TASKS, get_task
-from taskonomy.train import (LoopConfig, code_version, evaluate_per_item, fit, load_checkpoint, load_encoder,
+from taskonomy.nets.train import (LoopConfig, code_version, evaluate_per_item, fit, load_checkpoint, load_encoder,
                              load_task_network, save_checkpoint, task_checkpoint, task_loss, train_task_network)
 
 TINY = TrainTaskParams(width=4, head_width=16, epochs=4, batch_size=8, lr=3e-3)
@@ -219,7 +219,7 @@ def test_final_checkpoint_round_trip(splits, tmp_path):
 def test_onednn_is_off_only_for_narrow_convolutions():
     """Narrow (< 8-channel) convolutions train with PyTorch's own CPU kernels: oneDNN's corrupt the heap on
     AVX2 hosts there. The default widths keep oneDNN (2-3x faster)."""
-    from taskonomy.train import cpu_kernels, _has_narrow_convs
+    from taskonomy.nets.train import cpu_kernels, _has_narrow_convs
 
     depth = get_task("rgb2depth").with_outputs(1)
     assert not _has_narrow_convs(build_task_network(depth, TrainTaskParams(width=16), 32))

@@ -47,7 +47,7 @@ def test_trained_task_writes_every_output(task, items, bank, params, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2] and all(float(r["train_loss"]) > 0 for r in rows)
     assert (out / "samples.png").read_bytes()[:4] == b"\x89PNG"
     assert not (out / "checkpoint.pt").exists()
-    from taskonomy.train import load_checkpoint, load_encoder
+    from taskonomy.nets.train import load_checkpoint, load_encoder
     payload = load_checkpoint(out / "model.pt")
     assert payload["task"] == task and payload["train_task"]["epochs"] == 2 and payload["code"]["code_sha256"]
     assert load_encoder(out / "model.pt").out_channels == 8
@@ -70,7 +70,7 @@ def test_random_saves_a_seeded_untrained_encoder(bank, params, tmp_path):
     for out in (first, second):
         proc = _run("random", bank, out, params)
         assert proc.returncode == 0, proc.stderr
-    from taskonomy.train import load_checkpoint
+    from taskonomy.nets.train import load_checkpoint
     a, b = load_checkpoint(first / "model.pt"), load_checkpoint(second / "model.pt")
     assert a["head"] is None and all(np.array_equal(a["encoder"][k], b["encoder"][k]) for k in a["encoder"])
     assert np.load(first / "test_losses.npy").shape == (0,)

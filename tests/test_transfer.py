@@ -12,11 +12,11 @@ import torch
 import yaml
 
 from fake_bank import fake_split
-from taskonomy import transfer as T
+from taskonomy.transfer import engine as T
 from taskonomy.config import TrainTaskParams, TransferParams
-from taskonomy.executors import ExecutorSpec
-from taskonomy.models import build_encoder
-from taskonomy.transfer_naive import naive_transfer
+from taskonomy.transfer.executors import ExecutorSpec
+from taskonomy.nets.models import build_encoder
+from taskonomy.transfer.naive import naive_transfer
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ["rgb2depth", "denoise", "class_scene", "fix_pose", "ego_motion"]

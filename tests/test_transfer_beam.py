@@ -7,7 +7,7 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from taskonomy.beam import first_order_ranking, read_affinity_rows, set_key, source_sets
+from taskonomy.transfer.beam import first_order_ranking, read_affinity_rows, set_key, source_sets
 from taskonomy.errors import DataError, TaskonomyError
 
 RANK = [f"s{i}" for i in range(10)]

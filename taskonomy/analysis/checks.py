@@ -202,7 +202,7 @@ def pass_shares(losses: Mapping[str, Mapping[str, np.ndarray]], clip: float = 0.
         expectation name -> share in [0, 1]; expectations ``n/a`` on these tasks are left out. Readouts
         are not retrained, so this is silent about how the ranks would move with another training seed.
     """
-    from taskonomy.affinity import first_order_matrices
+    from taskonomy.analysis.affinity import first_order_matrices
 
     rng = np.random.default_rng(seed)
     passed: dict[str, int] = {}

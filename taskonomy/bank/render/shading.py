@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from taskonomy.render import kernels
-from taskonomy.render.raycast import Primitives, shadowed
-from taskonomy.render.scene import Scene
-from taskonomy.render.vector import planar_dot
+from taskonomy.bank.render import kernels
+from taskonomy.bank.render.raycast import Primitives, shadowed
+from taskonomy.bank.render.scene import Scene
+from taskonomy.bank.render.vector import planar_dot
 
 FALLOFF = 3.0      # m
 SHININESS_LOG2 = 5   # Blinn-Phong exponent 2^5 = 32

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # Primitive kinds; an ellipsoid with equal axes is a sphere. Every primitive is a unit shape in its own
-# frame, scaled per axis, rotated and translated into the world (see taskonomy.render.raycast).
+# frame, scaled per axis, rotated and translated into the world (see taskonomy.bank.render.raycast).
 ELLIPSOID, BOX, CYLINDER, CONE = 0, 1, 2, 3
 PRIMITIVE_KINDS = ("ellipsoid", "box", "cylinder", "cone")
 

@@ -4,7 +4,7 @@ point it lights), solid-texture albedo, and the 3 x 3 stencils of the dense labe
 per view that place the cameras (the first surface along a ray; the shadow-ray loop for visibility):
 with the torch casts, placing the cameras of 64 scenes took 29 ms, with these 9 ms.
 
-Per pixel, the torch casts in :mod:`taskonomy.render.raycast` run a dozen full-image passes (gather the
+Per pixel, the torch casts in :mod:`taskonomy.bank.render.raycast` run a dozen full-image passes (gather the
 candidates, move them into each primitive's frame, intersect every candidate, reduce, scatter back);
 here each ray visits its candidate primitives once in registers, and a shadow ray stops at its first
 blocker. The geometry follows raycast.py (the unit shapes, the tie rules, the local normals and
@@ -23,7 +23,7 @@ import math
 import numba
 import numpy as np
 
-from taskonomy.render.scene import BOX, CYLINDER, ELLIPSOID      # CONE is the remaining case
+from taskonomy.bank.render.scene import BOX, CYLINDER, ELLIPSOID      # CONE is the remaining case
 
 # shared with the torch casts of raycast.py, which import them from here
 EPS = 1e-4                  # smallest accepted t (m): a ray does not hit the surface it starts on

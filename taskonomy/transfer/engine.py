@@ -1,7 +1,7 @@
 """The transfer engine: every readout from one frozen source encoder into every target.
 
 A transfer ``S -> t`` (S a set of one or more sources) trains a transfer function and a FRESH head of
-t's kind (taskonomy.readout) on the ``transfer`` split, then scores every ``test`` item of t with t's
+t's kind (taskonomy.transfer.readout) on the ``transfer`` split, then scores every ``test`` item of t with t's
 per-item loss (docs/losses-format.md). The cost that matters is not the readouts (tiny) but what a
 naive loop wraps around them: a process per pair, reloading the bank, and re-running the frozen encoder
 on every batch of every epoch. Here, per stage:
@@ -12,12 +12,12 @@ on every batch of every epoch. Here, per stage:
    moments (a random encoder's scale is arbitrary) and cached in RAM;
 3. every target's readout gathers its items' views from that cache by the ``<task>_index`` arrays
    (pairs, triplets) through ``TaskData.batch``, and trains with the project's one loop
-   (``taskonomy.train.fit``); the readouts run as independent jobs (taskonomy.executors).
+   (``taskonomy.nets.train.fit``); the readouts run as independent jobs (taskonomy.transfer.executors).
 
 What an encoder sees: the TARGET's input (clean image; a noisy one for denoise), so the
 representation describes what t's own network would be given; sources are cached once per distinct
 input transform of the targets (normally two: plain and noisy). ``pixels`` (reference §2.5) trains
-:class:`~taskonomy.readout.PixelsTrunk` from scratch on those images with the same protocol.
+:class:`~taskonomy.transfer.readout.PixelsTrunk` from scratch on those images with the same protocol.
 
 Seeds: a readout's initialisation and batch order depend on (``transfer.seed``, target) only, not on
 the source: all transfers into a target start from the same head and see the same batches (common
@@ -36,14 +36,14 @@ import torch
 from torch import nn
 
 from taskonomy.config import TrainTaskParams, TransferParams
-from taskonomy.data import Batch, TaskData, fit_stats, load_task_data
+from taskonomy.nets.data import Batch, TaskData, fit_stats, load_task_data
 from taskonomy.errors import DataError, TaskonomyError
-from taskonomy.executors import ExecutorSpec, map_jobs
-from taskonomy.models import build_head
-from taskonomy.readout import PixelsTrunk, Readout, TransferFunction
+from taskonomy.transfer.executors import ExecutorSpec, map_jobs
+from taskonomy.nets.models import build_head
+from taskonomy.transfer.readout import PixelsTrunk, Readout, TransferFunction
 from taskonomy.storage import atomic_savez
 from taskonomy.tasks import Task, get_task, per_item_loss
-from taskonomy.train import LoopConfig, cpu_kernels, evaluate_per_item, fit
+from taskonomy.nets.train import LoopConfig, cpu_kernels, evaluate_per_item, fit
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def strip_views(targets: dict[str, dict[str, TaskData]]) -> dict[str, dict[str, 
 
 def load_source_encoder(checkpoint: str | Path, source: str) -> nn.Module:
     """The frozen encoder of ``source`` from its task-network checkpoint (``train_task`` writes it)."""
-    from taskonomy.train import load_encoder
+    from taskonomy.nets.train import load_encoder
 
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():

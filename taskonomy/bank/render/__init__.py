@@ -6,6 +6,6 @@ and ``segment`` (dense labels from image and geometry), ``views`` (view and pair
 jigsaw), ``split`` (one split end to end), ``sheet`` (the sample figure). The arrays it writes are
 specified in docs/bank-format.md.
 """
-from taskonomy.render.split import SPLITS, render_bank, render_split, split_seed
+from taskonomy.bank.render.split import SPLITS, render_bank, render_split, split_seed
 
 __all__ = ["SPLITS", "render_bank", "render_split", "split_seed"]

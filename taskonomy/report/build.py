@@ -1,7 +1,7 @@
 """Stage ``report``: what the run found, as ``reports/index.html`` (self-contained) and ``reports/README.md``.
 
 Reads the outputs of every earlier stage (paths from dvc.yaml, task names from the task list, never
-globbed) and builds one list of sections (:mod:`taskonomy.report_page`), each with a stable id:
+globbed) and builds one list of sections (:mod:`taskonomy.report.page`), each with a stable id:
 
 ``task-bank``        the bank's sample sheet;
 ``task-networks``    each task network against its trivial baseline, training curves, and whether
@@ -10,7 +10,7 @@ globbed) and builds one list of sections (:mod:`taskonomy.report_page`), each wi
 ``taxonomy``         the taxonomy graph per budget at the largest max order; supervised tasks per cell;
 ``gain-quality``     gain and quality over budget x max order (reports/taxonomy/grid.csv);
 ``similarity-tree``  the task similarity tree;
-``known-structure``  the synthetic bank's known ties, checked on the affinities (taskonomy.report_checks);
+``known-structure``  the synthetic bank's known ties, checked on the affinities (taskonomy.analysis.checks);
 ``provenance``       params, code version, per-stage timings that stages record, the machine.
 
 A missing input stops the stage with one line naming the file and the command that makes it.
@@ -27,15 +27,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from taskonomy import report_figures as figures
-from taskonomy.affinity_io import load_npz
+from taskonomy.report import figures
+from taskonomy.analysis.tables import load_npz
 from taskonomy.config import Params, as_dict
 from taskonomy.errors import DataError
 from taskonomy.provenance import git_describe
-from taskonomy.report_checks import PASS, check_structure, pass_shares, ranked_sources
-from taskonomy.report_page import Image, Pre, Section, Table, Text, render_html, render_markdown
+from taskonomy.analysis.checks import PASS, check_structure, pass_shares, ranked_sources
+from taskonomy.report.page import Image, Pre, Section, Table, Text, render_html, render_markdown
 from taskonomy.storage import atomic_write_text
-from taskonomy.taxonomy import solution_name
+from taskonomy.analysis.taxonomy import solution_name
 
 CHECK_ROUNDS = 100   # bootstrap resamples of the test items behind each known-structure check's pass share
 
@@ -260,7 +260,7 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
                          params.affinity.clip, rounds=CHECK_ROUNDS)
     known = Section("known-structure", "Known-structure checks", [
         Text(f"The generator of the synthetic bank ties some labels together, so these ranks are expected of a "
-             f"correct pipeline (taskonomy/report_checks.py): {passed} of {len(checks)} pass. Taskonomy's own "
+             f"correct pipeline (taskonomy/analysis/checks.py): {passed} of {len(checks)} pass. Taskonomy's own "
              f"published first-order affinities pass all of them (tests/test_report.py), so they are a bar set by "
              f"networks trained on 120k real images. A source ranks high when it is related to the target and "
              f"when its network learned much at all: in small runs the second weighs as much as the first."),

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from taskonomy.render import kernels
-from taskonomy.render.segment import connected_components
-from taskonomy.render.vector import sqrt_
+from taskonomy.bank.render import kernels
+from taskonomy.bank.render.segment import connected_components
+from taskonomy.bank.render.vector import sqrt_
 
 HARRIS_K = 0.05
 COLOUR_LEVELS = 4
@@ -27,7 +27,7 @@ OCCLUSION_GAP = 4.0      # pixel footprints between the two sides of an occlusio
 
 # The filters below leave out their normalisation (powers of 2) and the callers apply it once at the end:
 # scaling by a power of 2 is exact, so the floats are the same as normalising each pass, in fewer passes.
-# The stencils run as compiled loops (taskonomy.render.kernels), one pass over the pixels each.
+# The stencils run as compiled loops (taskonomy.bank.render.kernels), one pass over the pixels each.
 
 def _blur_sum(x: Tensor) -> Tensor:
     """16 x the separable [1, 2, 1] / 4 smoothing of (V, C, R, R)."""

@@ -30,14 +30,14 @@ from tqdm import tqdm
 from taskonomy import bank
 from taskonomy.config import RenderParams, as_dict
 from taskonomy.errors import TaskonomyError
-from taskonomy.render import labels, views
-from taskonomy.render.camera import (CANDIDATES, FIXATED_VIEWS, GROUP_GAP, Rig, cam_to_world, look_at,
+from taskonomy.bank.render import labels, views
+from taskonomy.bank.render.camera import (CANDIDATES, FIXATED_VIEWS, GROUP_GAP, Rig, cam_to_world, look_at,
                                      sample_rig)
-from taskonomy.render.raycast import ROOM_FACES, Primitives, first_hit_t, pack, shadowed, view_hits
-from taskonomy.render.scene import (CEILING, CLASSES, FLOOR, OBJECT_CLASSES, ROOM_MATERIALS, SCENE_TYPES, WALL,
+from taskonomy.bank.render.raycast import ROOM_FACES, Primitives, first_hit_t, pack, shadowed, view_hits
+from taskonomy.bank.render.scene import (CEILING, CLASSES, FLOOR, OBJECT_CLASSES, ROOM_MATERIALS, SCENE_TYPES, WALL,
                                     Scene, sample_scene)
-from taskonomy.render.shading import Lighting, albedo, encode, pack_lighting, shade
-from taskonomy.render.vector import planar_dot, planar_matvec
+from taskonomy.bank.render.shading import Lighting, albedo, encode, pack_lighting, shade
+from taskonomy.bank.render.vector import planar_dot, planar_matvec
 
 log = logging.getLogger(__name__)
 

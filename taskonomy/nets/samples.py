@@ -13,7 +13,7 @@ import matplotlib
 import numpy as np
 import torch
 
-from taskonomy.data import TaskData
+from taskonomy.nets.data import TaskData
 from taskonomy.storage import atomic_savefig
 from taskonomy.tasks import Encoding, Kind
 

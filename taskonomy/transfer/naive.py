@@ -1,13 +1,13 @@
 """The reference ("naive") transfer: one (source, target) pair per process, encoder run on every batch.
 
-This is what a DVC stage per pair would do, and what the engine (taskonomy.transfer) must agree with:
+This is what a DVC stage per pair would do, and what the engine (taskonomy.transfer.engine) must agree with:
 import, load the bank, load the source network, and train the readout with the frozen encoder inside
 the model, so every batch of every epoch goes through the encoder again. The standardisation moments
 come from one extra pass over the transfer split, as the engine's do. Same seeds, same data order,
 same initialisation as the engine, so the per-item losses match up to floating-point reassociation
 (the encoder sees batches of another size). Used by the benchmark and the tests; not by the pipeline.
 
-    python -m taskonomy.transfer_naive SOURCE TARGET --bank B --model M --params P --out losses.npy
+    python -m taskonomy.transfer.naive SOURCE TARGET --bank B --model M --params P --out losses.npy
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from taskonomy.errors import run_main
-from taskonomy.readout import Readout
-from taskonomy.transfer import (FrozenEncoder, TaskLoss, build_readout, channel_moments, encode_views,
+from taskonomy.transfer.readout import Readout
+from taskonomy.transfer.engine import (FrozenEncoder, TaskLoss, build_readout, channel_moments, encode_views,
                                 load_source_encoder, load_targets, loop_config)
 
 
@@ -43,7 +43,7 @@ class EncodeEveryBatch(nn.Module):
 def naive_transfer(splits, encoder: nn.Module, source: str, target: str, params, net,
                    device: str = "cpu") -> np.ndarray:
     """Per-item test losses of ``source -> target`` trained with the encoder inside the loop."""
-    from taskonomy.train import evaluate_per_item, fit
+    from taskonomy.nets.train import evaluate_per_item, fit
 
     data = load_targets(splits, [target], params.images)[target]
     task = data["test"].task

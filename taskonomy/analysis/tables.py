@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from taskonomy.affinity import PIXELS, SELF, SEP, TABLE_COLUMNS
+from taskonomy.analysis.affinity import PIXELS, SELF, SEP, TABLE_COLUMNS
 from taskonomy.errors import DataError
-from taskonomy.taxonomy import Transfer
+from taskonomy.analysis.taxonomy import Transfer
 
 # --------------------------------------------------------------------------------------------------
 # Per-item loss files (docs/losses-format.md)
@@ -70,7 +70,7 @@ def load_npz(path: Path, stage: str, keys: Sequence[str]) -> dict[str, np.ndarra
 
 def read_target_losses(targets: Sequence[str], sources: Sequence[str], *, models: Path, transfer: Path,
                        pixels: Path, high: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Per-target loss dicts for :func:`taskonomy.affinity.affinity_table`.
+    """Per-target loss dicts for :func:`taskonomy.analysis.affinity.affinity_table`.
 
     For every target t: ``self`` from ``models/<t>/test_losses.npy``; one first-order entry per
     source s from ``transfer/<s>/losses.npz[t]`` (``random`` is a source like any task); ``pixels``

@@ -1,7 +1,7 @@
 """The one training loop: task networks here, transfers and baselines later.
 
 ``fit(model, data, loss_fn, cfg, name=...)`` trains any module on any data that has ``len(data)`` and
-``data.batch(items) -> Batch`` (taskonomy.data), with ``loss_fn(prediction, batch) -> (B,)`` per-item
+``data.batch(items) -> Batch`` (taskonomy.nets.data), with ``loss_fn(prediction, batch) -> (B,)`` per-item
 losses whose mean is minimised. ``evaluate_per_item`` returns the same per-item losses on a test set,
 in data order: the numbers every later comparison uses.
 
@@ -36,9 +36,9 @@ from torch import nn
 from tqdm import tqdm
 
 from taskonomy.config import TrainTaskParams, as_dict, from_dict
-from taskonomy.data import Batch, TaskData, fit_stats, load_task_data
+from taskonomy.nets.data import Batch, TaskData, fit_stats, load_task_data
 from taskonomy.errors import DataError, TaskonomyError
-from taskonomy.models import Encoder, TaskNetwork, build_encoder, build_task_network
+from taskonomy.nets.models import Encoder, TaskNetwork, build_encoder, build_task_network
 from taskonomy.provenance import code_version
 from taskonomy.storage import atomic_path
 from taskonomy.tasks import Task, per_item_loss, trivial_losses

@@ -11,7 +11,7 @@ along a ray from the same anchor position aimed ``GROUP_GAP`` metres beside the 
 groups are Taskonomy's non-fixated pairs: both images look like ordinary fixated views (so neither gives
 its pair away on its own, as a view looking in a random direction did), they overlap partially, and they
 centre on points at least the gap apart. The cameras of a group are chosen among random candidate positions
-by casting visibility rays (see taskonomy.render.split), with the anchor position (which sees every point
+by casting visibility rays (see taskonomy.bank.render.split), with the anchor position (which sees every point
 by construction) as the fallback.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from taskonomy.config import FIXATED_VIEWS
-from taskonomy.render.scene import Scene
+from taskonomy.bank.render.scene import Scene
 
 CANDIDATES = 12           # candidate positions per fixated view
 CLEARANCE = 0.35          # m between a camera and an object's footprint disc

@@ -8,7 +8,7 @@ mapped into the unit frame keeps its parameter t, so every intersection is compu
 
 Two forms of the same casts:
 
-- compiled loops (taskonomy.render.kernels), what the renderer runs: the pixels of whole views
+- compiled loops (taskonomy.bank.render.kernels), what the renderer runs: the pixels of whole views
   (:func:`view_hits`, :func:`shadowed`) and the few rays that place the cameras (:func:`first_hit_t`, and
   :func:`shadowed` with runs of one ray). Primary rays try only the primitives whose image-space box
   (:func:`pixel_boxes`, the projection of the bounding sphere) holds their pixel; shadow rays are culled
@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from taskonomy.render import kernels
-from taskonomy.render.kernels import EPS, MAX_CURVATURE, ROOM_FACES
-from taskonomy.render.scene import BOX, CONE, CYLINDER, ELLIPSOID, Scene
-from taskonomy.render.vector import planar_dot, planar_matvec, rotate_back, sqrt_
+from taskonomy.bank.render import kernels
+from taskonomy.bank.render.kernels import EPS, MAX_CURVATURE, ROOM_FACES
+from taskonomy.bank.render.scene import BOX, CONE, CYLINDER, ELLIPSOID, Scene
+from taskonomy.bank.render.vector import planar_dot, planar_matvec, rotate_back, sqrt_
 
 CULL_BLOCK = 1 << 21        # (group, ray, primitive) triples culled per block
 INF = float("inf")
@@ -376,7 +376,7 @@ def occluded(prims: Primitives, scene: Tensor, origin: Tensor, dirs: Tensor, t_m
 
 
 # --------------------------------------------------------------------------------------------------
-# Whole views: the compiled loops of taskonomy.render.kernels
+# Whole views: the compiled loops of taskonomy.bank.render.kernels
 # --------------------------------------------------------------------------------------------------
 
 def _geometry(prims: Primitives) -> tuple[np.ndarray, ...]:

@@ -15,7 +15,7 @@ The tournament of a target is over every transfer into it (all orders, including
 reference of **gain**. **Quality** is the win rate against ``self``.
 
 Everything here is pure NumPy (pandas only to shape the table); reading the loss files is
-:mod:`taskonomy.affinity_io`.
+:mod:`taskonomy.analysis.tables`.
 """
 from __future__ import annotations
 

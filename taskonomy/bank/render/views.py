@@ -13,7 +13,7 @@ import itertools
 
 import numpy as np
 
-from taskonomy.render.camera import FIXATED_VIEWS
+from taskonomy.bank.render.camera import FIXATED_VIEWS
 
 JIGSAW_SEED = 20180618    # the permutation set is fixed: the same in every split and every run
 
