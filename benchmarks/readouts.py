@@ -38,10 +38,11 @@ import numpy as np
 import yaml
 
 from taskonomy.analysis.affinity import first_order_matrices
-from taskonomy.analysis.tables import load_npz
+from taskonomy.losses import load_npz, source_path
 from taskonomy.bank import load_splits
 from taskonomy.config import TransferParams, as_dict, check_tasks, from_dict, load_params
-from taskonomy.errors import TaskonomyError, run_main
+from taskonomy.errors import TaskonomyError
+from taskonomy.stage import run_main
 from taskonomy.analysis.checks import EXPECTATIONS, NA, PASS, check_structure, ranked_sources
 from taskonomy.nets.train import resolve_device
 from taskonomy.transfer.engine import (TransferContext, executor_spec, load_reps, load_targets, run_transfers,
@@ -67,7 +68,7 @@ def run_difference(run: Path, losses: dict, sources: list[str], targets: list[st
     """Largest per-item difference between retrained first-order losses and the run's own."""
     worst = 0.0
     for s in sources:
-        stored = load_npz(run / f"outputs/transfer/{s}/losses.npz", f"transfer@{s}", targets)
+        stored = load_npz(source_path(run / "outputs/transfer", s), f"transfer@{s}", targets)
         worst = max(worst, *(float(np.abs(stored[t] - losses[t][s]).max()) for t in targets))
     return worst
 

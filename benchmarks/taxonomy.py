@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from taskonomy.analysis.tables import load_published
-from taskonomy.errors import run_main
+from taskonomy.stage import run_main
 from taskonomy.analysis.taxonomy import assign_roles, build_problem, solve_highs, sweep, to_arrays
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "taskonomy-2018" / "affinities" / "all_affinities_16k.pkl"

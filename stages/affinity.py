@@ -12,32 +12,8 @@ higher-order transfer losses. Writes:
   targets; the affinities are AHP re-run on the first-order transfers, like the paper's Fig. 7)
   and ``first_order.png`` (both as heatmaps, side by side).
 
-The expected dvc.yaml entries. First order only (until higher-order transfers exist):
-
-  affinity:
-    cmd: >-
-      python stages/affinity.py --params params.yaml --models models --transfer outputs/transfer
-      --pixels outputs/pixels/losses.npz --table reports/affinities.csv --first-order reports/affinity
-    deps: [stages/affinity.py, taskonomy/analysis/affinity.py, taskonomy/analysis/tables.py,
-           models, outputs/transfer, outputs/pixels/losses.npz]
-    params: [tasks, affinity]
-    outs: [reports/affinities.csv, reports/affinity/first_order_losses.csv,
-           reports/affinity/first_order_affinities.csv]
-    plots:
-      - reports/affinity/first_order.png
-
-With higher orders (the beam of transfer_high reads reports/affinity/first_order_affinities.csv, so
-the first-order stage drops ``--table`` and a second stage writes the full table):
-
-  affinity:        # as above, without "--table reports/affinities.csv" and that out
-  affinity_high:
-    cmd: >-
-      python stages/affinity.py --params params.yaml --models models --transfer outputs/transfer
-      --pixels outputs/pixels/losses.npz --high outputs/transfer_high --table reports/affinities.csv
-    deps: [stages/affinity.py, taskonomy/analysis/affinity.py, taskonomy/analysis/tables.py,
-           models, outputs/transfer, outputs/pixels/losses.npz, outputs/transfer_high]
-    params: [tasks, affinity]
-    outs: [reports/affinities.csv]
+dvc.yaml runs it twice: ``affinity_first`` (first order, for the higher-order beam) and
+``affinity`` (with ``--high``, the full table).
 """
 from __future__ import annotations
 
@@ -48,35 +24,16 @@ delegate(__name__, __file__)  # the project's Python; a warm fork server runs th
 import argparse
 from pathlib import Path
 
-from taskonomy.errors import TaskonomyError, run_stage
-from taskonomy.storage import atomic_savefig, atomic_write_text
-
-
-def plot_first_order(mean_loss, affinity, path: Path) -> None:
-    """The two first-order matrices as heatmaps, side by side (rows: sources, columns: targets)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n_src, n_tgt = mean_loss.shape
-    fig, axes = plt.subplots(1, 2, figsize=(2 * (2.5 + 0.32 * n_tgt), 2.0 + 0.3 * n_src), constrained_layout=True)
-    # Each target's losses have their own scale: show each column divided by its mean.
-    panels = ((mean_loss / mean_loss.mean(axis=0), "mean test loss / column mean\n(lower is better)", "viridis_r"),
-              (affinity, "first-order AHP affinity, columns sum to 1\n(higher is better)", "magma"))
-    for ax, (matrix, title, cmap) in zip(axes, panels):
-        im = ax.imshow(matrix.to_numpy(dtype=float), cmap=cmap, aspect="auto")
-        ax.set_xticks(range(n_tgt), matrix.columns, rotation=90, fontsize=7)
-        ax.set_yticks(range(n_src), matrix.index, fontsize=7)
-        ax.set_xlabel("target"), ax.set_ylabel("source"), ax.set_title(title, fontsize=9)
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    atomic_savefig(fig, path, dpi=120)
+from taskonomy.errors import TaskonomyError
+from taskonomy.stage import run_stage
+from taskonomy.storage import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
     from taskonomy.analysis.affinity import affinity_table, first_order_matrices
-    from taskonomy.analysis.tables import read_target_losses
+    from taskonomy.losses import read_target_losses
     from taskonomy.config import load_params
+    from taskonomy.report.figures import first_order_heatmaps
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -102,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         mean_loss, affinity = first_order_matrices(losses, clip=params.affinity.clip, sources=sources)
         atomic_write_text(args.first_order / "first_order_losses.csv", mean_loss.to_csv(float_format="%.8g"))
         atomic_write_text(args.first_order / "first_order_affinities.csv", affinity.to_csv(float_format="%.8g"))
-        plot_first_order(mean_loss, affinity, args.first_order / "first_order.png")
+        first_order_heatmaps(mean_loss, affinity, args.first_order / "first_order.png")
         print(f"affinity: first-order matrices ({len(sources)} sources x {len(targets)} targets) -> {args.first_order}")
     return 0
 

@@ -19,10 +19,11 @@ import sys
 from pathlib import Path
 
 from taskonomy.config import load_params
-from taskonomy.errors import run_stage
-from taskonomy.storage import atomic_savez
+from taskonomy.stage import run_stage
+from taskonomy.losses import LOSS_FILE, write_keyed
 from taskonomy.nets.train import resolve_device
-from taskonomy.transfer.engine import PIXELS, TransferContext, executor_spec, load_targets, run_transfers
+from taskonomy.sources import PIXELS
+from taskonomy.transfer.engine import TransferContext, executor_spec, load_targets, run_transfers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = load_targets(splits, params.targets(), params.transfer.images)
     context = TransferContext({}, targets, params.transfer, params.train_task, device)
     losses = run_transfers(context, [((PIXELS,), t) for t in targets], executor_spec(params.transfer, device))
-    atomic_savez(args.out / "losses.npz", {t: losses[t][PIXELS] for t in targets})
+    write_keyed(args.out / LOSS_FILE, {t: losses[t][PIXELS] for t in targets})
     return 0
 
 

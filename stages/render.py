@@ -19,9 +19,9 @@ import torch
 
 from taskonomy.bank import load_split
 from taskonomy.config import load_params
-from taskonomy.errors import run_stage
+from taskonomy.stage import run_stage
 from taskonomy.bank.render import render_bank
-from taskonomy.bank.render.sheet import sample_sheet
+from taskonomy.bank.render.sheet import bank_sheet
 
 log = logging.getLogger("render")
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     render_bank(r, args.out, progress=True)
     log.info("rendered the bank in %.1f s", time.perf_counter() - start)
-    sheet = sample_sheet(load_split(args.out, "train"), r.sample_scenes, f"{args.figures}/bank_samples.png")
+    sheet = bank_sheet(load_split(args.out, "train"), r.sample_scenes, f"{args.figures}/bank_samples.png")
     log.info("wrote %s", sheet)
     return 0
 

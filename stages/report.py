@@ -3,7 +3,7 @@
     python stages/report.py --params params.yaml --task-list outputs/task_list.json --models models \
         --transfer outputs/transfer --bank-samples reports/figures/bank_samples.png \
         --first-order reports/affinity --affinities reports/affinities.csv --taxonomy reports/taxonomy \
-        --lock dvc.lock --timings reports/timings --html reports/index.html --markdown reports/README.md \
+        --checks reports/checks/checks.json --lock dvc.lock --timings reports/timings --html reports/index.html --markdown reports/README.md \
         --figures reports/report_figures
 
 Everything is in :mod:`taskonomy.report.build`; a missing input is one line naming the file and the
@@ -18,7 +18,7 @@ delegate(__name__, __file__)  # the project's Python; a warm fork server runs th
 import argparse
 from pathlib import Path
 
-from taskonomy.errors import run_stage
+from taskonomy.stage import run_stage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     for flag in ("task-list", "models", "transfer", "bank-samples", "first-order", "affinities", "taxonomy",
-                 "html", "markdown", "figures"):
+                 "checks", "html", "markdown", "figures"):
         ap.add_argument(f"--{flag}", type=Path, required=True)
     ap.add_argument("--lock", type=Path, help="dvc.lock, for the stage list of the timings table")
     ap.add_argument("--timings", type=Path, help="folder of the stages' --timing files (reports/timings)")
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(args.params)
     inputs = ReportInputs(task_list=args.task_list, models=args.models, transfer=args.transfer,
                           bank_samples=args.bank_samples, first_order=args.first_order,
-                          affinities=args.affinities, taxonomy=args.taxonomy, lock=args.lock,
+                          affinities=args.affinities, taxonomy=args.taxonomy, checks=args.checks, lock=args.lock,
                           timings=args.timings)
     sections = write_report(inputs, params, html=args.html, markdown=args.markdown, figures_dir=args.figures,
                             top_k=params.report.top_sources, root=args.params.resolve().parent)

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from taskonomy.config import load_params
-from taskonomy.errors import run_stage
+from taskonomy.stage import run_stage
 from taskonomy.storage import atomic_write_text
 
 

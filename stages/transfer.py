@@ -20,17 +20,12 @@ delegate(__name__, __file__)  # the project's Python; a warm fork server runs th
 
 import argparse
 import logging
-import os
 import sys
-import time
 from pathlib import Path
 
 from taskonomy.config import check_tasks, load_params
-from taskonomy.errors import run_stage
-from taskonomy.storage import atomic_savez, atomic_write_json
-from taskonomy.nets.train import resolve_device
-from taskonomy.transfer.engine import (TransferContext, encode_source, executor_spec, load_source_encoder, load_targets,
-                                run_transfers, save_reps, strip_views)
+from taskonomy.stage import run_stage
+from taskonomy.transfer.outputs import first_order
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,28 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     params = load_params(args.params)
     check_tasks(params, [args.source], args.params)
-    encoder = load_source_encoder(args.model, args.source)
-    device = str(resolve_device(params.transfer.device))
-    t0 = time.perf_counter()
-    from taskonomy.bank import load_splits  # after the checks: a bad input fails fast
-
-    splits = load_splits(args.bank)
-    targets = load_targets(splits, params.targets(), params.transfer.images)
-    t_load = time.perf_counter()
-    reps = encode_source(encoder, targets, device=device)
-    t_encode = time.perf_counter()
-    context = TransferContext({args.source: reps}, strip_views(targets), params.transfer, params.train_task, device)
-    spec = executor_spec(params.transfer, device)
-    losses = run_transfers(context, [((args.source,), t) for t in targets], spec)
-    t_train = time.perf_counter()
-
-    atomic_savez(args.out / "losses.npz", {t: losses[t][args.source] for t in targets})
-    save_reps(args.out / "reps.npz", reps)
-    atomic_write_json(args.out / "metrics.json", {
-        "source": args.source, "targets": len(targets), "device": device, "executor": spec.kind,
-        "workers": spec.workers, "threads": spec.threads, "load_seconds": round(t_load - t0, 3),
-        "encode_seconds": round(t_encode - t_load, 3), "train_seconds": round(t_train - t_encode, 3),
-        "loadavg": round(os.getloadavg()[0], 2)})
+    first_order(args.source, params, args.bank, args.model, args.out)
     return 0
 
 

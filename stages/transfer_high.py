@@ -25,14 +25,10 @@ import logging
 import sys
 from pathlib import Path
 
-from taskonomy.transfer.beam import high_order_sets, read_affinity_rows, set_key
 from taskonomy.config import check_tasks, load_params
-from taskonomy.errors import ParamsError, run_stage
-from taskonomy.storage import atomic_savez
-from taskonomy.nets.train import resolve_device
-from taskonomy.transfer.engine import TransferContext, executor_spec, load_reps, load_targets, run_transfers, strip_views
-
-log = logging.getLogger("taskonomy.transfer_high")
+from taskonomy.errors import ParamsError
+from taskonomy.stage import run_stage
+from taskonomy.transfer.outputs import high_order
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,38 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-    log.setLevel(logging.INFO)
+    logging.getLogger("taskonomy.transfer").setLevel(logging.INFO)
 
     params = load_params(args.params)
     check_tasks(params, args.targets, args.params)
     for target in args.targets:
         if params.tasks[target].source_only:
             raise ParamsError(f"{args.params}: tasks.{target}: is source_only, so it is never a transfer target")
-    targets = args.targets or params.targets()
-    tp = params.transfer
-    sets: dict[str, list[tuple[str, ...]]] = {}
-    if tp.max_order >= 2:
-        rows = read_affinity_rows(args.affinities)
-        sets = {t: high_order_sets(rows, t, tp.max_order, tp.beam, tp.beam_order4) for t in targets}
-    sources = sorted({s for groups in sets.values() for group in groups for s in group})
-    unknown = [s for s in sources if s not in params.tasks]
-    if unknown:
-        raise ParamsError(f"{args.affinities}: sources {', '.join(unknown)} are not in the task list; "
-                          f"rerun the affinity_first stage")
-    jobs = [(group, t) for t, groups in sets.items() for group in groups]
-    losses = {}
-    if jobs:
-        from taskonomy.bank import load_splits
-
-        device = str(resolve_device(tp.device))
-        splits = load_splits(args.bank)
-        data = strip_views(load_targets(splits, list(sets), tp.images))
-        reps = {s: load_reps(args.reps / s / "reps.npz", s) for s in sources}
-        log.info("transfer_high: %d source sets into %d targets from %d sources", len(jobs), len(sets), len(sources))
-        context = TransferContext(reps, data, tp, params.train_task, device)
-        losses = run_transfers(context, jobs, executor_spec(tp, device))
-    for t in targets:
-        atomic_savez(args.out / t / "losses.npz", {set_key(g): losses[t][set_key(g)] for g in sets.get(t, [])})
+    high_order(args.targets or params.targets(), params, args.bank, args.affinities, args.reps, args.out)
     return 0
 
 

@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 
 from taskonomy import __version__
-from taskonomy.errors import TaskonomyError, fail, run_main
+from taskonomy.errors import TaskonomyError
+from taskonomy.stage import fail, run_main
 from taskonomy.storage import atomic_write_json
 
 

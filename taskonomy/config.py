@@ -97,6 +97,7 @@ class TrainTaskParams:
     grad_clip: float = param(0.0, ge=0, doc="0 disables gradient-norm clipping")
     device: Literal["auto", "cpu", "cuda"] = param("auto")
     threads: int = param(0, ge=0, doc="torch CPU threads; 0 = all cores")
+    samples: int = param(4, ge=1, le=32, doc="test items in each network's samples.png (the report shows them)")
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,13 @@ class AffinityParams:
 
 
 @dataclass(frozen=True)
+class ChecksParams:
+    """The known-structure checks and their bootstrap over test images (stage ``checks``)."""
+    rounds: int = param(100, ge=1, le=100_000, doc="bootstrap resamples of each target's test items")
+    seed: int = param(0, ge=0, doc="seed of the resamples")
+
+
+@dataclass(frozen=True)
 class TaxonomyParams:
     """The BIP sweep over budgets x max orders and the similarity tree (stage ``taxonomy``)."""
     budgets: list[int] = param(default_factory=lambda: list(range(1, 9)), ge=0, doc="supervision budgets swept")
@@ -148,7 +156,6 @@ class TaxonomyParams:
 @dataclass(frozen=True)
 class ReportParams:
     """The report page and its Markdown twin (stage ``report``)."""
-    samples: int = param(4, ge=1, le=32)
     top_sources: int = param(3, ge=1, le=10, doc="best first-order sources listed per target")
 
 
@@ -159,6 +166,7 @@ class Params:
     train_task: TrainTaskParams = param(default_factory=TrainTaskParams)
     transfer: TransferParams = param(default_factory=TransferParams)
     affinity: AffinityParams = param(default_factory=AffinityParams)
+    checks: ChecksParams = param(default_factory=ChecksParams)
     taxonomy: TaxonomyParams = param(default_factory=TaxonomyParams)
     report: ReportParams = param(default_factory=ReportParams)
 

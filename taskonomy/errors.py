@@ -1,24 +1,10 @@
-"""User-facing errors and the wrapper that turns them into one line and a non-zero exit.
+"""The project's error types.
 
 Anything a user can cause (bad params, a missing file, a corrupt checkpoint) raises
-:class:`TaskonomyError` with a message that names the key, file or task; entry points run their
-``main`` through :func:`run_main`, which prints ``error: <message>`` on stderr and exits 2 instead of
-showing a traceback. Programming errors still raise normally.
-
-Every stage also takes ``--timing PATH`` through :func:`run_stage`: on success it writes the stage's
-wall-clock seconds since its process started (imports included; a stage run by the fork server,
-``taskonomy.forkserver``, starts as a fork with its libraries already imported) as JSON, which the
-report collects (dvc.yaml passes ``reports/timings/<stage>.json``).
+:class:`TaskonomyError` with a message that names the key, file or task; the entry points
+(:mod:`taskonomy.stage`) show it as one line and exit non-zero. Programming errors raise normally.
 """
 from __future__ import annotations
-
-import os
-import sys
-import time
-from pathlib import Path
-from typing import Callable, NoReturn
-
-_IMPORTED = time.time()
 
 
 class TaskonomyError(Exception):
@@ -31,62 +17,3 @@ class ParamsError(TaskonomyError):
 
 class DataError(TaskonomyError):
     """A data file (rendered split, manifest, loss file, checkpoint) is missing or malformed."""
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(code)
-
-
-def process_seconds() -> float:
-    """Wall-clock seconds since this process started (Linux: from /proc, so the time spent importing
-    torch counts; in a fork server's child, since the fork); elsewhere since this module was imported."""
-    try:
-        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
-    except (OSError, ValueError, IndexError):
-        return time.time() - _IMPORTED
-
-
-def _pop_timing(argv: list[str]) -> tuple[Path | None, list[str]]:
-    """``--timing PATH`` (or ``--timing=PATH``) taken out of ``argv``."""
-    for i, arg in enumerate(argv):
-        if arg == "--timing" and i + 1 < len(argv):
-            return Path(argv[i + 1]), argv[:i] + argv[i + 2:]
-        if arg.startswith("--timing="):
-            return Path(arg.split("=", 1)[1]), argv[:i] + argv[i + 1:]
-    return None, argv
-
-
-def write_timing(path: Path, argv: list[str]) -> None:
-    from taskonomy.storage import atomic_write_json
-
-    atomic_write_json(path, {"seconds": round(process_seconds(), 2), "loadavg": round(os.getloadavg()[0], 2),
-                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                             "command": " ".join([Path(sys.argv[0]).name, *argv])})
-
-
-def run_main(main: Callable[..., int | None], *args, **kwargs) -> NoReturn:
-    """Run an entry point; a :class:`TaskonomyError` becomes one line on stderr and exit code 2."""
-    try:
-        code = main(*args, **kwargs)
-    except TaskonomyError as err:
-        fail(" ".join(str(err).split()))
-    except KeyboardInterrupt:
-        fail("interrupted", code=130)
-    raise SystemExit(code or 0)
-
-
-def run_stage(main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> NoReturn:
-    """:func:`run_main` for a stage script's ``main(argv)``; with ``--timing PATH`` among the
-    arguments, a successful run also writes its timing there (:func:`write_timing`)."""
-    timing, argv = _pop_timing(sys.argv[1:] if argv is None else list(argv))
-
-    def timed(argv: list[str]) -> int | None:
-        code = main(argv)
-        if timing is not None and not code:
-            write_timing(timing, argv)
-        return code
-
-    run_main(timed, argv)

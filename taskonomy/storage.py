@@ -45,14 +45,3 @@ def atomic_save(path: str | Path, array: np.ndarray) -> None:
 def atomic_savez(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-
-
-def atomic_savefig(fig, path: str | Path, **kwargs) -> Path:
-    """``fig.savefig`` through a temporary file (the format comes from ``path``'s suffix), then close
-    the figure, which every caller is done with. Returns ``path``."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
-    plt.close(fig)
-    return Path(path)

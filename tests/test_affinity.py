@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import spearmanr
 
-from taskonomy.analysis.affinity import (affinity_table, ahp, first_order_matrices, key_order, reciprocal_matrix,
+from taskonomy.analysis.affinity import (affinity_table, ahp, first_order_matrices, reciprocal_matrix,
                                 target_scores, win_rates)
 from taskonomy.errors import DataError
 
@@ -173,7 +173,8 @@ def test_table_names_the_bad_array():
 
 
 def test_key_order():
-    assert [key_order(k) for k in ("self", "pixels", "random", "a", "a__b__c")] == [0, 0, 1, 1, 3]
+    from taskonomy.sources import order
+    assert [order(k) for k in ("self", "pixels", "random", "a", "a__b__c")] == [0, 0, 1, 1, 3]
 
 
 # ---------------------------------------------------------------------------- published pickles

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from taskonomy.errors import DataError, process_seconds, run_stage
+from taskonomy.errors import DataError
+from taskonomy.stage import process_seconds, run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 

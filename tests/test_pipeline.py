@@ -71,7 +71,8 @@ def pipeline(tmp_path_factory):
 
 def test_every_stage_ran(pipeline):
     _, ran = pipeline
-    expected = {"render", "task_list", "pixels", "affinity_first", "transfer_high", "affinity", "taxonomy", "report"}
+    expected = {"render", "task_list", "pixels", "affinity_first", "checks", "transfer_high", "affinity", "taxonomy",
+                "report"}
     expected |= {f"{stage}@{t}" for t in TASKS for stage in ("train_task", "transfer")}
     assert expected <= ran
 

@@ -572,6 +572,19 @@ def test_bank_bytes_do_not_depend_on_the_instruction_set():
     assert here[1] == avx2[1]
 
 
+def test_settings_that_cannot_change_the_bytes_leave_the_manifests_alone(tiny_render, tmp_path):
+    """chunk_scenes, workers and sample_scenes are not recorded: changing one leaves every manifest, so
+    data/bank's hash and every later stage, as it was."""
+    from taskonomy.bank.render import render_bank
+    render_bank(tiny_render, tmp_path / "a")
+    render_bank(dataclasses.replace(tiny_render, chunk_scenes=1, workers=1, sample_scenes=2), tmp_path / "b")
+    manifests = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("manifest.json"))
+    assert len(manifests) == 4
+    for name in manifests:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert "resolution" in json.loads((tmp_path / "a" / "manifest.json").read_text())["params"]
+
+
 def test_encode_is_the_rounded_gamma_curve_and_no_last_bit_of_pow_moves_it():
     """encode(x) = round(255 * clip(x, 0, 1) ** (1 / 2.2)), but at a float32 step itself (the step is the
     exact boundary rounded to float32); and a pow one ulp off either way gives the same steps."""

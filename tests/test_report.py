@@ -14,7 +14,7 @@ import pytest
 
 from taskonomy.config import Params, from_dict
 from taskonomy.report.build import SECTION_IDS, ReportInputs, write_report
-from taskonomy.analysis.checks import EXPECTATIONS, FAIL, NA, PASS, check_structure
+from taskonomy.analysis.checks import EXPECTATIONS, FAIL, NA, PASS, check_structure, run_checks
 from taskonomy.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +130,8 @@ def write_report_inputs(root: Path) -> tuple[ReportInputs, Params]:
     inputs = ReportInputs(task_list=root / "outputs/task_list.json", models=root / "models",
                           transfer=root / "outputs/transfer", bank_samples=root / "reports/figures/bank_samples.png",
                           first_order=root / "reports/affinity", affinities=root / "reports/affinities.csv",
-                          taxonomy=root / "reports/taxonomy", lock=root / "dvc.lock",
+                          taxonomy=root / "reports/taxonomy", checks=root / "reports/checks/checks.json",
+                          lock=root / "dvc.lock",
                           timings=root / "reports/timings")
     inputs.task_list.parent.mkdir(parents=True)
     inputs.task_list.write_text(json.dumps({"tasks": tasks, "targets": targets, "source_only": ["random"]}))
@@ -168,6 +169,9 @@ def write_report_inputs(root: Path) -> tuple[ReportInputs, Params]:
     losses.rename_axis("source").to_csv(inputs.first_order / "first_order_losses.csv")
     aff.rename_axis("source").to_csv(inputs.first_order / "first_order_affinities.csv")
     _png(inputs.first_order / "first_order.png", 1)
+    item_losses = {t: {s: losses.loc[s, t] + noise[i, j] for i, s in enumerate(tasks)} for j, t in enumerate(targets)}
+    inputs.checks.parent.mkdir(parents=True)
+    inputs.checks.write_text(json.dumps(run_checks(aff.rename_axis("source"), item_losses, rounds=5)))
     inputs.affinities.write_text("target,sources,order,affinity,quality,gain,mean_loss\n")
     rows = []
     for k in MAX_ORDERS:
@@ -259,13 +263,37 @@ def test_missing_input_is_one_line_naming_the_file_and_command(tmp_path):
     cmd = [sys.executable, str(ROOT / "stages/report.py"), "--params", "params.yaml",
            "--task-list", "outputs/task_list.json", "--models", "models", "--transfer", "outputs/transfer",
            "--bank-samples", "reports/figures/bank_samples.png", "--first-order", "reports/affinity",
-           "--affinities", "reports/affinities.csv", "--taxonomy", "reports/taxonomy",
+           "--affinities", "reports/affinities.csv", "--taxonomy", "reports/taxonomy", "--checks", "reports/checks/checks.json",
            "--html", "reports/index.html", "--markdown", "reports/README.md", "--figures", "reports/report_figures"]
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert result.stderr == "error: reports/affinities.csv is missing: run `dvc repro affinity`\n"
     assert not (tmp_path / "reports/index.html").exists()
+
+
+def test_checks_stage_writes_the_checks_and_their_metrics(tmp_path):
+    """Stage checks: every expectation with its finding and bootstrap pass share (checks.rounds of
+    them), and the numbers alone as a DVC metric."""
+    write_report_inputs(tmp_path)
+    (tmp_path / "params.yaml").write_text("tasks:\n" + "".join(f"  {t}: {{source_only: {str(o).lower()}}}\n"
+                                                                for t, o in FIXTURE_TASKS.items())
+                                          + "checks: {rounds: 7, seed: 1}\n")
+    out, metrics = tmp_path / "c/checks.json", tmp_path / "c/metrics.json"
+    cmd = [sys.executable, str(ROOT / "stages/checks.py"), "--params", "params.yaml", "--first-order",
+           "reports/affinity/first_order_affinities.csv", "--transfer", "outputs/transfer", "--out", str(out),
+           "--metrics", str(metrics)]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    checks, numbers = json.loads(out.read_text()), json.loads(metrics.read_text())
+    evaluated = [c for c in checks["checks"] if c["status"] != NA]
+    assert checks["rounds"] == 7 and len(checks["checks"]) == len(EXPECTATIONS) and evaluated
+    assert numbers["passed"] == checks["passed"] == sum(c["status"] == PASS for c in evaluated)
+    assert numbers["checks"] == {c["name"]: {"pass": int(c["status"] == PASS), "pass_share": c["pass_share"]}
+                                 for c in evaluated}
+    assert all(share * 7 == round(share * 7) and 0 <= share <= 1 for share in
+               (c["pass_share"] for c in evaluated))
 
 
 def test_pass_shares_tell_firm_ties_from_chance():

@@ -7,7 +7,9 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from taskonomy.transfer.beam import first_order_ranking, read_affinity_rows, set_key, source_sets
+from taskonomy.sources import set_key
+from taskonomy.analysis.tables import read_affinity_rows
+from taskonomy.transfer.beam import first_order_ranking, source_sets
 from taskonomy.errors import DataError, TaskonomyError
 
 RANK = [f"s{i}" for i in range(10)]
@@ -70,7 +72,7 @@ def test_first_order_ranking_excludes_self_random_target():
 
 
 def test_affinity_table_missing_is_one_line(tmp_path):
-    with pytest.raises(DataError, match="affinity stage"):
+    with pytest.raises(DataError, match="written by stage affinity_first"):
         read_affinity_rows(tmp_path / "affinities.csv")
     (tmp_path / "a.csv").write_text("target,sources,order,affinity\nt,a,1,0.5\n")
     assert read_affinity_rows(tmp_path / "a.csv") == [dict(target="t", sources="a", order="1", affinity="0.5")]

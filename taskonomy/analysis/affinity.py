@@ -26,14 +26,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from taskonomy.errors import DataError
+from taskonomy.sources import PIXELS, SELF, order
 
 if TYPE_CHECKING:  # pandas only shapes the tables; not imported by `taskonomy solve` on a pickle
     import pandas as pd
-
-SELF = "self"
-RANDOM = "random"
-PIXELS = "pixels"
-SEP = "__"
 
 TABLE_COLUMNS = ("target", "sources", "order", "affinity", "quality", "gain", "mean_loss")
 
@@ -98,11 +94,6 @@ def ahp(w: np.ndarray, clip: float = 0.001) -> np.ndarray:
     return v / v.sum()
 
 
-def key_order(key: str) -> int:
-    """Order of a transfer key: the number of source encoders (``self`` and ``pixels`` have none)."""
-    return 0 if key in (SELF, PIXELS) else len(key.split(SEP))
-
-
 def _stack(target: str, losses: Mapping[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
     """Check one target's loss arrays (1-D, same length, finite) and stack them as (K, N)."""
     keys = list(losses)
@@ -147,7 +138,7 @@ def target_scores(target: str, losses: Mapping[str, np.ndarray], clip: float = 0
     quality = w[:, keys.index(SELF)]
     gain = w[:, keys.index(PIXELS)] if PIXELS in keys else np.full(len(keys), np.nan)
     return pd.DataFrame({
-        "target": target, "sources": keys, "order": [key_order(k) for k in keys],
+        "target": target, "sources": keys, "order": [order(k) for k in keys],
         "affinity": affinity, "quality": quality, "gain": gain, "mean_loss": stacked.mean(axis=1),
     }, columns=list(TABLE_COLUMNS))
 
@@ -189,7 +180,7 @@ def first_order_matrices(losses: Mapping[str, Mapping[str, np.ndarray]], clip: f
 
     columns_loss, columns_aff = {}, {}
     for target, per_target in losses.items():
-        first = {k: v for k, v in per_target.items() if key_order(k) == 1}
+        first = {k: v for k, v in per_target.items() if order(k) == 1}
         if not first:
             raise DataError(f"target {target}: no first-order transfer losses")
         keys, stacked = _stack(target, first)

@@ -217,3 +217,25 @@ def pass_shares(losses: Mapping[str, Mapping[str, np.ndarray]], clip: float = 0.
             if result.status != NA:
                 passed[result.name] = passed.get(result.name, 0) + (result.status == PASS)
     return {name: count / rounds for name, count in passed.items()}
+
+
+def run_checks(affinities: pd.DataFrame, losses: Mapping[str, Mapping[str, np.ndarray]], clip: float = 0.001,
+               rounds: int = 100, seed: int = 0) -> dict:
+    """Every check on the first-order ``affinities`` with its bootstrap pass share (:func:`pass_shares`
+    on ``losses``), as plain data: ``{"rounds", "passed", "evaluated", "checks": [{name, claim,
+    expected, found, status, pass_share}]}`` (``pass_share`` None where the check is n/a)."""
+    results = check_structure(affinities)
+    shares = pass_shares(losses, clip, rounds=rounds, seed=seed)
+    return {"rounds": rounds, "passed": sum(r.status == PASS for r in results),
+            "evaluated": sum(r.status != NA for r in results),
+            "checks": [{"name": r.name, "claim": r.claim, "expected": r.expected, "found": r.found,
+                        "status": r.status, "pass_share": shares.get(r.name)} for r in results]}
+
+
+def metrics(result: dict) -> dict:
+    """The numbers of :func:`run_checks` for ``dvc metrics show``: checks passed, evaluated, and per
+    check 1 / 0 and its pass share (n/a checks left out)."""
+    per_check = {c["name"]: {"pass": int(c["status"] == PASS), "pass_share": c["pass_share"]}
+                 for c in result["checks"] if c["status"] != NA}
+    return {"passed": result["passed"], "evaluated": result["evaluated"], "checks": per_check}
+

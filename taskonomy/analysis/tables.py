@@ -1,125 +1,24 @@
-"""Affinity data on disk: the per-item loss files the affinity stage reads, and the affinity tables
-the solver reads (the project's ``affinities.csv`` or Taskonomy's published pickles).
-
-Loss files follow docs/losses-format.md; every path is built from the task list, never globbed, and a
-missing file is a :class:`DataError` naming the file and the stage that writes it. Published pickles
-are dicts ``'src1__...__srcK__target' -> value`` (``results/affinities/all_affinities*.pkl``), with
+"""Affinity tables on disk, the one reader of them: the project's ``affinities.csv`` or Taskonomy's
+published pickles, as the solver's :class:`~taskonomy.analysis.taxonomy.Transfer` list. Published
+pickles are dicts ``'src1__...__srcK__target' -> value`` (``results/affinities/all_affinities*.pkl``), with
 the matching win rates in ``results/winrates/wins_vs_{task,pixels}*.pkl`` (reference §4.2).
 """
 from __future__ import annotations
 
+import csv
 import math
 import pickle
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from taskonomy.analysis.affinity import PIXELS, SELF, SEP, TABLE_COLUMNS
-from taskonomy.errors import DataError
+from taskonomy.analysis.affinity import TABLE_COLUMNS
 from taskonomy.analysis.taxonomy import Transfer
+from taskonomy.errors import DataError
+from taskonomy.sources import PIXELS, parse, parse_transfer_key
 
-# --------------------------------------------------------------------------------------------------
-# Per-item loss files (docs/losses-format.md)
-# --------------------------------------------------------------------------------------------------
-
-
-def _check_array(a: np.ndarray, where: str) -> np.ndarray:
-    if a.ndim != 1 or a.size == 0:
-        raise DataError(f"{where}: expected a 1-D array of per-item losses, got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.floating) and not np.issubdtype(a.dtype, np.integer):
-        raise DataError(f"{where}: expected numbers, got dtype {a.dtype}")
-    if not np.all(np.isfinite(a)):
-        raise DataError(f"{where}: non-finite loss at item {int(np.flatnonzero(~np.isfinite(a))[0])}")
-    return a.astype(np.float64)
-
-
-def _missing(path: Path, stage: str) -> DataError:
-    return DataError(f"{path}: missing; it is written by stage {stage}")
-
-
-def load_npy(path: Path, stage: str) -> np.ndarray:
-    """One (N,) loss array from a ``.npy`` file, checked."""
-    if not path.is_file():
-        raise _missing(path, stage)
-    try:
-        a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable .npy file ({err})") from None
-    return _check_array(a, str(path))
-
-
-def load_npz(path: Path, stage: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
-    """The named (N,) arrays of a ``.npz`` file, checked; a missing key names file and key."""
-    if not path.is_file():
-        raise _missing(path, stage)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            present = set(z.files)
-            out = {}
-            for k in keys:
-                if k not in present:
-                    raise DataError(f"{path}: no key '{k}' (has: {', '.join(sorted(present)) or 'none'}); "
-                                    f"rerun stage {stage}")
-                out[k] = _check_array(z[k], f"{path}[{k}]")
-            return out
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: not a readable .npz file ({err})") from None
-
-
-def read_target_losses(targets: Sequence[str], sources: Sequence[str], *, models: Path, transfer: Path,
-                       pixels: Path, high: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Per-target loss dicts for :func:`taskonomy.analysis.affinity.affinity_table`.
-
-    For every target t: ``self`` from ``models/<t>/test_losses.npy``; one first-order entry per
-    source s from ``transfer/<s>/losses.npz[t]`` (``random`` is a source like any task); ``pixels``
-    from ``pixels[t]``; with ``high``, every key of ``high/<t>/losses.npz`` (source sets joined by
-    ``__``). All arrays of a target must have the same length.
-    """
-    per_source = {s: load_npz(transfer / s / "losses.npz", f"transfer@{s}", list(targets)) for s in sources}
-    pixel_losses = load_npz(pixels, "transfer", list(targets))
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for t in targets:
-        self_path = models / t / "test_losses.npy"
-        losses = {SELF: load_npy(self_path, f"train_task@{t}")}
-        where = {SELF: str(self_path)}
-        for s in sources:
-            losses[s] = per_source[s][t]
-            where[s] = f"{transfer / s / 'losses.npz'}[{t}]"
-        if high is not None:
-            path = high / t / "losses.npz"
-            if not path.is_file():
-                raise _missing(path, "transfer_high")
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    names = list(z.files)
-            except (OSError, ValueError, zipfile.BadZipFile) as err:
-                raise DataError(f"{path}: not a readable .npz file ({err})") from None
-            for key, a in load_npz(path, "transfer_high", names).items():
-                if len(key.split(SEP)) < 2 or key in losses:
-                    raise DataError(f"{path}[{key}]: expected a source set of order >= 2 joined by '{SEP}'")
-                losses[key], where[key] = a, f"{path}[{key}]"
-        losses[PIXELS], where[PIXELS] = pixel_losses[t], f"{pixels}[{t}]"
-        n = losses[SELF].size
-        for key, a in losses.items():
-            if a.size != n:
-                raise DataError(f"{where[key]}: {a.size} items for target {t}, but {where[SELF]} has {n}")
-        out[t] = losses
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Affinity tables for the solver
-# --------------------------------------------------------------------------------------------------
-
-
-def split_key(key: str, where: str) -> tuple[tuple[str, ...], str]:
-    """``'a__b__t'`` -> (('a', 'b'), 't')."""
-    parts = key.split(SEP) if isinstance(key, str) else []
-    if len(parts) < 2 or not all(parts):
-        raise DataError(f"{where}: key {key!r} is not of the form 'source1__...__target'")
-    return tuple(parts[:-1]), parts[-1]
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def load_pickle_dict(path: Path) -> dict[str, float]:
@@ -136,7 +35,7 @@ def load_pickle_dict(path: Path) -> dict[str, float]:
         raise DataError(f"{path}: expected a non-empty dict 'source__target' -> value, got {type(data).__name__}")
     out = {}
     for key, value in data.items():
-        split_key(key, str(path))
+        parse_transfer_key(key, str(path))
         try:
             v = float(value)
         except (TypeError, ValueError):
@@ -182,7 +81,7 @@ def load_published(path: Path, quality: Path | None = None, gain: Path | None = 
             notes.append(f"{kind}: not available ({p} not found)")
     transfers = []
     for key, value in affinity.items():
-        sources, target = split_key(key, str(path))
+        sources, target = parse_transfer_key(key, str(path))
         transfers.append(Transfer(sources, target, value, scores["quality"].get(key, math.nan),
                                   scores["gain"].get(key, math.nan)))
     return transfers, notes
@@ -213,7 +112,7 @@ def load_table(path: Path) -> list[Transfer]:
             raise DataError(f"{path}: line {i}: empty target or sources")
         if row.sources == PIXELS:
             continue  # the from-scratch baseline is the reference of gain, not a transfer
-        sources = tuple(row.sources.split(SEP))
+        sources = parse(row.sources)
         if not all(sources):
             raise DataError(f"{path}: line {i}: malformed sources {row.sources!r}")
         aff = float(row.affinity)
@@ -244,3 +143,42 @@ def load_transfers(path: Path, quality: Path | None = None, gain: Path | None = 
 def winrate_dict(transfers: Sequence[Transfer], metric: str) -> Mapping[str, float]:
     """``{key: metric}`` of transfers (the published pickles' layout)."""
     return {t.key: getattr(t, metric) for t in transfers}
+
+
+def read_affinity_rows(path: str | Path) -> list[dict[str, str]]:
+    """First-order (and other) rows of an affinity table written by the ``affinity`` stage.
+
+    Two layouts are accepted: the long table (``reports/affinities.csv``: columns target, sources,
+    order, affinity, ...) and the first-order matrix (``first_order_affinities.csv``: one row per
+    source, one column per target, the source names in the first column). The matrix is what a
+    pipeline with higher orders reads, since the long table then depends on ``transfer_high``.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            columns = list(reader.fieldnames or ())
+            rows = list(reader)
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; it is written by stage affinity_first") from None
+    if {"target", "sources", "order", "affinity"} <= set(columns):
+        return rows
+    if "target" in columns or "sources" in columns or len(columns) < 2:
+        missing = {"target", "sources", "order", "affinity"} - set(columns)
+        raise DataError(f"{path}: missing columns {', '.join(sorted(missing))} (written by the affinity stage)")
+    index, targets = columns[0], columns[1:]
+    return [dict(target=t, sources=row[index], order="1", affinity=row[t])
+            for row in rows for t in targets if row[t] not in ("", "nan", "NaN")]
+
+
+def read_first_order(path: Path, stage: str = "affinity_first") -> "pd.DataFrame":
+    """A first-order matrix of stage ``affinity_first`` (``first_order_affinities.csv`` or
+    ``first_order_losses.csv``): sources x targets, the source names as the index."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, index_col=0)
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; it is written by stage {stage}") from None
+    except Exception as err:  # pandas raises several parser / encoding errors
+        raise DataError(f"{path}: not a readable CSV ({type(err).__name__}); rerun stage {stage}") from None

@@ -40,10 +40,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from taskonomy.errors import TaskonomyError
+from taskonomy.sources import BASELINES, SELF, transfer_key
 
 OBJECTIVES = ("affinity", "quality", "gain")
-SELF = "self"
-NOT_TASKS = frozenset({SELF, "pixels"})  # special "sources" of the results, never tasks
 COEF_MIN, COEF_MAX = 1e-5, 1.0  # the official solver's clip of √P
 DEFAULT_BUDGET, DEFAULT_MAX_ORDER = 6.0, 5
 
@@ -68,7 +67,7 @@ class Transfer:
     @property
     def key(self) -> str:
         """Taskonomy's key, ``src1__...__srcK__target``."""
-        return "__".join((*self.sources, self.target))
+        return transfer_key(self.sources, self.target)
 
     def score(self, objective: str) -> float:
         return float(getattr(self, objective))
@@ -104,7 +103,7 @@ def task_names(transfers: Iterable[Transfer]) -> list[str]:
     names = {}
     for tr in transfers:
         for name in (*tr.sources, tr.target):
-            if name not in NOT_TASKS:
+            if name not in BASELINES:
                 names.setdefault(name, None)
     return list(names)
 
@@ -226,7 +225,7 @@ def build_problem(transfers: Sequence[Transfer], roles: Roles, *, budget: float 
             if tr.target in roles.targets:
                 self_transfers[tr.target] = tr
             continue
-        if any(s in NOT_TASKS for s in tr.sources):
+        if any(s in BASELINES for s in tr.sources):
             continue  # pixels (and self mixed with tasks, which never occurs) are not transfers
         if (tr.target not in wanted or tr.order > max_order or tr.target in tr.sources
                 or not all(s in supervisable for s in tr.sources)):
@@ -444,7 +443,7 @@ class Taxonomy:
         for target, srcs in self.transfers.items():
             c = self.choices[target]
             for s in srcs:
-                g.add_edge(s, target, transfer="__".join((*srcs, target)), order=len(srcs),
+                g.add_edge(s, target, transfer=transfer_key(srcs, target), order=len(srcs),
                            affinity=nan_or(c.affinity), quality=nan_or(c.quality), gain=nan_or(c.gain))
         return g
 
@@ -583,6 +582,20 @@ def sweep(transfers: Sequence[Transfer], roles: Roles, budgets: Sequence[float],
             model.set_budget(problem.budget)
             results.append(solve(problem, solver=solver, model=model))
     return results
+
+
+def sweep_cells(results: Sequence[Taxonomy]) -> tuple[dict, list[dict]]:
+    """The sweep as ``dvc metrics`` (``{"k<k>": {"b<b>": cell}}``) and as rows (max_order, budget, cell),
+    a cell being the objective, mean gain and quality over the transferred targets, the numbers of
+    supervised and transferred tasks, and the solver status."""
+    metrics, rows = {}, []
+    for r in results:
+        cell = {"objective": nan_or(r.objective), "gain": nan_or(r.mean("gain")),
+                "quality": nan_or(r.mean("quality")), "supervised": len(r.supervised),
+                "transferred": len(r.transfers), "status": r.status}
+        metrics.setdefault(f"k{r.max_order}", {})[f"b{r.budget:g}"] = cell
+        rows.append({"max_order": r.max_order, "budget": r.budget, **cell})
+    return metrics, rows
 
 
 LINKAGES = ("average", "complete", "single", "ward")

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import torch
 
 from taskonomy.nets.data import TaskData
-from taskonomy.storage import atomic_savefig
+from taskonomy.plotting import pyplot, save_figure
 from taskonomy.tasks import Encoding, Kind
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 
 def _input_image(x: torch.Tensor, kind: Kind) -> np.ndarray:
@@ -46,11 +42,12 @@ def _segments_image(samples: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
     return img.reshape(hw)
 
 
-def sample_sheet(data: TaskData, pred: torch.Tensor, items: torch.Tensor, path: Path) -> Path:
+def prediction_sheet(data: TaskData, pred: torch.Tensor, items: torch.Tensor, path: Path) -> Path:
     """Save a sheet for ``items`` of ``data`` with the model's ``pred`` for those items."""
     task = data.task
     batch = data.batch(items)
     n = len(items)
+    plt = pyplot()
     fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.3 * n), squeeze=False)
     for row in range(n):
         ax_in, ax_gt, ax_pred = axes[row]
@@ -85,12 +82,13 @@ def sample_sheet(data: TaskData, pred: torch.Tensor, items: torch.Tensor, path: 
         ax.set_title(title, fontsize=9)
     fig.suptitle(f"{task.name} ({task.kind.value}), test items {items.tolist()}", fontsize=9)
     fig.tight_layout()
-    return atomic_savefig(fig, path, dpi=80)
+    return save_figure(fig, path, dpi=80)
 
 
 def random_encoder_sheet(image: torch.Tensor, rep: torch.Tensor, path: Path) -> Path:
     """For the untrained source: input images and the first channels of their representation."""
     n, channels = rep.shape[0], min(rep.shape[1], 4)
+    plt = pyplot()
     fig, axes = plt.subplots(n, 1 + channels, figsize=(1.8 * (1 + channels), 1.8 * n), squeeze=False)
     for row in range(n):
         axes[row, 0].imshow(_input_image(image[row:row + 1], Kind.REGRESSION))
@@ -103,4 +101,4 @@ def random_encoder_sheet(image: torch.Tensor, rep: torch.Tensor, path: Path) -> 
         axes[0, 1 + c].set_title(f"channel {c}", fontsize=8)
     fig.suptitle("random: untrained encoder representation", fontsize=9)
     fig.tight_layout()
-    return atomic_savefig(fig, path, dpi=80)
+    return save_figure(fig, path, dpi=80)

@@ -28,16 +28,16 @@ import pandas as pd
 import yaml
 
 from taskonomy.report import figures
-from taskonomy.analysis.tables import load_npz
+from taskonomy.losses import load_npy, self_path
 from taskonomy.config import Params, as_dict
 from taskonomy.errors import DataError
 from taskonomy.provenance import git_describe
-from taskonomy.analysis.checks import PASS, check_structure, pass_shares, ranked_sources
+from taskonomy.analysis.checks import ranked_sources
 from taskonomy.report.page import Image, Pre, Section, Table, Text, render_html, render_markdown
 from taskonomy.storage import atomic_write_text
+from taskonomy.analysis.tables import read_first_order
 from taskonomy.analysis.taxonomy import solution_name
 
-CHECK_ROUNDS = 100   # bootstrap resamples of the test items behind each known-structure check's pass share
 
 SECTION_IDS = ("task-bank", "task-networks", "affinities", "taxonomy", "gain-quality", "similarity-tree",
                "known-structure", "provenance")
@@ -53,6 +53,7 @@ class ReportInputs:
     first_order: Path      # folder: first_order_{losses,affinities}.csv, first_order.png
     affinities: Path
     taxonomy: Path         # folder: solutions/, grid.csv, tree/
+    checks: Path           # checks.json of stage checks
     lock: Path | None = None
     timings: Path | None = None
 
@@ -177,8 +178,8 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
     metrics = {t: _read_json(inputs.models / t / "metrics.json", f"train_task@{t}") for t in tasks}
     _need(inputs.bank_samples, "render")
     curves = {t: _read_csv(inputs.models / t / "curve.csv", f"train_task@{t}") for t in tasks}
-    first_losses = _read_csv(inputs.first_order / "first_order_losses.csv", "affinity_first", index_col=0)
-    first_aff = _read_csv(inputs.first_order / "first_order_affinities.csv", "affinity_first", index_col=0)
+    first_losses = read_first_order(inputs.first_order / "first_order_losses.csv")
+    first_aff = read_first_order(inputs.first_order / "first_order_affinities.csv")
     first_png = _need(inputs.first_order / "first_order.png", "affinity_first")
     _need(inputs.affinities, "affinity")
     grid = _read_csv(inputs.taxonomy / "grid.csv", "taxonomy")
@@ -188,8 +189,7 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
                  for k in tp.max_orders for b in tp.budgets}
     self_losses = {}
     for t in targets:
-        path = _need(inputs.models / t / "test_losses.npy", f"train_task@{t}")
-        self_losses[t] = float(np.mean(np.load(path)))
+        self_losses[t] = float(np.mean(load_npy(self_path(inputs.models, t), f"train_task@{t}")))
 
     # task networks
     nets = network_rows(metrics)
@@ -252,23 +252,19 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
     tree_blocks.append(Image(tree_png, "task similarity tree"))
 
     # known structure
-    checks = check_structure(first_aff)
-    passed = sum(c.status == PASS for c in checks)
-    per_source = {src: load_npz(inputs.transfer / src / "losses.npz", f"transfer@{src}", list(first_aff.columns))
-                  for src in first_aff.index}
-    shares = pass_shares({t: {src: per_source[src][t] for src in first_aff.index} for t in first_aff.columns},
-                         params.affinity.clip, rounds=CHECK_ROUNDS)
+    checks = _read_json(inputs.checks, "checks")
     known = Section("known-structure", "Known-structure checks", [
         Text(f"The generator of the synthetic bank ties some labels together, so these ranks are expected of a "
-             f"correct pipeline (taskonomy/analysis/checks.py): {passed} of {len(checks)} pass. Taskonomy's own "
+             f"correct pipeline (taskonomy/analysis/checks.py): {checks['passed']} of {len(checks['checks'])} pass. Taskonomy's own "
              f"published first-order affinities pass all of them (tests/test_report.py), so they are a bar set by "
              f"networks trained on 120k real images. A source ranks high when it is related to the target and "
              f"when its network learned much at all: in small runs the second weighs as much as the first."),
-        Text(f"Pass share: in how many of {CHECK_ROUNDS} bootstrap resamples of each target's test images the check "
+        Text(f"Pass share: in how many of {checks['rounds']} bootstrap resamples of each target's test images the check "
              f"passes, i.e. how firm its result is against the choice of test images (not against retraining)."),
         Table(("check", "why", "expected", "found", "result", "pass share"),
-              tuple((c.name, c.claim, c.expected, c.found, c.status,
-                     f"{shares[c.name]:.2f}" if c.name in shares else "") for c in checks), status_column="result"),
+              tuple((c["name"], c["claim"], c["expected"], c["found"], c["status"],
+                     "" if c["pass_share"] is None else f"{c['pass_share']:.2f}") for c in checks["checks"]),
+              status_column="result"),
     ])
 
     # provenance

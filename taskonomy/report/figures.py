@@ -1,6 +1,6 @@
 """The report's own figures (matplotlib, Agg): training curves, taxonomy graphs, the budget sweep.
 
-Each function draws one PNG through :func:`taskonomy.storage.atomic_savefig` and returns its path.
+Each function draws one PNG through :func:`taskonomy.storage.save_figure` and returns its path.
 The figures the pipeline already draws (the bank's sample sheet, the first-order matrices, the
 similarity tree) are reused as they are.
 """
@@ -14,23 +14,15 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from taskonomy.storage import atomic_savefig
+from taskonomy.sources import SELF
+from taskonomy.plotting import pyplot, save_figure
 
 DPI = 90
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def training_curves(curves: Mapping[str, pd.DataFrame], path: Path) -> Path:
     """Small multiples: train and test loss per epoch, one panel per task network."""
-    plt = _plt()
+    plt = pyplot()
     names = list(curves)
     cols = min(6, max(1, len(names)))
     rows = math.ceil(len(names) / cols)
@@ -50,20 +42,20 @@ def training_curves(curves: Mapping[str, pd.DataFrame], path: Path) -> Path:
         axes.flat[0].legend(fontsize=6)
     fig.supxlabel("epoch", fontsize=8)
     fig.supylabel("loss", fontsize=8)
-    return atomic_savefig(fig, path, dpi=DPI)
+    return save_figure(fig, path, dpi=DPI)
 
 
 def taxonomy_graph(solution: Mapping, path: Path) -> Path:
     """One taxonomy: supervised tasks in the inner ring, the other targets outside; an edge per source
     of a chosen transfer, coloured by the transfer's order; each transferred target labelled with its gain."""
-    plt = _plt()
+    plt = pyplot()
     supervised = list(solution["supervised"])
     per_target = solution.get("per_target", {})
     g = nx.DiGraph()
     g.add_nodes_from(supervised)
     for target, choice in per_target.items():
         g.add_node(target)
-        sources = [s for s in choice["sources"] if s != "self"]
+        sources = [s for s in choice["sources"] if s != SELF]
         for s in sources:
             g.add_edge(s, target, order=len(sources))
     outer = [n for n in g if n not in supervised]
@@ -93,12 +85,12 @@ def taxonomy_graph(solution: Mapping, path: Path) -> Path:
     ax.legend(handles=handles, fontsize=7, loc="lower right")
     ax.axis("off")
     ax.margins(0.12)
-    return atomic_savefig(fig, path, dpi=DPI)
+    return save_figure(fig, path, dpi=DPI)
 
 
 def sweep(grid: pd.DataFrame, path: Path) -> Path:
     """Gain and quality against budget (one line per max order) and as budget x max order heatmaps."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), constrained_layout=True)
     for col, metric in enumerate(("gain", "quality")):
         ax = axes[0, col]
@@ -121,4 +113,34 @@ def sweep(grid: pd.DataFrame, path: Path) -> Path:
         ax.set_ylabel("max order")
         ax.set_title(f"{metric} over budget x max order", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
-    return atomic_savefig(fig, path, dpi=DPI)
+    return save_figure(fig, path, dpi=DPI)
+
+
+def first_order_heatmaps(mean_loss: pd.DataFrame, affinity: pd.DataFrame, path: Path) -> Path:
+    """The two first-order matrices as heatmaps, side by side (rows: sources, columns: targets)."""
+    plt = pyplot()
+    n_src, n_tgt = mean_loss.shape
+    fig, axes = plt.subplots(1, 2, figsize=(2 * (2.5 + 0.32 * n_tgt), 2.0 + 0.3 * n_src), constrained_layout=True)
+    # Each target's losses have their own scale: show each column divided by its mean.
+    panels = ((mean_loss / mean_loss.mean(axis=0), "mean test loss / column mean\n(lower is better)", "viridis_r"),
+              (affinity, "first-order AHP affinity, columns sum to 1\n(higher is better)", "magma"))
+    for ax, (matrix, title, cmap) in zip(axes, panels):
+        im = ax.imshow(matrix.to_numpy(dtype=float), cmap=cmap, aspect="auto")
+        ax.set_xticks(range(n_tgt), matrix.columns, rotation=90, fontsize=7)
+        ax.set_yticks(range(n_src), matrix.index, fontsize=7)
+        ax.set_xlabel("target"), ax.set_ylabel("source"), ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    return save_figure(fig, path, dpi=120)
+
+
+def dendrogram(z: np.ndarray, labels: list[str], path: Path, method: str) -> list[str]:
+    """Draw the task similarity tree of linkage ``z`` to ``path``; returns the leaves in drawn order."""
+    from scipy.cluster import hierarchy
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 1.5 + 0.3 * len(labels)), constrained_layout=True)
+    tree = hierarchy.dendrogram(z, labels=labels, orientation="right", ax=ax)
+    ax.set_title(f"task similarity tree ({method} linkage of first-order affinity columns)", fontsize=9)
+    ax.set_xlabel("distance")
+    save_figure(fig, path, dpi=120)
+    return [labels[i] for i in tree["leaves"]]

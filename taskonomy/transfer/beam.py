@@ -25,15 +25,13 @@ Everything here is pure: no torch, no I/O.
 """
 from __future__ import annotations
 
-import csv
 import itertools
 import math
-from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from taskonomy.errors import DataError, TaskonomyError
+from taskonomy.sources import NOT_BEAM
 
-NOT_SOURCES = ("self", "random", "pixels")
 
 
 def source_sets(ranking: Sequence[str], max_order: int, beam: int = 5, beam_order4: int = 6,
@@ -59,11 +57,6 @@ def source_sets(ranking: Sequence[str], max_order: int, beam: int = 5, beam_orde
     return sets
 
 
-def set_key(sources: Iterable[str]) -> str:
-    """The key of a source set in loss files and the affinity table (``s1__s2``)."""
-    return "__".join(sources)
-
-
 def first_order_ranking(rows: Iterable[Mapping[str, str]], target: str) -> list[str]:
     """Eligible first-order sources of ``target``, by AHP affinity (high first; ties by name).
 
@@ -74,39 +67,13 @@ def first_order_ranking(rows: Iterable[Mapping[str, str]], target: str) -> list[
         if row["target"] != target or int(row["order"]) != 1:
             continue
         source = row["sources"]
-        if source in NOT_SOURCES or source == target:
+        if source in NOT_BEAM or source == target:
             continue
         affinity = float(row["affinity"])
         if not math.isfinite(affinity):
             raise DataError(f"affinity table: non-finite affinity for {source} -> {target}")
         scored[source] = affinity
     return sorted(scored, key=lambda s: (-scored[s], s))
-
-
-def read_affinity_rows(path: str | Path) -> list[dict[str, str]]:
-    """First-order (and other) rows of an affinity table written by the ``affinity`` stage.
-
-    Two layouts are accepted: the long table (``reports/affinities.csv``: columns target, sources,
-    order, affinity, ...) and the first-order matrix (``first_order_affinities.csv``: one row per
-    source, one column per target, the source names in the first column). The matrix is what a
-    pipeline with higher orders reads, since the long table then depends on ``transfer_high``.
-    """
-    path = Path(path)
-    try:
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            columns = list(reader.fieldnames or ())
-            rows = list(reader)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file (written by the affinity stage)") from None
-    if {"target", "sources", "order", "affinity"} <= set(columns):
-        return rows
-    if "target" in columns or "sources" in columns or len(columns) < 2:
-        missing = {"target", "sources", "order", "affinity"} - set(columns)
-        raise DataError(f"{path}: missing columns {', '.join(sorted(missing))} (written by the affinity stage)")
-    index, targets = columns[0], columns[1:]
-    return [dict(target=t, sources=row[index], order="1", affinity=row[t])
-            for row in rows for t in targets if row[t] not in ("", "nan", "NaN")]
 
 
 def high_order_sets(rows: Iterable[Mapping[str, str]], target: str, max_order: int, beam: int = 5,

@@ -36,19 +36,19 @@ import torch
 from torch import nn
 
 from taskonomy.config import TrainTaskParams, TransferParams
-from taskonomy.nets.data import Batch, TaskData, fit_stats, load_task_data
 from taskonomy.errors import DataError, TaskonomyError
-from taskonomy.transfer.executors import ExecutorSpec, map_jobs
+from taskonomy.nets.data import Batch, TaskData, fit_stats, load_task_data
 from taskonomy.nets.models import build_head
-from taskonomy.transfer.readout import PixelsTrunk, Readout, TransferFunction
+from taskonomy.nets.train import LoopConfig, cpu_kernels, evaluate_per_item, fit
+from taskonomy.sources import PIXELS, set_key
 from taskonomy.storage import atomic_savez
 from taskonomy.tasks import Task, get_task, per_item_loss
-from taskonomy.nets.train import LoopConfig, cpu_kernels, evaluate_per_item, fit
+from taskonomy.transfer.executors import ExecutorSpec, map_jobs
+from taskonomy.transfer.readout import PixelsTrunk, Readout, TransferFunction
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("transfer", "test")
-PIXELS = "pixels"
 ENCODE_BATCH = 256
 
 
@@ -212,7 +212,7 @@ def train_readout(context: TransferContext, job: tuple[tuple[str, ...], str]) ->
         in_channels, width, rep_hw = views["test"].shape[2], parts["test"][0].shape[1], views["test"].shape[-1]
     model = build_readout(sources, task, in_channels, width, rep_hw, context.params, context.net)
     loss = TaskLoss(task)
-    fit(model, train, loss, loop_config(context.params, target, context.device), name=f"{'__'.join(sources)}->{target}")
+    fit(model, train, loss, loop_config(context.params, target, context.device), name=f"{set_key(sources)}->{target}")
     return evaluate_per_item(model, test, loss)
 
 
@@ -239,8 +239,8 @@ def run_transfers(context: TransferContext, jobs: Sequence[tuple[tuple[str, ...]
     out: dict[str, dict[str, np.ndarray]] = {}
     for (sources, target), values in zip(jobs, losses):
         if not np.all(np.isfinite(values)):
-            raise TaskonomyError(f"{'__'.join(sources)} -> {target}: non-finite test losses")
-        out.setdefault(target, {})["__".join(sources)] = values
+            raise TaskonomyError(f"{set_key(sources)} -> {target}: non-finite test losses")
+        out.setdefault(target, {})[set_key(sources)] = values
     return out
 
 

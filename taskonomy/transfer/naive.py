@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from taskonomy.errors import run_main
+from taskonomy.stage import run_main
 from taskonomy.transfer.readout import Readout
 from taskonomy.transfer.engine import (FrozenEncoder, TaskLoss, build_readout, channel_moments, encode_views,
                                 load_source_encoder, load_targets, loop_config)

@@ -14,7 +14,7 @@ import torch
 from torchvision.utils import make_grid
 
 from taskonomy.bank import Split
-from taskonomy.storage import atomic_savefig
+from taskonomy.plotting import pyplot, save_figure
 
 DENSE = ("rgb", "rgb2depth", "rgb2mist", "rgb2sfnorm", "reshade", "curvature", "edge3d", "keypoint3d",
          "segment25d", "edge2d", "keypoint2d", "segment2d", "segmentsemantic")
@@ -50,11 +50,9 @@ def jigsaw_tiles(rgb: np.ndarray, permutation: np.ndarray) -> np.ndarray:
     return make_grid(tiles[torch.from_numpy(np.array(permutation))], nrow=3, padding=1, pad_value=1.0).numpy()
 
 
-def sample_sheet(split: Split, scenes: int, path: str | Path) -> Path:
+def bank_sheet(split: Split, scenes: int, path: str | Path) -> Path:
     """Write the sheet for the first ``scenes`` scenes of ``split`` to ``path``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     per = int(split.manifest["views_per_scene"])
     scene_types = split.manifest["scene_types"]
@@ -110,4 +108,4 @@ def sample_sheet(split: Split, scenes: int, path: str | Path) -> Path:
                                                  for ax, row in zip("xyz", vp)))
         bottom[8].text(0, 0.5, text, fontsize=6, family="monospace", va="center")
     fig.tight_layout()
-    return atomic_savefig(fig, path, dpi=90)
+    return save_figure(fig, path, dpi=90)

@@ -521,12 +521,22 @@ def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progr
     return arrays, meta
 
 
+# Settings of ``render`` that cannot change a split's bytes (tests/test_render.py): the manifests leave
+# them out, so that changing one leaves data/bank's hash, and every later stage, as they were.
+NOT_IN_BYTES = ("chunk_scenes", "workers", "sample_scenes")
+
+
+def bank_params(r: RenderParams) -> dict:
+    """The render params a bank's manifests record: those its bytes depend on."""
+    return {k: v for k, v in as_dict(r).items() if k not in NOT_IN_BYTES}
+
+
 def render_bank(r: RenderParams, out: str | Path, progress: bool = False) -> None:
     """Render every split into ``out`` (one atomic folder each), then the top-level manifest."""
-    # decide the workers once, before our own work raises the load average; the manifest keeps the params
+    # decide the workers once, before our own work raises the load average
     run = dataclasses.replace(r, workers=render_workers(r.workers))
     for split in SPLITS:
         arrays, meta = render_split(run, split, progress=progress)
-        path = bank.write_split(out, split, arrays, {**meta, "params": as_dict(r)})
+        path = bank.write_split(out, split, arrays, {**meta, "params": bank_params(r)})
         log.info("wrote %s (%d views)", path, meta["n_views"])
-    bank.write_manifest(out, list(SPLITS), as_dict(r))
+    bank.write_manifest(out, list(SPLITS), bank_params(r))

@@ -1,0 +1,51 @@
+"""Stage ``checks``: the synthetic bank's known structure, checked on the first-order affinities.
+
+    python stages/checks.py --params params.yaml --first-order reports/affinity/first_order_affinities.csv \
+        --transfer outputs/transfer --out reports/checks/checks.json --metrics reports/checks/metrics.json
+
+Each check (taskonomy.analysis.checks) on the affinity matrix, and its pass share over ``checks.rounds``
+bootstrap resamples of every target's test images (from the first-order per-item losses). Writes the
+checks with their claims and findings (``--out``, read by the report) and their numbers (``--metrics``,
+for ``dvc metrics show``).
+"""
+from __future__ import annotations
+
+from _stage import delegate
+
+delegate(__name__, __file__)  # the project's Python; a warm fork server runs the stage when one is up
+
+import argparse
+from pathlib import Path
+
+from taskonomy.stage import run_stage
+
+
+def main(argv: list[str] | None = None) -> int:
+    from taskonomy.analysis.checks import metrics, run_checks
+    from taskonomy.analysis.tables import read_first_order
+    from taskonomy.config import load_params
+    from taskonomy.losses import load_npz, source_path
+    from taskonomy.storage import atomic_write_json
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--first-order", type=Path, required=True, help="first_order_affinities.csv (affinity_first)")
+    ap.add_argument("--transfer", type=Path, required=True, help="<dir>/<source>/losses.npz")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--metrics", type=Path, required=True)
+    args = ap.parse_args(argv)
+
+    params = load_params(args.params)
+    affinities = read_first_order(args.first_order)
+    targets = list(affinities.columns)
+    per_source = {s: load_npz(source_path(args.transfer, s), f"transfer@{s}", targets) for s in affinities.index}
+    losses = {t: {s: per_source[s][t] for s in affinities.index} for t in targets}
+    result = run_checks(affinities, losses, params.affinity.clip, params.checks.rounds, params.checks.seed)
+    atomic_write_json(args.out, result)
+    atomic_write_json(args.metrics, metrics(result))
+    print(f"checks: {result['passed']} of {result['evaluated']} pass -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,134 @@
+"""Per-item test losses on disk: the currency between the task networks, the transfers and the
+affinities (docs/losses-format.md). Every stage that writes or reads them goes through this module.
+
+One float per test item of a target, lower is better, in bank order, always all items, so that every
+transfer into a target is compared on the same ordered list. Four files:
+
+- ``<models>/<target>/test_losses.npy``: the target's own network (``self``), by ``train_task@<target>``;
+- ``<transfer>/<source>/losses.npz``: one key per target, by ``transfer@<source>``;
+- ``<pixels>/losses.npz``: one key per target, the from-scratch baseline, by ``pixels``;
+- ``<high>/<target>/losses.npz``: one key per source set of order >= 2 (``a__b``), by ``transfer_high``.
+
+Paths are built from the task list, never globbed; a missing file is a :class:`DataError` naming the
+file and the stage that writes it.
+"""
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from taskonomy.errors import DataError
+from taskonomy.sources import PIXELS, SELF, SEP, parse
+from taskonomy.storage import atomic_save, atomic_savez
+
+SELF_FILE = "test_losses.npy"
+LOSS_FILE = "losses.npz"
+
+
+def self_path(models: Path, target: str) -> Path:
+    return Path(models) / target / SELF_FILE
+
+
+def source_path(transfer: Path, source: str) -> Path:
+    return Path(transfer) / source / LOSS_FILE
+
+
+def high_path(high: Path, target: str) -> Path:
+    return Path(high) / target / LOSS_FILE
+
+
+def write_self(path: Path, losses: np.ndarray) -> None:
+    """A task network's own per-item losses (empty for a source-only network), float32, atomically."""
+    atomic_save(path, np.asarray(losses, dtype=np.float32))
+
+
+def write_keyed(path: Path, losses: Mapping[str, np.ndarray]) -> None:
+    """Per-item losses under keys (targets, or source-set keys), float32, atomically."""
+    atomic_savez(path, {k: np.asarray(v, dtype=np.float32) for k, v in losses.items()})
+
+
+def _check_array(a: np.ndarray, where: str) -> np.ndarray:
+    if a.ndim != 1 or a.size == 0:
+        raise DataError(f"{where}: expected a 1-D array of per-item losses, got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.floating) and not np.issubdtype(a.dtype, np.integer):
+        raise DataError(f"{where}: expected numbers, got dtype {a.dtype}")
+    if not np.all(np.isfinite(a)):
+        raise DataError(f"{where}: non-finite loss at item {int(np.flatnonzero(~np.isfinite(a))[0])}")
+    return a.astype(np.float64)
+
+
+def _missing(path: Path, stage: str) -> DataError:
+    return DataError(f"{path}: missing; it is written by stage {stage}")
+
+
+def load_npy(path: Path, stage: str) -> np.ndarray:
+    """One (N,) loss array from a ``.npy`` file, checked."""
+    if not path.is_file():
+        raise _missing(path, stage)
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable .npy file ({err})") from None
+    return _check_array(a, str(path))
+
+
+def load_npz(path: Path, stage: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named (N,) arrays of a ``.npz`` file, checked; a missing key names file and key."""
+    if not path.is_file():
+        raise _missing(path, stage)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            present = set(z.files)
+            out = {}
+            for k in keys:
+                if k not in present:
+                    raise DataError(f"{path}: no key '{k}' (has: {', '.join(sorted(present)) or 'none'}); "
+                                    f"rerun stage {stage}")
+                out[k] = _check_array(z[k], f"{path}[{k}]")
+            return out
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable .npz file ({err})") from None
+
+
+def read_target_losses(targets: Sequence[str], sources: Sequence[str], *, models: Path, transfer: Path,
+                       pixels: Path, high: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Per-target loss dicts for :func:`taskonomy.analysis.affinity.affinity_table`.
+
+    For every target t: ``self`` from ``models/<t>/test_losses.npy``; one first-order entry per
+    source s from ``transfer/<s>/losses.npz[t]`` (``random`` is a source like any task); ``pixels``
+    from ``pixels[t]``; with ``high``, every key of ``high/<t>/losses.npz`` (source sets joined by
+    ``__``). All arrays of a target must have the same length.
+    """
+    per_source = {s: load_npz(source_path(transfer, s), f"transfer@{s}", list(targets)) for s in sources}
+    pixel_losses = load_npz(pixels, "pixels", list(targets))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for t in targets:
+        own = self_path(models, t)
+        losses = {SELF: load_npy(own, f"train_task@{t}")}
+        where = {SELF: str(own)}
+        for s in sources:
+            losses[s] = per_source[s][t]
+            where[s] = f"{source_path(transfer, s)}[{t}]"
+        if high is not None:
+            path = high_path(high, t)
+            if not path.is_file():
+                raise _missing(path, "transfer_high")
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    names = list(z.files)
+            except (OSError, ValueError, zipfile.BadZipFile) as err:
+                raise DataError(f"{path}: not a readable .npz file ({err})") from None
+            for key, a in load_npz(path, "transfer_high", names).items():
+                if len(parse(key)) < 2 or key in losses:
+                    raise DataError(f"{path}[{key}]: expected a source set of order >= 2 joined by '{SEP}'")
+                losses[key], where[key] = a, f"{path}[{key}]"
+        losses[PIXELS], where[PIXELS] = pixel_losses[t], f"{pixels}[{t}]"
+        n = losses[SELF].size
+        for key, a in losses.items():
+            if a.size != n:
+                raise DataError(f"{where[key]}: {a.size} items for target {t}, but {where[SELF]} has {n}")
+        out[t] = losses
+    return out

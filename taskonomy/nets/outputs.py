@@ -1,0 +1,74 @@
+"""What stage ``train_task@<task>`` makes: a task network and everything written about it.
+
+In ``out``: ``model.pt`` (the checkpoint, with what made it), ``test_losses.npy`` (taskonomy.losses),
+``metrics.json``, ``curve.csv`` (per epoch) and ``samples.png``; ``checkpoint.pt`` is the per-epoch
+resume file, deleted once the rest is written. ``random`` is not trained: its seeded, untrained encoder
+is saved, with empty test losses and a sheet of its representation.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from taskonomy.bank import load_split
+from taskonomy.config import Params, as_dict
+from taskonomy.losses import SELF_FILE, write_self
+from taskonomy.nets.models import build_encoder
+from taskonomy.nets.samples import prediction_sheet, random_encoder_sheet
+from taskonomy.nets.train import (predict, save_checkpoint, set_threads, task_checkpoint, task_seed,
+                                  train_task_network)
+from taskonomy.storage import atomic_path, atomic_write_json
+from taskonomy.tasks import get_task
+
+CURVE_FIELDS = ["epoch", "train_loss", "test_loss", "lr", "seconds"]
+
+
+def _write_curve(path: Path, history: list[dict]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, CURVE_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def make_task_network(name: str, params: Params, bank: Path, out: Path) -> None:
+    """Train task ``name`` (or build the untrained ``random`` encoder) on ``bank`` and write ``out``."""
+    task, task_params, cfg = get_task(name), params.tasks[name], params.train_task
+    set_threads(cfg.threads)
+    test_split = load_split(bank, "test")
+    record = {"task": task.name, "tasks": as_dict(task_params)}
+
+    if not task.trainable:
+        torch.manual_seed(task_seed(cfg.seed, task))
+        encoder = build_encoder(cfg).eval()
+        save_checkpoint(out / "model.pt", task_checkpoint(task, cfg, encoder=encoder, params=record))
+        write_self(out / SELF_FILE, np.zeros(0))
+        atomic_write_json(out / "metrics.json", {"task": task.name, "trained": False})
+        _write_curve(out / "curve.csv", [])
+        image = torch.from_numpy(np.asarray(test_split["rgb"][:cfg.samples], dtype=np.float32)) / 127.5 - 1
+        with torch.no_grad():
+            random_encoder_sheet(image, encoder(image), out / "samples.png")
+        return
+
+    resume = out / "checkpoint.pt"
+    run = train_task_network(task, load_split(bank, "train"), test_split, cfg,
+                             epochs=task_params.epochs, lr=task_params.lr, epoch_items=task_params.epoch_items,
+                             checkpoint=resume)
+    save_checkpoint(out / "model.pt", task_checkpoint(task, cfg, network=run.network, run=run, params=record))
+    write_self(out / SELF_FILE, run.test_losses)
+    test, trivial = float(run.test_losses.mean()), float(run.trivial_losses.mean())
+    atomic_write_json(out / "metrics.json", {
+        "task": task.name, "trained": True, "kind": task.kind.value, "loss": task.loss.value,
+        "test_loss": test, "trivial_loss": trivial, "loss_ratio": test / trivial if trivial else None,
+        "beats_trivial": float((run.test_losses < run.trivial_losses).mean()),
+        "train_seconds": round(run.fit.seconds, 2), "epochs": run.loop.epochs,
+        "train_items": len(run.train), "epoch_items": run.loop.items_per_epoch(len(run.train)),
+        "test_items": len(run.test), "device": run.fit.device,
+        "threads": torch.get_num_threads(), "loadavg": round(os.getloadavg()[0], 2)})
+    _write_curve(out / "curve.csv", run.fit.history)
+    items = torch.linspace(0, len(run.test) - 1, min(cfg.samples, len(run.test))).round().long()
+    prediction_sheet(run.test, predict(run.network, run.test, items), items, out / "samples.png")
+    resume.unlink(missing_ok=True)

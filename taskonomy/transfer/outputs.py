@@ -1,0 +1,77 @@
+"""What the transfer stages make: ``transfer@<source>`` (every first-order readout from one frozen source)
+and ``transfer_high`` (the beam's higher-order source sets into every target).
+
+``transfer@<source>`` writes, in ``out``: ``losses.npz`` (taskonomy.losses), ``reps.npz`` (the source's
+representations of the transfer and test splits, which ``transfer_high`` reads back) and ``metrics.json``
+(times per phase). ``transfer_high`` writes ``<out>/<target>/losses.npz`` for every target.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from taskonomy.analysis.tables import read_affinity_rows
+from taskonomy.bank import load_splits
+from taskonomy.config import Params
+from taskonomy.errors import ParamsError
+from taskonomy.losses import LOSS_FILE, high_path, write_keyed
+from taskonomy.nets.train import resolve_device
+from taskonomy.sources import set_key
+from taskonomy.storage import atomic_write_json
+from taskonomy.transfer.beam import high_order_sets
+from taskonomy.transfer.engine import (TransferContext, encode_source, executor_spec, load_reps,
+                                       load_source_encoder, load_targets, run_transfers, save_reps, strip_views)
+
+log = logging.getLogger("taskonomy.transfer")
+
+
+def first_order(source: str, params: Params, bank: Path, model: Path, out: Path) -> None:
+    """Encode the transfer and test splits once with ``source``'s frozen encoder (``model``), train a
+    readout into every target on them and write ``out``."""
+    encoder = load_source_encoder(model, source)       # before the bank: a bad checkpoint fails fast
+    device = str(resolve_device(params.transfer.device))
+    t0 = time.perf_counter()
+    targets = load_targets(load_splits(bank), params.targets(), params.transfer.images)
+    t_load = time.perf_counter()
+    reps = encode_source(encoder, targets, device=device)
+    t_encode = time.perf_counter()
+    context = TransferContext({source: reps}, strip_views(targets), params.transfer, params.train_task, device)
+    spec = executor_spec(params.transfer, device)
+    losses = run_transfers(context, [((source,), t) for t in targets], spec)
+    t_train = time.perf_counter()
+
+    write_keyed(out / LOSS_FILE, {t: losses[t][source] for t in targets})
+    save_reps(out / "reps.npz", reps)
+    atomic_write_json(out / "metrics.json", {
+        "source": source, "targets": len(targets), "device": device, "executor": spec.kind,
+        "workers": spec.workers, "threads": spec.threads, "load_seconds": round(t_load - t0, 3),
+        "encode_seconds": round(t_encode - t_load, 3), "train_seconds": round(t_train - t_encode, 3),
+        "loadavg": round(os.getloadavg()[0], 2)})
+
+
+def high_order(targets: list[str], params: Params, bank: Path, affinities: Path, reps: Path, out: Path) -> None:
+    """For every target, the source sets of orders 2..``transfer.max_order`` from the beam of its best
+    first-order sources (``affinities``), read out from the cached representations (``reps/<source>``)."""
+    tp = params.transfer
+    sets: dict[str, list[tuple[str, ...]]] = {}
+    if tp.max_order >= 2:
+        rows = read_affinity_rows(affinities)
+        sets = {t: high_order_sets(rows, t, tp.max_order, tp.beam, tp.beam_order4) for t in targets}
+    sources = sorted({s for groups in sets.values() for group in groups for s in group})
+    unknown = [s for s in sources if s not in params.tasks]
+    if unknown:
+        raise ParamsError(f"{affinities}: sources {', '.join(unknown)} are not in the task list; "
+                          f"rerun the affinity_first stage")
+    jobs = [(group, t) for t, groups in sets.items() for group in groups]
+    losses = {}
+    if jobs:
+        device = str(resolve_device(tp.device))
+        data = strip_views(load_targets(load_splits(bank), list(sets), tp.images))
+        cached = {s: load_reps(reps / s / "reps.npz", s) for s in sources}
+        log.info("transfer_high: %d source sets into %d targets from %d sources", len(jobs), len(sets), len(sources))
+        context = TransferContext(cached, data, tp, params.train_task, device)
+        losses = run_transfers(context, jobs, executor_spec(tp, device))
+    for t in targets:
+        write_keyed(high_path(out, t), {set_key(g): losses[t][set_key(g)] for g in sets.get(t, [])})
