@@ -1,14 +1,16 @@
-"""Benchmark: what starting a stage costs, in its own process vs through the warm fork server.
+"""Benchmark: what starting a stage costs, and the floor that no change of ours removes.
 
     .venv/bin/python benchmarks/stage_start.py [--repeats 5]
 
 Runs stage scripts the way DVC does (``python stages/<stage>.py ...``) with ``--help``, which imports
-everything the stage imports and then exits: ``TASKONOMY_FORKSERVER=0`` (each run imports torch,
-torchvision, matplotlib ... itself) against a warm server of the benchmark's own
-(``taskonomy/forkserver.py``), interleaved over the repeats. It prints a table of the median wall time
-per start, with the load average beside it (the machine may be shared), and the saving over a default
-``dvc repro``, whose 54 torch stages after the first one can be served. The last line is
-``stage start: <R>x faster through the fork server (<own> s -> <served> s per stage)``.
+everything the stage imports at module level and exits, next to the floor of a torch stage: a bare
+``python``, ``import torch``, and ``import torch`` with one optimiser step (which imports
+``torch._dynamo``, as every training stage does), interleaved over the repeats. It prints a table of
+the median wall time per start, the load average (the machine may be shared) and what the starts of a
+default ``dvc repro`` (54 torch stages) cost in all.
+
+The fork server that served the stages from one warm process until this benchmark's previous version
+(3.68 s -> 0.25 s per torch stage, about 185 s of a default run) is gone: see the README.
 """
 from __future__ import annotations
 
@@ -20,55 +22,41 @@ import sys
 import time
 from pathlib import Path
 
-from taskonomy import forkserver
-
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["train_task", "transfer", "transfer_high", "report"]
-TORCH_STAGES = 54  # 26 train_task + 26 transfer + pixels + transfer_high (render, the first, starts the server)
+TORCH_STAGES = 54  # 26 train_task + 26 transfer + pixels + transfer_high
+FLOOR = {
+    "python": "pass",
+    "import torch": "import torch",
+    "torch + optimiser step": "import torch\nm = torch.nn.Linear(2, 2)\no = torch.optim.AdamW(m.parameters())\n"
+                              "m(torch.ones(1, 2)).sum().backward()\no.step()",
+}
 
 
-def _start(stage: str, env: dict) -> float:
+def _time(cmd: list[str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py"), "--help"], env=env, check=True,
-                   stdout=subprocess.DEVNULL, cwd=ROOT)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
     return time.perf_counter() - t0
-
-
-def _wait_ready(env: dict) -> None:
-    """Start the benchmark's server and wait until it has preloaded (a served run returns fast)."""
-    _start("report", env)  # no server yet: runs itself and starts one
-    if not forkserver.wait_listening(forkserver.server_address(env), 120):
-        raise SystemExit("stage_start: the benchmark's fork server did not start")
-    _start("report", env)  # waits for the preload to finish
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    if not forkserver.supported():
-        raise SystemExit("stage_start: the fork server needs Linux")
-    base = {k: v for k, v in os.environ.items() if k != forkserver.CHILD}
-    own = {**base, forkserver.ENABLE: "0"}
-    served = {**base, forkserver.ENABLE: f"benchmark-{os.getpid()}", forkserver.IDLE: "60"}
-    _wait_ready(served)
-    times: dict[tuple[str, str], list[float]] = {}
-    loads: dict[str, list[float]] = {"own": [], "served": []}
+    runs = {f"stage {s}": [sys.executable, str(ROOT / "stages" / f"{s}.py"), "--help"] for s in STAGES}
+    runs |= {name: [sys.executable, "-c", code] for name, code in FLOOR.items()}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    loads = []
     for _ in range(args.repeats):
-        for stage in STAGES:
-            for mode, env in (("own", own), ("served", served)):
-                times.setdefault((stage, mode), []).append(_start(stage, env))
-                loads[mode].append(os.getloadavg()[0])
-
-    print(f"{'stage':<15}{'own process s':>15}{'fork server s':>15}{'ratio':>8}")
-    for stage in STAGES:
-        a, b = (statistics.median(times[stage, m]) for m in ("own", "served"))
-        print(f"{stage:<15}{a:>15.2f}{b:>15.2f}{a / b:>7.1f}x")
-    a = statistics.median(t for (s, m), ts in times.items() if m == "own" for t in ts)
-    b = statistics.median(t for (s, m), ts in times.items() if m == "served" for t in ts)
-    print(f"load average: own {statistics.mean(loads['own']):.2f}, served {statistics.mean(loads['served']):.2f}")
-    print(f"saving over a default dvc repro ({TORCH_STAGES} torch stages): about {(a - b) * TORCH_STAGES:.0f} s")
-    print(f"stage start: {a / b:.1f}x faster through the fork server ({a:.2f} s -> {b:.2f} s per stage)")
+        for name, cmd in runs.items():
+            times[name].append(_time(cmd))
+            loads.append(os.getloadavg()[0])
+    print(f"{'start':<26}{'median s':>10}")
+    for name in runs:
+        print(f"{name:<26}{statistics.median(times[name]):>10.2f}")
+    torch_stage = statistics.median(times["stage train_task"] + times["stage transfer"] + times["stage transfer_high"])
+    print(f"load average {statistics.mean(loads):.2f}; a default dvc repro's {TORCH_STAGES} torch stages start "
+          f"in about {torch_stage * TORCH_STAGES:.0f} s ({torch_stage:.2f} s each)")
 
 
 if __name__ == "__main__":

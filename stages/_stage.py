@@ -1,4 +1,4 @@
-"""What every stage script runs first: the project's Python, then the warm fork server.
+"""What every stage script runs first: a check that this is the project's Python.
 
 DVC runs a stage's ``cmd`` (``python stages/<stage>.py ...``) with the ``python`` first on PATH. Run
 as ``.venv/bin/dvc repro`` from a shell where the project's environment is not activated, that is a
@@ -17,14 +17,10 @@ NEEDS = ("taskonomy", "torch")
 REEXEC = "TASKONOMY_STAGE_REEXEC"  # set in the re-executed stage: a second failure stops, never loops
 
 
-def delegate(name: str, script: str) -> None:
-    """For ``__main__``: make sure this is the project's Python, then hand the run to a warm fork
-    server when one is up (``taskonomy.forkserver.delegate``); a module import only loads the latter."""
+def check_python(name: str, script: str) -> None:
+    """For ``__main__`` (a stage run, not an import of its module): :func:`ensure_project_python`."""
     if name == "__main__":
         ensure_project_python(script)
-    from taskonomy.forkserver import delegate as serve
-
-    serve(name, script)
 
 
 def ensure_project_python(script: str) -> None:

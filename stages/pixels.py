@@ -9,9 +9,9 @@ per-item test losses in bank order), the reference of every transfer's gain.
 """
 from __future__ import annotations
 
-from _stage import delegate
+from _stage import check_python
 
-delegate(__name__, __file__)  # the project's Python; a warm fork server runs the stage when one is up
+check_python(__name__, __file__)  # the project's Python, or one line saying how to get it
 
 import argparse
 import logging

@@ -4,9 +4,7 @@ Entry points run their ``main`` through :func:`run_main`, which prints ``error: 
 and exits 2 for a :class:`~taskonomy.errors.TaskonomyError` instead of showing a traceback.
 
 Every stage also takes ``--timing PATH`` through :func:`run_stage`: on success it writes the stage's
-wall-clock seconds since its process started (imports included; a stage run by the fork server,
-``taskonomy.forkserver``, starts as a fork with its libraries already imported) as JSON, which the
-report collects (dvc.yaml passes ``reports/timings/<stage>.json``).
+wall-clock seconds since its process started (imports included) as JSON, which the report collects (dvc.yaml passes ``reports/timings/<stage>.json``).
 """
 from __future__ import annotations
 
@@ -28,7 +26,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def process_seconds() -> float:
     """Wall-clock seconds since this process started (Linux: from /proc, so the time spent importing
-    torch counts; in a fork server's child, since the fork); elsewhere since this module was imported."""
+    torch counts); elsewhere since this module was imported."""
     try:
         start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
         uptime = float(Path("/proc/uptime").read_text().split()[0])

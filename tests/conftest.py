@@ -19,9 +19,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# the stages the tests run share a fork server of their own (taskonomy/forkserver.py), gone a minute
-# after the last one
-os.environ.setdefault("TASKONOMY_FORKSERVER_IDLE", "60")
 
 
 def _merge(base: dict, overrides: dict) -> dict:

@@ -71,8 +71,7 @@ def _run_without_site(script: Path) -> subprocess.CompletedProcess:
     not activated."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([sys.executable, "-S", str(script), "--params", "params.yaml", "--out", "roles.json"],
-                          cwd=script.parents[1], capture_output=True, text=True, timeout=120,
-                          env={**env, "TASKONOMY_FORKSERVER": "0"})
+                          cwd=script.parents[1], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_a_stage_in_a_python_without_the_project_says_so_in_one_line(tmp_path):

@@ -118,8 +118,8 @@ def top_sources(affinities: pd.DataFrame, k: int) -> list[tuple]:
 def stage_timings(stages: list[str], timings: Path | None, models: Path, transfer: Path) -> list[tuple]:
     """(stage, seconds, detail) per stage of dvc.lock, and their total.
 
-    Seconds: the stage process's wall clock from start to its last write, imports included (a stage
-    run by the fork server starts as a fork with its libraries imported), as the stage wrote it to
+    Seconds: the stage process's wall clock from start to its last write, imports included, as the
+    stage wrote it to
     ``<timings>/<stage>.json`` (``--timing``); DVC's own bookkeeping between stages is not in it.
     Detail: what the stage's metrics add (training time, load + encode + readouts).
     """
@@ -273,8 +273,7 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
     prov_blocks = [Text(f"Code version: {code_version(root)}."), Text("Parameters:"),
                    Pre(yaml.safe_dump(as_dict(params), sort_keys=False)), Text("Machine:"),
                    Table(("", "value"), tuple(machine())), Text("Per-stage wall-clock seconds, as each stage recorded them (process start to its "
-                                                     "last write, imports included; a stage run by the fork "
-                                                     "server starts with its libraries imported):")]
+                                                     "last write, imports included):")]
     if stages:
         prov_blocks.append(Table(("stage", "seconds", "what"), tuple(stage_timings(stages, inputs.timings, inputs.models, inputs.transfer))))
     else:
