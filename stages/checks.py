@@ -24,28 +24,22 @@ def main(argv: list[str] | None = None) -> int:
     from taskonomy.analysis.checks import metrics, run_checks
     from taskonomy.analysis.tables import read_first_order
     from taskonomy.config import load_params
-    from taskonomy.losses import load_npz, source_path
+    from taskonomy.losses import first_order_losses
     from taskonomy.storage import atomic_write_json
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    ap.add_argument("--first-order", type=Path, required=True, help="first_order_affinities.csv (affinity_first)")
-    ap.add_argument("--transfer", type=Path, required=True, help="<dir>/<source>/losses.npz")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--metrics", type=Path, required=True)
+    for flag in ("first-order", "transfer", "out", "metrics"):      # the paths of the usage line above
+        ap.add_argument(f"--{flag}", type=Path, required=True)
     args = ap.parse_args(argv)
 
-    params = load_params(args.params)
-    affinities = read_first_order(args.first_order)
-    targets = list(affinities.columns)
-    per_source = {s: load_npz(source_path(args.transfer, s), f"transfer@{s}", targets) for s in affinities.index}
-    losses = {t: {s: per_source[s][t] for s in affinities.index} for t in targets}
+    params, affinities = load_params(args.params), read_first_order(args.first_order)
+    losses = first_order_losses(args.transfer, list(affinities.index), list(affinities.columns))
     result = run_checks(affinities, losses, params.affinity.clip, params.checks.rounds, params.checks.seed)
     atomic_write_json(args.out, result)
     atomic_write_json(args.metrics, metrics(result))
     print(f"checks: {result['passed']} of {result['evaluated']} pass -> {args.out}")
     return 0
-
 
 if __name__ == "__main__":
     run_stage(main)

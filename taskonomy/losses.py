@@ -132,3 +132,10 @@ def read_target_losses(targets: Sequence[str], sources: Sequence[str], *, models
                 raise DataError(f"{where[key]}: {a.size} items for target {t}, but {where[SELF]} has {n}")
         out[t] = losses
     return out
+
+
+def first_order_losses(transfer: Path, sources: Sequence[str], targets: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+    """target -> source -> (N_t,) first-order per-item losses, from every ``transfer/<source>/losses.npz``."""
+    per_source = {s: load_npz(source_path(transfer, s), f"transfer@{s}", list(targets)) for s in sources}
+    return {t: {s: per_source[s][t] for s in sources} for t in targets}
+
