@@ -17,5 +17,11 @@ $(STAMP): pyproject.toml
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 
+# The renderer's tests again with every library's AVX-512 kernels turned off: its bytes and its exact
+# comparisons must hold on AVX2 machines too (docs/bank-format.md, "Determinism")
+AVX2_ONLY := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 \
+	NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR" NUMBA_CPU_NAME=haswell
+
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+	$(AVX2_ONLY) $(VENV)/bin/python -m pytest -q tests/test_render.py

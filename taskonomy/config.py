@@ -9,6 +9,7 @@ name). Loading is strict: an unknown key, a value of the wrong type or one out o
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,9 +26,11 @@ FIXATED_VIEWS = 3
 
 
 def param(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, doc: str = "",
-          default_factory: Any = dataclasses.MISSING):
-    """A dataclass field with an optional numeric range (checked on load) and a one-line doc."""
-    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, doc=doc).items() if v not in (None, "")}
+          default_factory: Any = dataclasses.MISSING, min_items: int | None = None):
+    """A dataclass field with an optional numeric range and, for a list, a least length (both checked on
+    load), and a one-line doc."""
+    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, doc=doc, min_items=min_items).items()
+            if v not in (None, "")}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -41,7 +44,7 @@ def param(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=N
 class TaskParams:
     """One entry of the ``tasks`` mapping: the task's role and its own training overrides."""
     source_only: bool = param(False, doc="never a target: only its encoder serves as a source")
-    epochs: int | None = param(None, ge=1, doc="overrides train_task.epochs for this task")
+    epochs: int | None = param(None, ge=1, le=100_000, doc="overrides train_task.epochs for this task")
     lr: float | None = param(None, gt=0, doc="overrides train_task.lr for this task")
     epoch_items: int | None = param(None, ge=0, doc="overrides train_task.epoch_items for this task")
 
@@ -86,7 +89,7 @@ class TrainTaskParams:
     channels_last: bool = param(True, doc="NHWC memory format (faster convolutions on CPU)")
     bottleneck_channels: int = param(8, ge=1, le=256, doc="channels of the representation")
     bottleneck_stride: int = param(4, ge=1, le=64, doc="input resolution / representation size")
-    epochs: int = param(5, ge=1)
+    epochs: int = param(5, ge=1, le=100_000)
     epoch_items: int = param(0, ge=0, doc="items per epoch, a fresh random subset each epoch; 0 = every item "
                                          "(pair and triplet tasks have several items per view)")
     batch_size: int = param(64, ge=1)
@@ -112,7 +115,7 @@ class TransferParams:
     """Readouts from frozen source encoders into every target (first and higher order)."""
     seed: int = param(0, ge=0)
     images: int = param(0, ge=0, doc="transfer-split images used; 0 = all")
-    epochs: int = param(8, ge=1)
+    epochs: int = param(8, ge=1, le=100_000)
     epoch_items: int = param(0, ge=0, doc="items per epoch, a fresh random subset each epoch; 0 = every item")
     batch_size: int = param(64, ge=1)
     lr: float = param(3e-3, gt=0, lt=10)
@@ -145,8 +148,10 @@ class ChecksParams:
 @dataclass(frozen=True)
 class TaxonomyParams:
     """The BIP sweep over budgets x max orders and the similarity tree (stage ``taxonomy``)."""
-    budgets: list[int] = param(default_factory=lambda: list(range(1, 9)), ge=0, doc="supervision budgets swept")
-    max_orders: list[int] = param(default_factory=lambda: [1, 2, 3], ge=1, doc="maximum transfer orders swept")
+    budgets: list[int] = param(default_factory=lambda: list(range(1, 9)), ge=0, min_items=1,
+                               doc="supervision budgets swept")
+    max_orders: list[int] = param(default_factory=lambda: [1, 2, 3], ge=1, le=25, min_items=1,
+                                  doc="maximum transfer orders swept")
     objective: Literal["affinity", "quality", "gain"] = param("affinity")
     sqrt: bool = param(True, doc="use sqrt(affinity) as the official solver did")
     tree_linkage: Literal["average", "complete", "single", "ward"] = param(
@@ -235,9 +240,13 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
 
 def _check_range(value: Any, meta: typing.Mapping, key: str) -> None:
     values = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not value and "min_items" in meta:
+        raise ParamsError(f"{key}: must list at least {meta['min_items']} value, got []")
     for v in values:
         if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
+        if not math.isfinite(v):
+            raise ParamsError(f"{key}: must be a finite number, got {v!r}")
         for bound, ok, word in (("ge", v >= meta.get("ge", v), ">="), ("gt", "gt" not in meta or v > meta["gt"], ">"),
                                 ("le", v <= meta.get("le", v), "<="), ("lt", "lt" not in meta or v < meta["lt"], "<")):
             if not ok:
@@ -273,6 +282,10 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
 def _check_params(p: Params) -> None:
     if not p.tasks:
         raise ParamsError("tasks: the task list is empty")
+    from taskonomy.tasks import TASKS
+    unknown = [name for name in p.tasks if name not in TASKS]
+    if unknown:
+        raise ParamsError(f"tasks.{unknown[0]}: not a task of the bank (known: {', '.join(TASKS)})")
     if not p.targets():
         raise ParamsError("tasks: every task is source_only; at least one target is needed")
     r = p.render
@@ -288,6 +301,21 @@ def _check_params(p: Params) -> None:
         raise ParamsError(f"transfer.beam_order4: must be >= 4 when transfer.max_order >= 4, got {p.transfer.beam_order4}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key repeated in one mapping is an error, as DVC has it (YAML itself
+    would keep the last value silently: a task listed twice, an epochs set twice)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def check_tasks(params: Params, names: Iterable[str], path: str | Path = "params.yaml") -> None:
     """Every name is in the task list of ``params`` (read from ``path``), or a ParamsError naming it."""
     for name in names:
@@ -299,13 +327,20 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate ``params.yaml``; every problem is a :class:`ParamsError` naming the key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ParamsError(f"{path}: no such params file") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{path}: is a folder, not a params file") from None
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise ParamsError(f"{path}: cannot be read ({err.strerror})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        raise ParamsError(f"{path}: not valid YAML{where}") from None
+        twice = f": {err.problem}" if isinstance(err, yaml.constructor.ConstructorError) else ""
+        raise ParamsError(f"{path}: not valid YAML{where}{twice}") from None
     try:
         params = from_dict(Params, raw)
         _check_params(params)

@@ -66,6 +66,13 @@ def test_committed_params_load():
     (lambda r: r["render"].update(objects_min=9, objects_max=3), "render.objects_min: must be <="),
     (lambda r: r["render"].update(views_per_scene=3), "render.views_per_scene: must be >= 6, got 3"),
     (lambda r: r["render"].update(views_per_scene=7), "render.views_per_scene: must be a multiple of 3"),
+    (lambda r: r["train_task"].update(lr=float("nan")), "train_task.lr: must be a finite number, got nan"),
+    (lambda r: r["train_task"].update(weight_decay=float("inf")), "train_task.weight_decay: must be a finite number"),
+    (lambda r: r["train_task"].update(epochs=10 ** 20), "train_task.epochs: must be <= 100000"),
+    (lambda r: r["taxonomy"].update(budgets=[]), "taxonomy.budgets: must list at least 1 value, got []"),
+    (lambda r: r["tasks"].update(rgb2dpth={"source_only": False}), "tasks.rgb2dpth: not a task of the bank (known: "),
+    (lambda r: r["tasks"].update({"../evil": {}}), "tasks.../evil: not a task of the bank"),
+    (lambda r: r["tasks"].update({1: {}}), "tasks.1: not a task of the bank"),
 ])
 def test_bad_values_name_the_key(tmp_path, edit, message):
     with pytest.raises(ParamsError) as err:
@@ -81,6 +88,17 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("render: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(bad)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text((ROOT / "params.yaml").read_text().replace("  rgb2mist: {source_only: false}\n",
+                                                                 "  rgb2depth: {source_only: true}\n"))
+    with pytest.raises(ParamsError, match=r"not valid YAML \(line \d+\): key 'rgb2depth' appears twice"):
+        load_params(twice)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("tasks: {caf\xe9: {}}\n".encode("latin-1"))
+    with pytest.raises(ParamsError, match="not UTF-8 text"):
+        load_params(latin)
+    with pytest.raises(ParamsError, match="is a folder, not a params file"):
+        load_params(tmp_path)
 
 
 def test_cli_reports_one_line_and_exit_code_2(tmp_path):
