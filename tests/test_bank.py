@@ -93,3 +93,28 @@ def test_rewrite_replaces_the_split(tmp_path):
     bank.write_split(tmp_path, "train", _arrays(3), META)
     assert (bank.load_split(tmp_path, "train")["rgb"] == 3).all()
     assert [p.name for p in tmp_path.iterdir()] == ["train"]
+
+
+def test_contents_that_disagree_are_refused_before_any_work(tmp_path):
+    """A manifest whose view count disagrees with the arrays, a missing top-level manifest and splits of
+    different renders are one line naming the file, from load_split / load_splits."""
+    import json
+
+    from fake_bank import write_fake_bank
+    root = write_fake_bank(tmp_path / "bank")
+    assert set(bank.load_splits(root)) == {"train", "transfer", "test"}
+    manifest = root / "test" / "manifest.json"
+    good = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**good, "n_views": good["n_views"] + 1}))
+    with pytest.raises(DataError, match=r"test/manifest.json: says \d+ views at 16 px, but rgb.npy holds"):
+        bank.load_split(root, "test")
+    manifest.write_text(json.dumps(good))
+    (root / "manifest.json").unlink()
+    with pytest.raises(DataError, match=r"bank/manifest.json: missing"):
+        bank.load_splits(root)
+    other = write_fake_bank(tmp_path / "other", scenes={"test": 4}, resolution=32)
+    write_fake_bank(root)
+    (root / "test").rename(root / "test16")
+    (other / "test").rename(root / "test")
+    with pytest.raises(DataError, match="resolution 32, but .*train/manifest.json has 16: the splits come from"):
+        bank.load_splits(root)

@@ -201,3 +201,24 @@ def test_missing_label_names_task_and_file(train_split):
     broken = type(train_split)(arrays, train_split.manifest, "bank/train")
     with pytest.raises(DataError, match=r"^keypoint2d: bank/train/keypoint2d.npy is missing from the bank$"):
         load_task_data(broken, get_task("keypoint2d"), {})
+
+
+@pytest.mark.parametrize("name,array,value,message", [
+    ("segmentsemantic", "segmentsemantic", 99, r"segmentsemantic.npy: class id 99 out of range 0\.\.4"),
+    ("class_scene", "class_scene", -1, r"class_scene.npy: class id -1 out of range 0\.\.2"),
+    ("jigsaw", "jigsaw", 6, r"jigsaw.npy: class id 6 out of range 0\.\.5"),
+    ("fix_pose", "fix_pose_index", 10_000, r"fix_pose_index.npy: view 10000 out of range 0\.\.\d+"),
+])
+def test_bank_labels_out_of_range_are_one_line_before_torch(name, array, value, message):
+    """A class id or a view index out of range would crash inside torch mid-training; loading names the
+    task, the file and the value instead."""
+    from fake_bank import fake_split
+
+    from taskonomy.errors import DataError
+    split = fake_split("train")
+    bad = np.array(split.arrays[array])
+    bad.flat[0] = value
+    split.arrays[array] = bad
+    with pytest.raises(DataError, match=message):
+        load_task_data(split, get_task(name), fit_stats(get_task(name), split))
+

@@ -119,9 +119,28 @@ def load_split(root: str | Path, split: str) -> Split:
             raise DataError(f"{file}: expected {spec['dtype']} {tuple(spec['shape'])}, "
                             f"found {value.dtype.name} {value.shape}")
         arrays[name] = value
+    n, r = manifest.get("n_views"), manifest.get("resolution")
+    if "rgb" in arrays and arrays["rgb"].shape[:1] + arrays["rgb"].shape[2:] != (n, r, r):
+        raise DataError(f"{path / MANIFEST}: says {n} views at {r} px, but rgb.npy holds "
+                        f"{arrays['rgb'].shape[0]} at {arrays['rgb'].shape[-1]} px")
     return Split(path=path, manifest=manifest, arrays=arrays)
 
 
+def check_same_bank(splits: dict[str, Split]) -> None:
+    """Splits that are trained and evaluated together share their resolution and views per scene; a
+    split rendered with other params is a DataError naming both, before any work."""
+    (first, a), *rest = splits.items()
+    for name, b in rest:
+        for key in ("resolution", "views_per_scene"):
+            if a.manifest.get(key) != b.manifest.get(key):
+                raise DataError(f"{b.path / MANIFEST}: {key} {b.manifest.get(key)}, but {a.path / MANIFEST} "
+                                f"has {a.manifest.get(key)}: the splits come from different renders")
+
+
 def load_splits(root: str | Path, names: tuple[str, ...] = ("train", "transfer", "test")) -> dict[str, Split]:
-    """:func:`load_split` for each of ``names`` (all three by default), by name."""
-    return {name: load_split(root, name) for name in names}
+    """:func:`load_split` for each of ``names`` (all three by default), by name, after the bank's
+    top-level manifest (written last by the render) and checked against each other."""
+    read_manifest(root)
+    splits = {name: load_split(root, name) for name in names}
+    check_same_bank(splits)
+    return splits

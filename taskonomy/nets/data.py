@@ -215,16 +215,26 @@ def load_task_data(split: Any, task: Task, stats: dict[str, list[float]],
         raise DataError(f"{task.name}: has no label to load")
     task = task.with_outputs(n_outputs(task, split))
     shared = {} if shared is None else shared
+    target = encode_target(task, split, stats)
+    if task.encoding is Encoding.INDEX and target.numel():
+        # class ids index the output (and jigsaw's, the permutations): out of range crashes inside torch
+        lo, hi = int(target.min()), int(target.max())
+        if lo < 0 or hi >= task.out_channels:
+            raise DataError(f"{task.name}: {_split_name(split)}/{task.label}.npy: class id {lo if lo < 0 else hi} "
+                            f"out of range 0..{task.out_channels - 1}")
     # jigsaw tiles follow the task's own label, so only the other transforms are shared
     key = f"views/{task.transform.value}" + (f"/{task.label}" if task.transform is Transform.TILES else "")
     if key not in shared:
         shared[key] = input_views(task, split)
     views = shared[key]
-    target = encode_target(task, split, stats)
     if task.index is None:
         index = torch.arange(views.shape[0]).unsqueeze(1)                  # (V, 1)
     else:
         index = torch.from_numpy(np.array(_array(split, task.index, task), dtype=np.int64))
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= views.shape[0]):
+            bad = int(index.min()) if int(index.min()) < 0 else int(index.max())
+            raise DataError(f"{task.name}: {_split_name(split)}/{task.index}.npy: view {bad} out of range "
+                            f"0..{views.shape[0] - 1}")
     if index.shape[0] != target.shape[0] or index.shape[1] * views.shape[1] != task.n_views:
         raise DataError(f"{task.name}: {_split_name(split)}: {task.index or 'views'} has shape {tuple(index.shape)} "
                         f"but the label has {target.shape[0]} items of {task.n_views} inputs")

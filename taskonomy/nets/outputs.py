@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from taskonomy.bank import load_split
+from taskonomy.bank import check_same_bank, load_split
 from taskonomy.config import Params, as_dict
 from taskonomy.losses import SELF_FILE, write_self
 from taskonomy.nets.models import build_encoder
@@ -54,7 +54,9 @@ def make_task_network(name: str, params: Params, bank: Path, out: Path) -> None:
         return
 
     resume = out / "checkpoint.pt"
-    run = train_task_network(task, load_split(bank, "train"), test_split, cfg,
+    train_split = load_split(bank, "train")
+    check_same_bank({"train": train_split, "test": test_split})
+    run = train_task_network(task, train_split, test_split, cfg,
                              epochs=task_params.epochs, lr=task_params.lr, epoch_items=task_params.epoch_items,
                              checkpoint=resume)
     save_checkpoint(out / "model.pt", task_checkpoint(task, cfg, network=run.network, run=run, params=record))
