@@ -19,10 +19,11 @@ import sys
 from pathlib import Path
 
 from taskonomy.config import load_params
-from taskonomy.stage import run_stage
 from taskonomy.losses import LOSS_FILE, write_keyed
 from taskonomy.nets.train import resolve_device
 from taskonomy.sources import PIXELS
+from taskonomy.stage import run_stage
+from taskonomy.storage import ensure_writable
 from taskonomy.transfer.engine import TransferContext, executor_spec, load_targets, run_transfers
 
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
 
     params = load_params(args.params)
+    ensure_writable(args.out)
     device = str(resolve_device(params.transfer.device))
     from taskonomy.bank import load_splits  # after the checks: a bad input fails fast
 

@@ -18,10 +18,11 @@ import time
 import torch
 
 from taskonomy.bank import load_split
-from taskonomy.config import load_params
-from taskonomy.stage import run_stage
 from taskonomy.bank.render import render_bank
 from taskonomy.bank.render.sheet import bank_sheet
+from taskonomy.config import load_params
+from taskonomy.stage import run_stage
+from taskonomy.storage import ensure_writable
 
 log = logging.getLogger("render")
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     r = load_params(args.params).render
+    ensure_writable(args.out, args.figures)
     # The bytes do not depend on threads or workers. Parallelism comes from render.workers (forked
     # processes, one thread each); intra-op threads gain little here and collapse on a shared machine.
     torch.set_num_threads(1)

@@ -3,27 +3,70 @@
 :func:`atomic_path` yields a temporary sibling path to write to and renames it over the destination
 only when the block succeeds, so an interrupted stage leaves the previous file (or none), never half
 of one. The helpers below cover the formats the stages write.
+
+A write that fails for want of room or permission is a :class:`~taskonomy.errors.DataError` naming
+the path and the cause (libraries word a full disk their own way: torch's ``unexpected pos``), and
+:func:`ensure_writable` lets a stage find a read-only output folder before its work, not after.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
+
+from taskonomy.errors import DataError
+
+_CAUSES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is used up",
+           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+           errno.EPERM: "permission denied"}
+FULL_BELOW = 1 << 20   # bytes free under which a failed write is blamed on a full disk
+
+
+def _write_error(path: Path, err: BaseException) -> DataError | None:
+    """The DataError for a write of ``path`` that failed with ``err``, or None if it is not about room
+    or permission (then ``err`` stands)."""
+    cause = _CAUSES.get(getattr(err, "errno", None))
+    if cause is None:
+        try:
+            if shutil.disk_usage(path.parent).free < FULL_BELOW:
+                cause = _CAUSES[errno.ENOSPC]
+        except OSError:
+            pass
+    return None if cause is None else DataError(f"{path}: cannot write it: {cause}")
+
+
+def ensure_writable(*folders: str | Path) -> None:
+    """Create ``folders`` and check a file can be made in each; else a DataError naming the folder."""
+    for folder in map(Path, folders):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".write-probe.{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise DataError(f"{folder}: cannot write there: {_CAUSES.get(err.errno, err.strerror)}") from None
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:     # RuntimeError: torch.save on a full disk
+        problem = _write_error(path, err)
+        if problem is None:
+            raise
+        raise problem from None
     finally:
         tmp.unlink(missing_ok=True)
 

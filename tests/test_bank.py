@@ -118,3 +118,38 @@ def test_contents_that_disagree_are_refused_before_any_work(tmp_path):
     (other / "test").rename(root / "test")
     with pytest.raises(DataError, match="resolution 32, but .*train/manifest.json has 16: the splits come from"):
         bank.load_splits(root)
+
+
+def test_a_write_without_room_or_permission_names_the_path_and_the_cause(tmp_path, monkeypatch):
+    """A full disk (torch words it 'unexpected pos') or a read-only folder is one DataError naming the
+    path, and leaves no temporary file; an output folder that cannot be written is found before work."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    import torch
+
+    from taskonomy import storage
+    from taskonomy.nets.train import save_checkpoint
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10, 10, 0))
+    monkeypatch.setattr(torch, "save", lambda obj, f: (_ for _ in ()).throw(RuntimeError("unexpected pos 44992 vs 44888")))
+    with pytest.raises(DataError, match=r"model.pt: cannot write it: no space left on the device"):
+        save_checkpoint(tmp_path / "model.pt", {"x": 1})
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="not about room"):                 # other errors stand
+        with storage.atomic_path(tmp_path / "a.txt"):
+            raise RuntimeError("not about room")
+
+    def read_only(self, data):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(storage.Path, "write_bytes", read_only)
+    with pytest.raises(DataError, match=r"out: cannot write there: the file system is read-only"):
+        storage.ensure_writable(tmp_path / "out")
+    monkeypatch.undo()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match=r"file/out: cannot write there"):
+        storage.ensure_writable(tmp_path / "file" / "out")
+    storage.ensure_writable(tmp_path / "fine")
+    assert list((tmp_path / "fine").iterdir()) == []

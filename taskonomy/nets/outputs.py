@@ -21,7 +21,7 @@ from taskonomy.nets.models import build_encoder
 from taskonomy.nets.samples import prediction_sheet, random_encoder_sheet
 from taskonomy.nets.train import (predict, save_checkpoint, set_threads, task_checkpoint, task_seed,
                                   train_task_network)
-from taskonomy.storage import atomic_path, atomic_write_json
+from taskonomy.storage import atomic_path, atomic_write_json, ensure_writable
 from taskonomy.tasks import get_task
 
 CURVE_FIELDS = ["epoch", "train_loss", "test_loss", "lr", "seconds"]
@@ -37,6 +37,7 @@ def _write_curve(path: Path, history: list[dict]) -> None:
 def make_task_network(name: str, params: Params, bank: Path, out: Path) -> None:
     """Train task ``name`` (or build the untrained ``random`` encoder) on ``bank`` and write ``out``."""
     task, task_params, cfg = get_task(name), params.tasks[name], params.train_task
+    ensure_writable(out)
     set_threads(cfg.threads)
     test_split = load_split(bank, "test")
     record = {"task": task.name, "tasks": as_dict(task_params)}

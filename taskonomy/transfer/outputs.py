@@ -19,7 +19,7 @@ from taskonomy.errors import ParamsError
 from taskonomy.losses import LOSS_FILE, high_path, write_keyed
 from taskonomy.nets.train import resolve_device
 from taskonomy.sources import set_key
-from taskonomy.storage import atomic_write_json
+from taskonomy.storage import atomic_write_json, ensure_writable
 from taskonomy.transfer.beam import high_order_sets
 from taskonomy.transfer.engine import (TransferContext, encode_source, executor_spec, load_reps,
                                        load_source_encoder, load_targets, run_transfers, save_reps, strip_views)
@@ -30,6 +30,7 @@ log = logging.getLogger("taskonomy.transfer")
 def first_order(source: str, params: Params, bank: Path, model: Path, out: Path) -> None:
     """Encode the transfer and test splits once with ``source``'s frozen encoder (``model``), train a
     readout into every target on them and write ``out``."""
+    ensure_writable(out)
     encoder = load_source_encoder(model, source)       # before the bank: a bad checkpoint fails fast
     device = str(resolve_device(params.transfer.device))
     t0 = time.perf_counter()
@@ -54,6 +55,7 @@ def first_order(source: str, params: Params, bank: Path, model: Path, out: Path)
 def high_order(targets: list[str], params: Params, bank: Path, affinities: Path, reps: Path, out: Path) -> None:
     """For every target, the source sets of orders 2..``transfer.max_order`` from the beam of its best
     first-order sources (``affinities``), read out from the cached representations (``reps/<source>``)."""
+    ensure_writable(out)
     tp = params.transfer
     sets: dict[str, list[tuple[str, ...]]] = {}
     if tp.max_order >= 2:
