@@ -91,7 +91,7 @@ def test_unknown_task(bank, params, tmp_path):
     raw["tasks"]["surface_colour"] = {"source_only": False}
     odd = tmp_path / "params.yaml"
     odd.write_text(yaml.safe_dump(raw))
-    _one_line_error(_run("surface_colour", bank, tmp_path / "y", odd), "unknown task 'surface_colour'", "known:")
+    _one_line_error(_run("surface_colour", bank, tmp_path / "y", odd), "tasks.surface_colour: not a task of the bank", "known:")
 
 def test_missing_label_file(tmp_path, params):
     bank = write_fake_bank(tmp_path / "bank", drop=("keypoint2d",))
