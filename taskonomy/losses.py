@@ -75,15 +75,16 @@ def load_npy(path: Path, stage: str) -> np.ndarray:
     return _check_array(a, str(path))
 
 
-def load_npz(path: Path, stage: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
-    """The named (N,) arrays of a ``.npz`` file, checked; a missing key names file and key."""
+def load_npz(path: Path, stage: str, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The named (N,) arrays of a ``.npz`` file (every one for ``keys=None``), checked; a missing key
+    names file and key."""
     if not path.is_file():
         raise _missing(path, stage)
     try:
         with np.load(path, allow_pickle=False) as z:
             present = set(z.files)
             out = {}
-            for k in keys:
+            for k in z.files if keys is None else keys:
                 if k not in present:
                     raise DataError(f"{path}: no key '{k}' (has: {', '.join(sorted(present)) or 'none'}); "
                                     f"rerun stage {stage}")
@@ -102,26 +103,16 @@ def read_target_losses(targets: Sequence[str], sources: Sequence[str], *, models
     from ``pixels[t]``; with ``high``, every key of ``high/<t>/losses.npz`` (source sets joined by
     ``__``). All arrays of a target must have the same length.
     """
-    per_source = {s: load_npz(source_path(transfer, s), f"transfer@{s}", list(targets)) for s in sources}
+    first = first_order_losses(transfer, sources, targets)
     pixel_losses = load_npz(pixels, "pixels", list(targets))
     out: dict[str, dict[str, np.ndarray]] = {}
     for t in targets:
         own = self_path(models, t)
-        losses = {SELF: load_npy(own, f"train_task@{t}")}
-        where = {SELF: str(own)}
-        for s in sources:
-            losses[s] = per_source[s][t]
-            where[s] = f"{source_path(transfer, s)}[{t}]"
+        losses = {SELF: load_npy(own, f"train_task@{t}"), **first[t]}
+        where = {SELF: str(own), **{s: f"{source_path(transfer, s)}[{t}]" for s in sources}}
         if high is not None:
             path = high_path(high, t)
-            if not path.is_file():
-                raise _missing(path, "transfer_high")
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    names = list(z.files)
-            except (OSError, ValueError, zipfile.BadZipFile) as err:
-                raise DataError(f"{path}: not a readable .npz file ({err})") from None
-            for key, a in load_npz(path, "transfer_high", names).items():
+            for key, a in load_npz(path, "transfer_high").items():
                 if len(parse(key)) < 2 or key in losses:
                     raise DataError(f"{path}[{key}]: expected a source set of order >= 2 joined by '{SEP}'")
                 losses[key], where[key] = a, f"{path}[{key}]"

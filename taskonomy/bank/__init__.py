@@ -7,5 +7,5 @@ from procedural rooms. The format's API is re-exported here: ``load_split``, ``l
 from taskonomy.bank.splits import (FORMAT, MANIFEST, Split, check_same_bank, load_split, load_splits, read_manifest,
                                    write_manifest, write_split)
 
-__all__ = ["FORMAT", "MANIFEST", "Split", "check_same_bank", "load_split", "load_splits", "read_manifest", "write_manifest",
-           "write_split"]
+__all__ = ["FORMAT", "MANIFEST", "Split", "check_same_bank", "load_split", "load_splits", "read_manifest",
+           "write_manifest", "write_split"]

@@ -129,8 +129,8 @@ def load_split(root: str | Path, split: str) -> Split:
 def check_same_bank(splits: dict[str, Split]) -> None:
     """Splits that are trained and evaluated together share their resolution and views per scene; a
     split rendered with other params is a DataError naming both, before any work."""
-    (first, a), *rest = splits.items()
-    for name, b in rest:
+    a, *rest = splits.values()
+    for b in rest:
         for key in ("resolution", "views_per_scene"):
             if a.manifest.get(key) != b.manifest.get(key):
                 raise DataError(f"{b.path / MANIFEST}: {key} {b.manifest.get(key)}, but {a.path / MANIFEST} "

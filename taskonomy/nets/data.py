@@ -231,8 +231,9 @@ def load_task_data(split: Any, task: Task, stats: dict[str, list[float]],
         index = torch.arange(views.shape[0]).unsqueeze(1)                  # (V, 1)
     else:
         index = torch.from_numpy(np.array(_array(split, task.index, task), dtype=np.int64))
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= views.shape[0]):
-            bad = int(index.min()) if int(index.min()) < 0 else int(index.max())
+        lo, hi = (int(index.min()), int(index.max())) if index.numel() else (0, 0)
+        if lo < 0 or hi >= views.shape[0]:
+            bad = lo if lo < 0 else hi
             raise DataError(f"{task.name}: {_split_name(split)}/{task.index}.npy: view {bad} out of range "
                             f"0..{views.shape[0] - 1}")
     if index.shape[0] != target.shape[0] or index.shape[1] * views.shape[1] != task.n_views:
