@@ -39,8 +39,8 @@ def _names(text: str) -> list[str]:
 
 
 def _task_numbers(pairs: list[str] | None, flag: str) -> dict[str, float]:
-    """``['t=1.5', ...]`` -> {'t': 1.5}; a malformed pair names the flag."""
-    out = {}
+    """``['t=1.5', ...]`` -> {'t': 1.5}; a malformed pair or a task given twice names the flag."""
+    out: dict[str, float] = {}
     for pair in pairs or []:
         task, sep, value = pair.partition("=")
         try:
@@ -49,7 +49,10 @@ def _task_numbers(pairs: list[str] | None, flag: str) -> dict[str, float]:
             number = math.nan
         if not sep or not task or not math.isfinite(number):
             raise TaskonomyError(f"{flag} {pair!r}: expected TASK=NUMBER")
-        out[task.strip()] = number
+        task = task.strip()
+        if task in out:
+            raise TaskonomyError(f"{flag}: task '{task}' given twice ({out[task]:g} and {number:g})")
+        out[task] = number
     return out
 
 

@@ -40,6 +40,17 @@ def _bad_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     (tmp / "nocols.csv").write_text("a,b\n1,2\n")
     (tmp / "text.csv").write_text("target,sources,affinity\nt,self,high\n")
     (tmp / "aff.txt").write_text("x")
+    (tmp / "quality.csv").write_text("target,sources,affinity,quality,gain\nt,a,0.5,-5,0.5\nu,a,0.5,0.5,0.5\n")
+    (tmp / "gain.csv").write_text("target,sources,affinity,quality,gain\nt,a,0.5,0.5,1.5\nu,a,0.5,0.5,0.5\n")
+    rates = tmp / "rates" / "affinities" / "all_affinities.pkl"  # a win rate above 1 beside it
+    rates.parent.mkdir(parents=True)
+    shutil.copy(PKL, rates)
+    (rates.parent.parent / "winrates").mkdir()
+    with open(PKL, "rb") as f:
+        wins = {k: 0.5 for k in pickle.load(f, encoding="latin1")}
+    wins["rgb2depth__denoise"] = 1.5
+    with open(rates.parent.parent / "winrates" / "wins_vs_task.pkl", "wb") as f:
+        pickle.dump(wins, f)
     only_aff = tmp / "copy" / "all_affinities_16k.pkl"  # no winrates/ next to it
     only_aff.parent.mkdir()
     shutil.copy(PKL, only_aff)
@@ -63,6 +74,17 @@ def _bad_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "unknown unused": (["--affinities", pkl, "--unused", "telepathy"], "unused task 'telepathy'"),
         "unknown cost task": (["--affinities", pkl, "--cost", "telepathy=2"], "cost given for unknown task 'telepathy'"),
         "bad cost": (["--affinities", pkl, "--cost", "denoise"], "--cost 'denoise': expected TASK=NUMBER"),
+        "cost twice": (["--affinities", pkl, "--cost", "rgb2depth=1", "rgb2depth=5"],
+                       "--cost: task 'rgb2depth' given twice (1 and 5)"),
+        "value twice": (["--affinities", pkl, "--value", "denoise=1", "--value", "denoise=2"],
+                        "--value: task 'denoise' given twice"),
+        "two roles": (["--affinities", pkl, "--source-only", "denoise", "--target-only", "denoise"],
+                      "task 'denoise' is given two roles: source-only and target-only"),
+        "negative quality": (["--affinities", str(tmp / "quality.csv")],
+                             "quality.csv: line 2: quality is a win rate in [0, 1] (or empty), got -5"),
+        "gain above 1": (["--affinities", str(tmp / "gain.csv")], "gain.csv: line 2: gain is a win rate"),
+        "win rate above 1": (["--affinities", str(rates)],
+                             "wins_vs_task.pkl: value of 'rgb2depth__denoise' must be finite and in [0, 1], got 1.5"),
         "infeasible": (["--affinities", pkl, "--budget", "0.5"], "no taxonomy fits budget 0.5"),
         "no winrates": (["--affinities", str(only_aff), "--objective", "gain"],
                         "the gain objective needs win rates"),
@@ -123,6 +145,7 @@ def test_quality_objective_reads_sibling_winrates(runs):
     "missing file", "a directory", "garbage pickle", "truncated pickle", "not a dict", "bad key", "csv columns",
     "csv values", "unknown format", "negative budget", "budget not a number", "max order 0",
     "unknown source-only", "unknown target-only", "unknown unused", "unknown cost task", "bad cost",
+    "cost twice", "value twice", "two roles", "negative quality", "gain above 1", "win rate above 1",
     "infeasible", "no winrates", "missing --affinities"])
 def test_bad_input_is_one_line_exit_2(runs, case):
     rc, stdout, stderr, text = runs[0][case]

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def load_pickle_dict(path: Path) -> dict[str, float]:
-    """A published Taskonomy pickle: ``dict{'src__...__target': number}``, checked."""
+def load_pickle_dict(path: Path, upper: float = math.inf) -> dict[str, float]:
+    """A published Taskonomy pickle: ``dict{'src__...__target': number}``, each finite in [0, ``upper``]
+    (affinities are unbounded, win rates are at most 1)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -40,8 +41,9 @@ def load_pickle_dict(path: Path) -> dict[str, float]:
             v = float(value)
         except (TypeError, ValueError):
             raise DataError(f"{path}: value of {key!r} is not a number: {value!r}") from None
-        if not math.isfinite(v) or v < 0:
-            raise DataError(f"{path}: value of {key!r} must be finite and >= 0, got {v}")
+        if not math.isfinite(v) or not 0 <= v <= upper:
+            bound = ">= 0" if upper == math.inf else f"in [0, {upper:g}]"
+            raise DataError(f"{path}: value of {key!r} must be finite and {bound}, got {v}")
         out[key] = v
     return out
 
@@ -70,7 +72,7 @@ def load_published(path: Path, quality: Path | None = None, gain: Path | None = 
     for kind, given, default in (("quality", quality, default_q), ("gain", gain, default_g)):
         p = Path(given) if given is not None else default
         if p.is_file() or given is not None:
-            scores[kind] = load_pickle_dict(p)
+            scores[kind] = load_pickle_dict(p, upper=1.0)  # win rates
             missing = [k for k in affinity if k not in scores[kind]]
             if missing and need == kind:
                 raise DataError(f"{p}: no {kind} for {len(missing)} transfers of {path.name}, e.g. {missing[0]}")
@@ -118,8 +120,11 @@ def load_table(path: Path) -> list[Transfer]:
         aff = float(row.affinity)
         if not (math.isfinite(aff) and aff >= 0):
             raise DataError(f"{path}: line {i}: affinity must be finite and >= 0, got {row.affinity!r}")
-        transfers.append(Transfer(sources, row.target, aff, float(getattr(row, "quality", math.nan)),
-                                  float(getattr(row, "gain", math.nan))))
+        rates = {c: float(getattr(row, c, math.nan)) for c in ("quality", "gain")}
+        for c, v in rates.items():  # win rates; empty (NaN) where not measured
+            if not (math.isnan(v) or 0 <= v <= 1):
+                raise DataError(f"{path}: line {i}: {c} is a win rate in [0, 1] (or empty), got {v:g}")
+        transfers.append(Transfer(sources, row.target, aff, rates["quality"], rates["gain"]))
     return transfers
 
 
