@@ -341,6 +341,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         where = f" (line {mark.line + 1})" if mark else ""
         twice = f": {err.problem}" if isinstance(err, yaml.constructor.ConstructorError) else ""
         raise ParamsError(f"{path}: not valid YAML{where}{twice}") from None
+    missing = [f.name for f in dataclasses.fields(Params)
+               if not isinstance(raw, dict) or f.name not in raw]
+    if isinstance(raw, dict) and missing:  # as DVC: every stage names its section in dvc.yaml
+        raise ParamsError(f"{path}: section '{missing[0]}' missing (DVC refuses a params file without a "
+                          f"stage's section; write '{missing[0]}: {{}}' for the code's defaults)")
     try:
         params = from_dict(Params, raw)
         _check_params(params)

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
@@ -79,6 +79,15 @@ def make_dvc_repo(tmp_path: Path, params_overrides: dict | None = None) -> DvcRe
     result.run("git", "add", "-A")
     result.run("git", "commit", "-q", "-m", "test copy")
     return result
+
+
+def write_params(path: Path, sections: dict) -> Path:
+    """A params file of ``sections``, every other section present and empty (the code's defaults): a
+    file without a section is refused, as DVC refuses it."""
+    from taskonomy.config import Params
+
+    path.write_text(yaml.safe_dump({**{f.name: {} for f in fields(Params)}, **sections}, sort_keys=False))
+    return path
 
 
 def write_tiny_train_params(path: Path, threads: int) -> Path:

@@ -13,7 +13,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from conftest import write_params
 
 from taskonomy.errors import DataError
 
@@ -43,7 +43,7 @@ def write_losses(root: Path, high: bool = True) -> None:
     params = {"tasks": {t: {"source_only": t in SOURCE_ONLY} for t in TASKS},
               "affinity": {"clip": 0.001},
               "taxonomy": {"budgets": [1, 2, 3], "max_orders": [1, 2], "objective": "affinity", "sqrt": True}}
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(root / "params.yaml", params)
     base = {t: rng.gamma(2.0, 1.0, N[t]) for t in TARGETS}
     noisy = lambda t, f: (base[t] * f + rng.normal(0, 0.08, N[t])).astype(np.float32)  # noqa: E731
     for t in TARGETS:

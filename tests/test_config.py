@@ -1,6 +1,7 @@
 """params.yaml loads into typed sections; bad values stop with one line naming the key."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,6 @@ def _write(tmp_path: Path, edit) -> Path:
 
 def _unshown(cls, data: dict, prefix: str = ""):
     """Dotted keys of ``cls``'s fields (nested sections too) that ``data`` does not show."""
-    import dataclasses
     import typing
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -79,6 +79,17 @@ def test_bad_values_name_the_key(tmp_path, edit, message):
         load_params(_write(tmp_path, edit))
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("section", [f.name for f in dataclasses.fields(Params)])
+def test_a_missing_section_is_refused_as_dvc_refuses_it_and_an_empty_one_takes_the_defaults(tmp_path, section):
+    with pytest.raises(ParamsError) as err:
+        load_params(_write(tmp_path, lambda r: r.pop(section)))
+    assert str(err.value) == (f"{tmp_path / 'params.yaml'}: section '{section}' missing (DVC refuses a params "
+                              f"file without a stage's section; write '{section}: {{}}' for the code's defaults)")
+    if section != "tasks":
+        params = load_params(_write(tmp_path, lambda r: r.update({section: {}})))
+        assert getattr(params, section) == type(getattr(params, section))()
 
 
 def test_missing_and_malformed_files(tmp_path):

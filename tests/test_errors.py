@@ -12,7 +12,7 @@ import venv
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import write_params
 
 from taskonomy.errors import DataError
 from taskonomy.stage import process_seconds, run_stage
@@ -60,8 +60,7 @@ def _stage_copy(root: Path) -> Path:
     (root / "stages").mkdir(parents=True)
     for name in ("_stage.py", "task_list.py"):
         shutil.copy(ROOT / "stages" / name, root / "stages" / name)
-    (root / "params.yaml").write_text(yaml.safe_dump({"tasks": {"rgb2depth": {"source_only": False},
-                                                                "random": {"source_only": True}}}, sort_keys=False))
+    write_params(root / "params.yaml", {"tasks": {"rgb2depth": {"source_only": False}, "random": {"source_only": True}}})
     return root / "stages" / "task_list.py"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_params
 
 from taskonomy.config import Params, from_dict
 from taskonomy.report.build import SECTION_IDS, ReportInputs, write_report
@@ -256,9 +257,8 @@ def test_markdown_mentions_the_same_findings(built):
 
 def test_missing_input_is_one_line_naming_the_file_and_command(tmp_path):
     inputs, _ = write_report_inputs(tmp_path)
-    (tmp_path / "params.yaml").write_text("tasks:\n" + "".join(f"  {t}: {{source_only: {str(o).lower()}}}\n"
-                                                                for t, o in FIXTURE_TASKS.items())
-                                          + "taxonomy: {budgets: [1, 2], max_orders: [1, 2]}\n")
+    write_params(tmp_path / "params.yaml", {"tasks": {t: {"source_only": o} for t, o in FIXTURE_TASKS.items()},
+                                            "taxonomy": {"budgets": [1, 2], "max_orders": [1, 2]}})
     inputs.affinities.unlink()
     cmd = [sys.executable, str(ROOT / "stages/report.py"), "--params", "params.yaml",
            "--task-list", "outputs/task_list.json", "--models", "models", "--transfer", "outputs/transfer",
@@ -276,9 +276,8 @@ def test_checks_stage_writes_the_checks_and_their_metrics(tmp_path):
     """Stage checks: every expectation with its finding and bootstrap pass share (checks.rounds of
     them), and the numbers alone as a DVC metric."""
     write_report_inputs(tmp_path)
-    (tmp_path / "params.yaml").write_text("tasks:\n" + "".join(f"  {t}: {{source_only: {str(o).lower()}}}\n"
-                                                                for t, o in FIXTURE_TASKS.items())
-                                          + "checks: {rounds: 7, seed: 1}\n")
+    write_params(tmp_path / "params.yaml", {"tasks": {t: {"source_only": o} for t, o in FIXTURE_TASKS.items()},
+                                            "checks": {"rounds": 7, "seed": 1}})
     out, metrics = tmp_path / "c/checks.json", tmp_path / "c/metrics.json"
     cmd = [sys.executable, str(ROOT / "stages/checks.py"), "--params", "params.yaml", "--first-order",
            "reports/affinity/first_order_affinities.csv", "--transfer", "outputs/transfer", "--out", str(out),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import warnings
 
@@ -96,22 +97,29 @@ def test_training_is_deterministic(splits):
     assert _same_weights(*runs)
 
 
+class Interrupt(Exception):
+    pass
+
+
+def _interrupted(name, splits, ckpt, fingerprint=None):
+    """Two of LOOP's epochs of ``name`` written to ``ckpt``, then an interrupt; returns the data, the
+    interrupted network and the loss."""
+    def stop_after_two(epoch, row):
+        if epoch == 2:
+            raise Interrupt
+    data, net, loss = _setup(name, splits)
+    with pytest.raises(Interrupt):
+        fit(net, data, loss, LOOP, name=name, checkpoint=ckpt, fingerprint=fingerprint,
+            on_epoch_end=stop_after_two)
+    return data, net, loss
+
+
 @pytest.mark.parametrize("name", ["class_scene", "rgb2sfnorm"])   # FC head with dropout; dense decoder
 def test_interrupted_run_resumes_to_identical_weights(name, splits, tmp_path):
     data, reference, loss = _setup(name, splits)
     fit(reference, data, loss, LOOP, name=name)
-
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_two(epoch, row):
-        if epoch == 2:
-            raise Interrupt
-
     ckpt = tmp_path / "checkpoint.pt"
-    data, first, loss = _setup(name, splits)
-    with pytest.raises(Interrupt):
-        fit(first, data, loss, LOOP, name=name, checkpoint=ckpt, on_epoch_end=stop_after_two)
+    data, first, loss = _interrupted(name, splits, ckpt)
     assert load_checkpoint(ckpt)["epoch"] == 2
     torch.manual_seed(123)                      # the resumed process has a different RNG state
     data, resumed, loss = _setup(name, splits, seed=99)
@@ -121,14 +129,72 @@ def test_interrupted_run_resumes_to_identical_weights(name, splits, tmp_path):
     assert not _same_weights(reference, first)
 
 
-def test_checkpoint_for_other_settings_is_ignored(splits, tmp_path):
+@pytest.mark.parametrize("change", ["code", "inputs", "task", "loop", "no stamp"])
+def test_a_checkpoint_that_does_not_belong_starts_afresh_and_says_why(change, splits, tmp_path, monkeypatch, caplog):
+    """Resumed only when the same code, settings, task and data made it; otherwise a fresh run that ends
+    where an uninterrupted one does, with one warning naming what differs."""
+    import taskonomy.nets.train as train_module
+
     ckpt = tmp_path / "checkpoint.pt"
-    data, net, loss = _setup("class_scene", splits)
-    fit(net, data, loss, LoopConfig.from_params(TINY, epochs=1), name="class_scene", checkpoint=ckpt)
-    data, other, loss = _setup("class_scene", splits)
-    result = fit(other, data, loss, LoopConfig.from_params(TINY, epochs=1, lr=1e-3), name="class_scene",
-                 checkpoint=ckpt)
-    assert result.resumed_from == 0
+    data, _, loss = _interrupted("class_scene", splits, ckpt, fingerprint={"task": "class_scene", "inputs": "a"})
+    fingerprint, cfg = {"task": "class_scene", "inputs": "a"}, LOOP
+    if change == "code":
+        real = code_version()
+        monkeypatch.setattr(train_module, "code_version", lambda: {**real, "code_sha256": "edited"})
+    elif change == "inputs":
+        fingerprint["inputs"] = "b"
+    elif change == "task":
+        fingerprint["task"] = "rgb2depth"
+    elif change == "loop":
+        cfg = dataclasses.replace(LOOP, weight_decay=0.5)
+    else:
+        state = load_checkpoint(ckpt)
+        del state["fingerprint"]
+        save_checkpoint(ckpt, state)
+    torch.manual_seed(0)
+    net = build_task_network(data.task, TINY, data.resolution)
+    with caplog.at_level(logging.WARNING, logger="taskonomy.nets.train"):
+        result = fit(net, data, loss, cfg, name="class_scene", checkpoint=ckpt, fingerprint=fingerprint)
+    assert result.resumed_from == 0 and len(result.history) == cfg.epochs
+    words = {"code": "code (the package's sources changed)", "inputs": "inputs (the bank's arrays changed)",
+             "task": "task", "loop": "loop settings", "no stamp": "settings (no record of what made it)"}[change]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"class_scene: starting afresh: {ckpt} was written with other {words}"]
+    if change != "loop":
+        torch.manual_seed(0)
+        clean = build_task_network(data.task, TINY, data.resolution)
+        fit(clean, data, loss, LOOP, name="class_scene")
+        assert _same_weights(net, clean)
+
+
+def test_task_run_records_its_inputs(splits):
+    """The training data's digest (in the resume stamp and model.pt) changes with any array's content."""
+    data, _, _ = _setup("class_scene", splits)
+    same, _, _ = _setup("class_scene", splits)
+    assert data.digest() == same.digest() and len(data.digest()) == 64
+    edited = dataclasses.replace(data, target=data.target.clone())
+    edited.target[0] = (edited.target[0] + 1) % data.task.out_channels
+    assert edited.digest() != data.digest()
+    assert dataclasses.replace(data, views=data.views.flip(0)).digest() != data.digest()
+
+
+@pytest.mark.parametrize("reader", ["load_encoder", "load_task_network", "load_source_encoder"])
+def test_a_model_of_another_task_is_refused(reader, splits, tmp_path):
+    """class_scene's model.pt copied over rgb2depth's is one line naming both, not rgb2depth's encoder."""
+    from taskonomy.transfer.engine import load_source_encoder
+
+    task = get_task("class_scene")
+    run = train_task_network(task, *splits, TrainTaskParams(width=4, head_width=16, epochs=1, batch_size=8))
+    path = tmp_path / "rgb2depth" / "model.pt"
+    path.parent.mkdir()
+    save_checkpoint(path, task_checkpoint(task, TINY, network=run.network, run=run))
+    read = {"load_encoder": lambda: load_encoder(path, task="rgb2depth"),
+            "load_task_network": lambda: load_task_network(path, get_task("rgb2depth")),
+            "load_source_encoder": lambda: load_source_encoder(path, "rgb2depth")}[reader]
+    with pytest.raises(DataError, match=rf"^{path}: a checkpoint of task 'class_scene', not of 'rgb2depth' "
+                                        r"\(copied or moved\?\); rerun `dvc repro train_task@rgb2depth`$"):
+        read()
+    assert load_encoder(path, task="class_scene").out_channels == load_encoder(path).out_channels
 
 
 def test_non_finite_loss_names_task_epoch_and_step(splits):

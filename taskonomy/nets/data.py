@@ -14,6 +14,7 @@ jigsaw tiles follow the stored permutation index. Images are rescaled to [-1, 1]
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -59,6 +60,15 @@ class TaskData:
         x = self.views[self.index[items]]                     # (B, n, k_v, 3, h, w)
         return Batch(x.flatten(1, 2), self.target[items],     # (B, k, 3, h, w)
                      None if self.mask is None else self.mask[items])
+
+    def digest(self) -> str:
+        """sha256 of everything the split feeds a network: views, item index, targets, mask."""
+        h = hashlib.sha256()
+        for part in (self.views, self.index, self.target, self.mask):
+            if part is not None:
+                h.update(f"{part.dtype}{tuple(part.shape)}".encode())
+                h.update(part.contiguous().view(-1).view(torch.uint8).numpy().data)
+        return h.hexdigest()
 
     def subset(self, items: torch.Tensor | np.ndarray) -> "TaskData":
         """The same data restricted to ``items`` (in the given order); views are shared."""

@@ -10,13 +10,17 @@ Guarantees:
   seeded at the start and saved in every checkpoint; deterministic on CPU for a given thread count;
 - a checkpoint after every epoch (atomic: temp file + ``os.replace``) with model, optimizer,
   scheduler, RNG states and history; a rerun finds it and resumes, ending with weights bit-identical to
-  an uninterrupted run. A checkpoint written for other settings (its ``fingerprint`` differs) is
-  ignored; an unreadable one stops with one line naming the file;
+  an uninterrupted run. It is stamped with what made it: the run's name and loop settings, the
+  package's code (sha256 of its sources) and the caller's fingerprint (a task network's: task, its
+  training data's sha256, standardisation statistics). A checkpoint stamped otherwise (after a code
+  change, a re-render, another task's file) starts the run afresh with one warning naming what
+  differs; an unreadable one stops with one line naming the file;
 - a non-finite loss stops with a :class:`TaskonomyError` naming the run, epoch and step;
 - CUDA with bf16 autocast when present (``device: auto``), CPU otherwise.
 
 The last section applies the loop to one task network (``train_task_network``), writes its final
-checkpoint (params, code version, standardisation stats) and reads an encoder back (``load_encoder``).
+checkpoint (params, code version, the training data's sha256, standardisation stats) and reads an encoder
+back (``load_encoder``), refusing another task's checkpoint.
 """
 from __future__ import annotations
 
@@ -127,6 +131,18 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
+def stamp_differences(old: Any, new: dict[str, Any]) -> list[str]:
+    """What made a checkpoint that differs from what would make it now, in words ([] = the same).
+
+    A stamp holds the run's ``name``, ``loop`` settings, package ``code`` (sha256 of its sources) and
+    the caller's fingerprint (for a task: ``task``, ``inputs``, the data's sha256, and ``stats``)."""
+    if not isinstance(old, dict):
+        return ["settings (no record of what made it)"]
+    words = {"code": "code (the package's sources changed)", "inputs": "inputs (the bank's arrays changed)",
+             "loop": "loop settings", "name": "run", "stats": "standardisation statistics"}
+    return [words.get(key, key) for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+
+
 # --------------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------------
@@ -219,13 +235,14 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
     total = steps * cfg.epochs
     optimizer = _optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, total))
-    stamp = {"name": name, "loop": asdict(cfg), **(fingerprint or {})}
+    stamp = {"name": name, "loop": asdict(cfg), "code": code_version()["code_sha256"], **(fingerprint or {})}
 
     result = FitResult(device=str(device))
     start = 0
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
-        if state.get("fingerprint") == stamp and state.get("epoch", 0) <= cfg.epochs:
+        differs = stamp_differences(state.get("fingerprint"), stamp)
+        if not differs and state.get("epoch", 0) <= cfg.epochs:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -234,7 +251,8 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
             start = result.resumed_from = state["epoch"]
             log.info("%s: resuming from %s after epoch %d", name, checkpoint, start)
         else:
-            log.warning("%s: ignoring %s, written for other settings", name, checkpoint)
+            log.warning("%s: starting afresh: %s was written with other %s", name, checkpoint,
+                        ", ".join(differs or ["epochs"]))
     if start == 0:
         torch.manual_seed(cfg.seed)
 
@@ -338,6 +356,7 @@ class TaskRun:
     fit: FitResult
     test_losses: np.ndarray        # float32 (M_test,)
     trivial_losses: np.ndarray     # float32 (M_test,): the train split's mean prediction, same loss
+    inputs: str = ""               # sha256 of the training data (TaskData.digest)
 
 
 def train_task_network(task: Task, train_split: Any, test_split: Any, cfg: TrainTaskParams, *,
@@ -355,12 +374,13 @@ def train_task_network(task: Task, train_split: Any, test_split: Any, cfg: Train
     network = build_task_network(train.task, cfg, train.resolution)
     loop = LoopConfig.from_params(cfg, seed=seed, epochs=epochs, lr=lr, epoch_items=epoch_items)
     loss = task_loss(train.task)
-    fingerprint = {"task": task.name, "items": len(train), "stats": stats}
+    inputs = train.digest()
+    fingerprint = {"task": task.name, "items": len(train), "stats": stats, "inputs": inputs}
     result = fit(network, train, loss, loop, name=task.name, checkpoint=checkpoint, eval_data=test,
                  fingerprint=fingerprint)
     test_losses = evaluate_per_item(network, test, loss)
     trivial = trivial_losses(train.task, train.target, test.target, test.mask).numpy().astype(np.float32)
-    return TaskRun(network, train, test, stats, loop, result, test_losses, trivial)
+    return TaskRun(network, train, test, stats, loop, result, test_losses, trivial, inputs)
 
 
 def task_checkpoint(task: Task, cfg: TrainTaskParams, *, network: TaskNetwork | None = None,
@@ -375,14 +395,24 @@ def task_checkpoint(task: Task, cfg: TrainTaskParams, *, network: TaskNetwork | 
         "out_channels": None if run is None else run.train.task.out_channels,
         "resolution": None if run is None else run.train.resolution,
         "stats": {} if run is None else run.stats,
+        "inputs": None if run is None else run.inputs,
         "loop": None if run is None else asdict(run.loop),
         "history": [] if run is None else run.fit.history,
     }
 
 
-def load_encoder(path: Path) -> Encoder:
-    """The encoder of a task checkpoint (``models/<task>/model.pt``), frozen and in eval mode."""
+def _check_task(path: Path, payload: dict[str, Any], task: str | None) -> None:
+    """A task network's checkpoint under another task's name (a copied ``model.pt``) is refused."""
+    if task is not None and payload.get("task") != task:
+        raise DataError(f"{path}: a checkpoint of task '{payload.get('task')}', not of '{task}' "
+                        f"(copied or moved?); rerun `dvc repro train_task@{task}`")
+
+
+def load_encoder(path: Path, task: str | None = None) -> Encoder:
+    """The encoder of a task checkpoint (``models/<task>/model.pt``), frozen and in eval mode; with
+    ``task``, a checkpoint of any other task is refused."""
     payload = load_checkpoint(path)
+    _check_task(path, payload, task)
     try:
         cfg = from_dict(TrainTaskParams, payload["train_task"], "train_task")
         encoder = build_encoder(cfg)
@@ -396,6 +426,7 @@ def load_encoder(path: Path) -> Encoder:
 def load_task_network(path: Path, task: Task) -> tuple[TaskNetwork, dict[str, Any]]:
     """A trained task network (eval mode) and its checkpoint payload (stats, history, params)."""
     payload = load_checkpoint(path)
+    _check_task(path, payload, task.name)
     if payload.get("head") is None:
         raise DataError(f"{path}: {payload.get('task')} has no trained head")
     cfg = from_dict(TrainTaskParams, payload["train_task"], "train_task")

@@ -262,7 +262,7 @@ def load_source_encoder(checkpoint: str | Path, source: str) -> nn.Module:
     if not checkpoint.exists():
         raise DataError(f"{source}: {checkpoint} is missing (made by the stage train_task@{source}: "
                         f"dvc repro train_task@{source})")
-    return load_encoder(checkpoint)
+    return load_encoder(checkpoint, task=source)
 
 
 def save_reps(path: str | Path, reps: Mapping[str, torch.Tensor]) -> None:
