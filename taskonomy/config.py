@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -316,6 +317,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# YAML 1.2, which DVC reads params with, takes ``1e-3`` as a float; PyYAML (YAML 1.1) needs a dot
+# (``1.0e-3``) and would make it a string, so a learning rate DVC records as 0.001 would be refused.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
 def check_tasks(params: Params, names: Iterable[str], path: str | Path = "params.yaml") -> None:
     """Every name is in the task list of ``params`` (read from ``path``), or a ParamsError naming it."""
     for name in names:
@@ -341,6 +349,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         where = f" (line {mark.line + 1})" if mark else ""
         twice = f": {err.problem}" if isinstance(err, yaml.constructor.ConstructorError) else ""
         raise ParamsError(f"{path}: not valid YAML{where}{twice}") from None
+    if raw is None:
+        raise ParamsError(f"{path}: empty params file")
     missing = [f.name for f in dataclasses.fields(Params)
                if not isinstance(raw, dict) or f.name not in raw]
     if isinstance(raw, dict) and missing:  # as DVC: every stage names its section in dvc.yaml

@@ -32,6 +32,9 @@ def test_round_trip_is_memory_mapped_and_read_only(tmp_path):
 def test_missing_split_and_manifest(tmp_path):
     with pytest.raises(DataError, match="train: split not found"):
         bank.load_split(tmp_path, "train")
+    (tmp_path / "params.yaml").write_text("tasks: {}\n")
+    with pytest.raises(DataError, match=r"params.yaml: a file, not a bank folder$"):
+        bank.load_split(tmp_path / "params.yaml", "train")
     with pytest.raises(DataError, match="manifest.json: missing"):
         bank.read_manifest(tmp_path)
     bank.write_split(tmp_path, "train", _arrays(), META)

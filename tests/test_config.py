@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,19 @@ def test_a_missing_section_is_refused_as_dvc_refuses_it_and_an_empty_one_takes_t
         assert getattr(params, section) == type(getattr(params, section))()
 
 
+@pytest.mark.parametrize("text, value", [("1e-3", 0.001), ("2E-4", 0.0002), (".5e-2", 0.005), ("1.0e-3", 0.001)])
+def test_floats_read_as_dvc_reads_them(tmp_path, text, value):
+    """YAML 1.2 (DVC's) takes 1e-3 as a number; PyYAML alone would make it the string '1e-3'."""
+    path = tmp_path / "params.yaml"
+    head, section = (ROOT / "params.yaml").read_text().split("\ntrain_task:\n")
+    edit = lambda lr: re.sub(r"\n  lr: [^\n]*\n", f"\n  lr: {lr}\n", section, count=1)  # noqa: E731
+    path.write_text(f"{head}\ntrain_task:\n{edit(text)}")
+    assert load_params(path).train_task.lr == value
+    path.write_text(f"{head}\ntrain_task:\n{edit(repr(text))}")
+    with pytest.raises(ParamsError, match=f"train_task.lr: expected float, got '{re.escape(text)}'"):
+        load_params(path)
+
+
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ParamsError, match="no such params file"):
         load_params(tmp_path / "nope.yaml")
@@ -110,6 +124,9 @@ def test_missing_and_malformed_files(tmp_path):
         load_params(latin)
     with pytest.raises(ParamsError, match="is a folder, not a params file"):
         load_params(tmp_path)
+    (tmp_path / "empty.yaml").write_text("# nothing\n")
+    with pytest.raises(ParamsError, match=r"empty.yaml: empty params file$"):
+        load_params(tmp_path / "empty.yaml")
 
 
 def test_cli_reports_one_line_and_exit_code_2(tmp_path):

@@ -103,6 +103,8 @@ class Split:
 def load_split(root: str | Path, split: str) -> Split:
     """Memory-map every array of ``split``, checked against its manifest; any mismatch is a DataError."""
     path = Path(root) / split
+    if Path(root).exists() and not Path(root).is_dir():
+        raise DataError(f"{root}: a file, not a bank folder")
     if not path.is_dir():
         raise DataError(f"{path}: split not found (run the render stage)")
     manifest = _read_json(path / MANIFEST)
