@@ -159,6 +159,49 @@ class TaxonomyParams:
         "average", doc="linkage of the task similarity tree (clusters first-order affinity columns)")
 
 
+FINETUNE_ROLES = ("taxonomy", "best", "worst", "random")
+FINETUNE_MODES = ("frozen", "partial", "full", "l2sp")
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    """Fine-tuning baselines (stages ``finetune@<target>`` and ``finetune_summary``): for each target,
+    networks started from the taxonomy's source set, the best and worst first-order source, ``random``
+    and nothing (scratch), trained on ``sizes`` items of the target's ``split``."""
+    targets: list[str] = param(default_factory=lambda: ["rgb2depth", "segmentsemantic", "class_scene", "room_layout"],
+                               min_items=1, doc="targets fine-tuned (tasks of the task list, not source-only)")
+    roles: list[Literal["taxonomy", "best", "worst", "random"]] = param(
+        default_factory=lambda: list(FINETUNE_ROLES), min_items=1,
+        doc="source roles: the taxonomy's choice, the best / worst first-order source by affinity, random")
+    modes: list[Literal["frozen", "partial", "full", "l2sp"]] = param(
+        default_factory=lambda: ["frozen", "partial", "full"], min_items=1,
+        doc="frozen encoder + readout; the last partial_blocks encoder blocks trained; all of it; all with L2-SP")
+    sizes: list[int] = param(default_factory=lambda: [240, 2160], ge=8, min_items=1,
+                             doc="target training items (nested subsets of the split)")
+    train_items: int = param(1440, ge=8, doc="items seen by one run at the 1x schedule, whatever its size")
+    scratch_schedules: list[float] = param(default_factory=lambda: [1.0, 3.0], gt=0, le=100, min_items=1,
+                                           doc="schedules of the from-scratch network, in multiples of 1x")
+    budget: int = param(4, ge=0, doc="the taxonomy solution whose source sets are used: budget ...")
+    max_order: int = param(1, ge=1, le=25, doc="... and max order (both among the taxonomy's sweep)")
+    split: Literal["train", "transfer"] = param("train", doc="the split the target data is drawn from")
+    seeds: list[int] = param(default_factory=lambda: [0], ge=0, min_items=1, doc="seeds of every run")
+    batch_size: int = param(32, ge=2)
+    lr: float = param(3e-3, gt=0, lt=10, doc="learning rate of new layers (readout, head, scratch encoder)")
+    backbone_lr_scale: float = param(0.1, gt=0, le=1, doc="pretrained layers train at this fraction of lr")
+    partial_blocks: int = param(1, ge=1, le=64, doc="encoder blocks trained in partial mode (counted from the top)")
+    l2sp_alpha: float = param(0.01, ge=0, doc="L2-SP: alpha/2 ||w - w0||^2 over the pretrained weights")
+    l2sp_beta: float = param(0.0, ge=0, doc="L2-SP: beta/2 ||w||^2 over the new layers' weights")
+    weight_decay: float = param(1e-5, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = param("adamw")
+    schedule: Literal["cosine", "step", "constant"] = param("cosine")
+    coords: bool = param(True, doc="x/y channels in the readout, as in transfers")
+    decoder_width: int = param(8, ge=0, doc="width of a dense head's decoder; 0 = train_task.width")
+    bootstrap: int = param(1000, ge=10, le=1_000_000, doc="bootstrap resamples of test images per interval")
+    device: Literal["auto", "cpu", "cuda"] = param("auto")
+    workers: int = param(0, ge=0, doc="local run processes; 0 = one per core on CPU, 1 on CUDA")
+    threads: int = param(0, ge=0, doc="torch threads per worker; 0 = cores / workers")
+
+
 @dataclass(frozen=True)
 class ReportParams:
     """The report page and its Markdown twin (stage ``report``)."""
@@ -174,6 +217,7 @@ class Params:
     affinity: AffinityParams = param(default_factory=AffinityParams)
     checks: ChecksParams = param(default_factory=ChecksParams)
     taxonomy: TaxonomyParams = param(default_factory=TaxonomyParams)
+    finetune: FinetuneParams = param(default_factory=FinetuneParams)
     report: ReportParams = param(default_factory=ReportParams)
 
     def targets(self) -> list[str]:
@@ -298,8 +342,27 @@ def _check_params(p: Params) -> None:
     if r.resolution % p.train_task.bottleneck_stride:
         raise ParamsError(f"train_task.bottleneck_stride: must divide render.resolution ({r.resolution}), "
                           f"got {p.train_task.bottleneck_stride}")
+    _check_finetune(p)
     if p.transfer.beam_order4 < 4 and p.transfer.max_order >= 4:
         raise ParamsError(f"transfer.beam_order4: must be >= 4 when transfer.max_order >= 4, got {p.transfer.beam_order4}")
+
+
+def _check_finetune(p: Params) -> None:
+    f = p.finetune
+    for name in f.targets:
+        if name not in p.tasks:
+            raise ParamsError(f"finetune.targets: '{name}' is not in the task list")
+        if p.tasks[name].source_only:
+            raise ParamsError(f"finetune.targets: '{name}' is source-only, never a target")
+    for key, values in (("targets", f.targets), ("roles", f.roles), ("modes", f.modes), ("sizes", f.sizes),
+                        ("scratch_schedules", f.scratch_schedules), ("seeds", f.seeds)):
+        twice = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if twice:
+            raise ParamsError(f"finetune.{key}: {twice[0]!r} listed twice")
+    if "taxonomy" in f.roles and f.budget not in p.taxonomy.budgets:
+        raise ParamsError(f"finetune.budget: {f.budget} is not among taxonomy.budgets {p.taxonomy.budgets}")
+    if "taxonomy" in f.roles and f.max_order not in p.taxonomy.max_orders:
+        raise ParamsError(f"finetune.max_order: {f.max_order} is not among taxonomy.max_orders {p.taxonomy.max_orders}")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -82,11 +82,18 @@ def make_dvc_repo(tmp_path: Path, params_overrides: dict | None = None) -> DvcRe
 
 
 def write_params(path: Path, sections: dict) -> Path:
-    """A params file of ``sections``, every other section present and empty (the code's defaults): a
-    file without a section is refused, as DVC refuses it."""
+    """A params file of ``sections``, every other section present and empty (the code's defaults; the
+    fine-tuned targets: the first target of the task list, at the taxonomy's first budget and order): a file without a section is refused, as
+    DVC refuses it."""
     from taskonomy.config import Params
 
-    path.write_text(yaml.safe_dump({**{f.name: {} for f in fields(Params)}, **sections}, sort_keys=False))
+    raw = {**{f.name: {} for f in fields(Params)}, **sections}
+    if not raw["finetune"] and isinstance(raw["tasks"], dict):   # the default targets may not be listed
+        targets = [t for t, p in raw["tasks"].items() if not (p or {}).get("source_only")]
+        raw["finetune"] = {"targets": targets[:1], **{key: raw["taxonomy"][sweep][0] for key, sweep in
+                                                       (("budget", "budgets"), ("max_order", "max_orders"))
+                                                       if sweep in raw["taxonomy"]}}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 

@@ -74,6 +74,15 @@ def test_committed_params_load():
     (lambda r: r["tasks"].update(rgb2dpth={"source_only": False}), "tasks.rgb2dpth: not a task of the bank (known: "),
     (lambda r: r["tasks"].update({"../evil": {}}), "tasks.../evil: not a task of the bank"),
     (lambda r: r["tasks"].update({1: {}}), "tasks.1: not a task of the bank"),
+    (lambda r: r["finetune"].update(targets=["rgb2dpth"]), "finetune.targets: 'rgb2dpth' is not in the task list"),
+    (lambda r: r["finetune"].update(targets=["jigsaw"]), "finetune.targets: 'jigsaw' is source-only, never a target"),
+    (lambda r: r["finetune"].update(modes=["frozen", "unfrozen"]), "finetune.modes[1]: expected one of 'frozen'"),
+    (lambda r: r["finetune"].update(roles=["oracle"]), "finetune.roles[0]: expected one of 'taxonomy'"),
+    (lambda r: r["finetune"].update(budget=99), "finetune.budget: 99 is not among taxonomy.budgets"),
+    (lambda r: r["finetune"].update(max_order=7), "finetune.max_order: 7 is not among taxonomy.max_orders"),
+    (lambda r: r["finetune"].update(sizes=[240, 240]), "finetune.sizes: 240 listed twice"),
+    (lambda r: r["finetune"].update(sizes=[4]), "finetune.sizes: must be >= 8, got 4"),
+    (lambda r: r["finetune"].update(backbone_lr_scale=0), "finetune.backbone_lr_scale: must be > 0"),
 ])
 def test_bad_values_name_the_key(tmp_path, edit, message):
     with pytest.raises(ParamsError) as err:

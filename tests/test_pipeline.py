@@ -46,7 +46,10 @@ TINY = {
     "train_task": {"width": 4, "epochs": 1, "batch_size": 16, "threads": 1},
     "transfer": {"epochs": 1, "batch_size": 16, "max_order": 2, "beam": 3, "workers": 1},
     "taxonomy": {"budgets": [1, 2, 3], "max_orders": [1, 2]},
+    "finetune": {"targets": ["rgb2depth", "class_scene"], "sizes": [8, 24], "train_items": 16, "batch_size": 8,
+                 "budget": 2, "max_order": 2, "bootstrap": 50, "workers": 1},
 }
+FINETUNE = TINY["finetune"]["targets"]
 
 
 def _stages_run(stdout: str) -> set[str]:
@@ -72,7 +75,7 @@ def pipeline(tmp_path_factory):
 def test_every_stage_ran(pipeline):
     _, ran = pipeline
     expected = {"render", "task_list", "pixels", "affinity_first", "checks", "transfer_high", "affinity", "taxonomy",
-                "report"}
+                "finetune_summary", "report"} | {f"finetune@{t}" for t in FINETUNE}
     expected |= {f"{stage}@{t}" for t in TASKS for stage in ("train_task", "transfer")}
     assert expected <= ran
 
@@ -98,7 +101,7 @@ def test_outputs_are_consistent(pipeline):
     assert set(TARGETS) <= served
     html = (path / "reports/index.html").read_text()
     for section in ("task-bank", "task-networks", "affinities", "taxonomy", "gain-quality",
-                    "similarity-tree", "known-structure", "provenance"):
+                    "similarity-tree", "known-structure", "finetune", "provenance"):
         assert f'id="{section}"' in html
     # every stage before the report timed itself, and the provenance table shows it
     stages = [s for s in yaml.safe_load((path / "dvc.lock").read_text())["stages"] if s != "report"]
@@ -106,6 +109,36 @@ def test_outputs_are_consistent(pipeline):
         seconds = json.loads((path / f"reports/timings/{stage}.json").read_text())["seconds"]
         assert 0 < seconds < 600, stage
     assert f"<td>transfer@rgb2depth</td><td>{_fmt(path, 'transfer@rgb2depth')}</td>" in html
+
+
+def test_finetune_reads_the_taxonomy_and_compares_every_run(pipeline):
+    """Every role of every fine-tuned target: the taxonomy's source set (or the note that the taxonomy
+    supervises the target), each mode at each size, scratch at each schedule, and comparisons."""
+    repo, _ = pipeline
+    path = repo.path
+    solution = json.loads((path / "reports/taxonomy/solutions/b2_k2.json").read_text())
+    table = pd.read_csv(path / "reports/finetune.csv", dtype={"sources": str, "note": str})
+    for target in FINETUNE:
+        rows = table[table.target == target]
+        tax = rows[rows.role == "taxonomy"]
+        if target in solution["transfers"]:
+            assert set(tax.sources) == {"__".join(solution["transfers"][target])}
+            assert len(tax) == 3 * 2 and set(tax["mode"]) == {"frozen", "partial", "full"}
+        else:
+            assert len(tax) == 1 and tax.note.iloc[0].startswith("supervised by the taxonomy")
+        scratch = rows[rows.role == "scratch"]
+        assert sorted(zip(scratch["items"], scratch.schedule)) == [(8, 1.0), (8, 3.0), (24, 1.0), (24, 3.0)]
+        assert set(rows[rows.role == "random"].sources) == {"random"}
+        runs = rows[rows["mode"].notna()]
+        assert runs.mean_loss.gt(0).all()
+        compared = runs[~((runs.role == "scratch") & (runs.schedule == 1.0))]
+        assert compared.win_vs_scratch.between(0, 1).all()
+        assert (compared.diff_vs_scratch_lo <= compared.diff_vs_scratch + 1e-9).all()
+        assert (compared.diff_vs_scratch <= compared.diff_vs_scratch_hi + 1e-9).all()
+    findings = json.loads((path / "reports/finetune/findings.json").read_text())["findings"]
+    assert set(findings) == set(FINETUNE) and all("scratch" in text for text in findings.values())
+    metrics = json.loads(repo.dvc("metrics", "show", "--json").stdout)
+    assert any("reports/finetune/metrics.json" in str(v) for v in metrics.values())
 
 
 def _fmt(path, stage: str) -> str:

@@ -147,8 +147,18 @@ def stamp_differences(old: Any, new: dict[str, Any]) -> list[str]:
 # The loop
 # --------------------------------------------------------------------------------------------------
 
-def _optimizer(model: nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+@dataclass(frozen=True)
+class ParamGroup:
+    """Parameters trained at ``lr_scale`` times the loop's learning rate (e.g. pretrained layers at 0.1)."""
+    params: tuple[nn.Parameter, ...]
+    lr_scale: float = 1.0
+
+
+def _optimizer(model: nn.Module, cfg: LoopConfig, groups: list[ParamGroup] | None = None) -> torch.optim.Optimizer:
+    if groups is None:
+        groups = [ParamGroup(tuple(model.parameters()))]
+    params = [{"params": [p for p in g.params if p.requires_grad], "lr": cfg.lr * g.lr_scale} for g in groups]
+    params = [g for g in params if g["params"]]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -215,9 +225,14 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *, name: str,
         checkpoint: Path | None = None, eval_data: BatchSource | None = None,
-        fingerprint: dict[str, Any] | None = None,
+        fingerprint: dict[str, Any] | None = None, groups: list[ParamGroup] | None = None,
+        penalty: Callable[[], torch.Tensor] | None = None,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> FitResult:
     """Train ``model`` in place for ``cfg.epochs`` epochs; returns the per-epoch history.
+
+    ``groups``: parameter groups with their learning-rate scales (default: every parameter at
+    ``cfg.lr``; parameters without ``requires_grad`` are never trained). ``penalty()``: a term added to
+    each step's mean loss (e.g. L2-SP); the recorded train loss is the task loss alone.
 
     ``name`` labels progress, logs and errors (e.g. the task). ``checkpoint``: where the per-epoch
     checkpoint lives (resumed from when present and written for the same ``fingerprint`` and ``cfg``).
@@ -233,7 +248,7 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
     batch_size = min(cfg.batch_size, per_epoch)
     steps = per_epoch // batch_size              # drop the ragged last batch (BatchNorm needs B > 1)
     total = steps * cfg.epochs
-    optimizer = _optimizer(model, cfg)
+    optimizer = _optimizer(model, cfg, groups)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, total))
     stamp = {"name": name, "loop": asdict(cfg), "code": code_version()["code_sha256"], **(fingerprint or {})}
 
@@ -271,11 +286,12 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
                 with _autocast(device):
                     pred = model(batch.x)
                 loss = loss_fn(pred, batch).float().mean()
-                if not torch.isfinite(loss):
-                    raise TaskonomyError(f"{name}: non-finite training loss ({loss.item()}) at epoch {epoch + 1}, "
+                objective = loss if penalty is None else loss + penalty()
+                if not torch.isfinite(objective):
+                    raise TaskonomyError(f"{name}: non-finite training loss ({objective.item()}) at epoch {epoch + 1}, "
                                          f"step {step + 1}; try a lower lr or grad_clip")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                objective.backward()
                 if cfg.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
@@ -401,7 +417,7 @@ def task_checkpoint(task: Task, cfg: TrainTaskParams, *, network: TaskNetwork | 
     }
 
 
-def _check_task(path: Path, payload: dict[str, Any], task: str | None) -> None:
+def check_task(path: Path, payload: dict[str, Any], task: str | None) -> None:
     """A task network's checkpoint under another task's name (a copied ``model.pt``) is refused."""
     if task is not None and payload.get("task") != task:
         raise DataError(f"{path}: a checkpoint of task '{payload.get('task')}', not of '{task}' "
@@ -412,7 +428,7 @@ def load_encoder(path: Path, task: str | None = None) -> Encoder:
     """The encoder of a task checkpoint (``models/<task>/model.pt``), frozen and in eval mode; with
     ``task``, a checkpoint of any other task is refused."""
     payload = load_checkpoint(path)
-    _check_task(path, payload, task)
+    check_task(path, payload, task)
     try:
         cfg = from_dict(TrainTaskParams, payload["train_task"], "train_task")
         encoder = build_encoder(cfg)
@@ -426,7 +442,7 @@ def load_encoder(path: Path, task: str | None = None) -> Encoder:
 def load_task_network(path: Path, task: Task) -> tuple[TaskNetwork, dict[str, Any]]:
     """A trained task network (eval mode) and its checkpoint payload (stats, history, params)."""
     payload = load_checkpoint(path)
-    _check_task(path, payload, task.name)
+    check_task(path, payload, task.name)
     if payload.get("head") is None:
         raise DataError(f"{path}: {payload.get('task')} has no trained head")
     cfg = from_dict(TrainTaskParams, payload["train_task"], "train_task")

@@ -40,7 +40,7 @@ from taskonomy.analysis.taxonomy import solution_name
 
 
 SECTION_IDS = ("task-bank", "task-networks", "affinities", "taxonomy", "gain-quality", "similarity-tree",
-               "known-structure", "provenance")
+               "known-structure", "finetune", "provenance")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class ReportInputs:
     affinities: Path
     taxonomy: Path         # folder: solutions/, grid.csv, tree/
     checks: Path           # checks.json of stage checks
+    finetune: Path | None = None   # reports/finetune.csv; its findings.json and finetune.png beside it in reports/finetune/
     lock: Path | None = None
     timings: Path | None = None
 
@@ -128,7 +129,8 @@ def stage_timings(stages: list[str], timings: Path | None, models: Path, transfe
         name, _, key = stage.partition("@")
         path = timings / f"{stage}.json" if timings is not None else None
         seconds = float(json.loads(path.read_text())["seconds"]) if path is not None and path.is_file() else float("nan")
-        metrics = {"train_task": models / key / "metrics.json", "transfer": transfer / key / "metrics.json"}.get(name)
+        metrics = {"train_task": models / key / "metrics.json", "transfer": transfer / key / "metrics.json",
+                   "finetune": transfer.parent / "finetune" / key / "metrics.json"}.get(name)
         m = json.loads(metrics.read_text()) if metrics is not None and metrics.is_file() else {}
         if name == "train_task" and "train_seconds" in m:
             detail = f"training {m['train_seconds']:.1f} s"
@@ -137,6 +139,8 @@ def stage_timings(stages: list[str], timings: Path | None, models: Path, transfe
         elif name == "transfer" and "train_seconds" in m:
             detail = (f"load {m['load_seconds']:.1f} s, encode {m['encode_seconds']:.1f} s, "
                       f"{m['targets']} readouts {m['train_seconds']:.1f} s")
+        elif name == "finetune" and "train_seconds" in m:
+            detail = f"{m['trained']} runs trained ({m['train_seconds']:.1f} s), {m['reused']} reused"
         elif name == "report":
             detail = "this page (timed after it is written)"
         else:
@@ -267,6 +271,8 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
               status_column="result"),
     ])
 
+    finetune = finetune_section(inputs.finetune, params)
+
     # provenance
     stages = list(yaml.safe_load(inputs.lock.read_text()).get("stages", {})) \
         if inputs.lock is not None and inputs.lock.is_file() else []
@@ -285,9 +291,51 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
                                                  f"{len(targets)} targets)."),
                                             Image(inputs.bank_samples, "the bank's sample sheet")]),
         net_section, aff_section, Section("taxonomy", "Taxonomy", tax_blocks), gq,
-        Section("similarity-tree", "Task similarity tree", tree_blocks), known,
+        Section("similarity-tree", "Task similarity tree", tree_blocks), known, finetune,
         Section("provenance", "Provenance", prov_blocks),
     ]
+
+
+def _fmt_diff(row: pd.Series, ref: str) -> str:
+    if pd.isna(row.get(f"diff_vs_{ref}")):
+        return ""
+    return f"{row[f'diff_vs_{ref}']:+.3f} [{row[f'diff_vs_{ref}_lo']:+.3f}, {row[f'diff_vs_{ref}_hi']:+.3f}]"
+
+
+def finetune_section(table: Path | None, params: Params) -> Section:
+    """Stage finetune_summary's table, findings and figure (``table`` = reports/finetune.csv)."""
+    title = "Fine-tuning baselines"
+    if table is None:
+        return Section("finetune", title, [Text("Not part of this run (stage finetune_summary).")])
+    folder = table.with_suffix("")
+    df = _read_csv(table, "finetune_summary", dtype={"sources": str, "note": str}, keep_default_na=False,
+                   na_values=[""])
+    findings = _read_json(folder / "findings.json", "finetune_summary")
+    f = params.finetune
+    blocks = [
+        Text(f"Per target: networks started from the taxonomy's source set (budget {f.budget}, max order "
+             f"{f.max_order}), the best and the worst first-order source by affinity and random, each with the "
+             f"encoder frozen (Taskonomy's readout), its last {f.partial_blocks} block(s) trained (partial) or all of "
+             f"it trained at {f.backbone_lr_scale:g}x the new layers' rate (full); and the same network from scratch "
+             f"at {', '.join(f'{x:g}x' for x in f.scratch_schedules)} the schedule ({f.train_items} items seen at 1x). "
+             f"Sizes: {', '.join(map(str, f.sizes))} items of the {f.split} split; seeds {', '.join(map(str, f.seeds))}. "
+             f"Differences are mean test loss minus the reference's (negative = better), with 95% intervals from "
+             f"{f.bootstrap} bootstrap resamples of the test images: they show what is within noise of the test "
+             f"set, not of retraining."),
+        *[Text(findings["findings"][t]) for t in f.targets if t in findings["findings"]],
+        Image(_need(folder / "finetune.png", "finetune_summary"), "mean test loss against training items"),
+    ]
+    rows = []
+    for _, r in df.iterrows():
+        if pd.isna(r["mode"]):
+            rows.append((r["target"], r["role"], r["note"], "", "", "", "", "", ""))
+            continue
+        rows.append((r["target"], r["role"], r["sources"] if not pd.isna(r["sources"]) else "", r["mode"],
+                     int(r["items"]), f"{r['schedule']:g}x", f"{r['mean_loss']:.4f}", _fmt_diff(r, "scratch"),
+                     _fmt_diff(r, "frozen")))
+    blocks.append(Table(("target", "role", "sources", "mode", "items", "schedule", "test loss",
+                         "vs scratch 1x", "vs frozen"), tuple(rows)))
+    return Section("finetune", title, blocks)
 
 
 def write_report(inputs: ReportInputs, params: Params, *, html: Path, markdown: Path, figures_dir: Path,

@@ -216,9 +216,10 @@ def train_readout(context: TransferContext, job: tuple[tuple[str, ...], str]) ->
     return evaluate_per_item(model, test, loss)
 
 
-def executor_spec(params: TransferParams, device: str) -> ExecutorSpec:
-    """Local: ``transfer.workers`` processes of ``transfer.threads`` threads (0 = the measured default:
-    one single-threaded worker per core on CPU, one process on CUDA); or the Ray cluster."""
+def executor_spec(params: Any, device: str) -> ExecutorSpec:
+    """Local: ``workers`` processes of ``threads`` threads (0 = the measured default: one
+    single-threaded worker per core on CPU, one process on CUDA); or the Ray cluster (a section with
+    ``executor`` and ``ray``, as ``transfer``; a section without them runs locally)."""
     import os
 
     cores = os.cpu_count() or 1
@@ -227,8 +228,11 @@ def executor_spec(params: TransferParams, device: str) -> ExecutorSpec:
     else:
         workers = params.workers or cores
         threads = params.threads or max(1, cores // workers)
-    return ExecutorSpec(kind=params.executor, workers=workers, threads=threads, ray_address=params.ray.address,
-                        cpus_per_job=params.ray.cpus_per_job, gpus_per_job=params.ray.gpus_per_job)
+    executor, ray = getattr(params, "executor", "local"), getattr(params, "ray", None)
+    if ray is None:
+        return ExecutorSpec(kind=executor, workers=workers, threads=threads)
+    return ExecutorSpec(kind=executor, workers=workers, threads=threads, ray_address=ray.address,
+                        cpus_per_job=ray.cpus_per_job, gpus_per_job=ray.gpus_per_job)
 
 
 def run_transfers(context: TransferContext, jobs: Sequence[tuple[tuple[str, ...], str]],
