@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -187,70 +186,72 @@ def summarise(params: Params, runs_dir: Path, rounds: int | None = None) -> tupl
                                     f"diff_vs_{name}_lo": c["lo"], f"diff_vs_{name}_hi": c["hi"]})
             out.append(row)
         table += out
-        findings[target] = finding(target, out)
+        findings[target] = finding(target, out, losses, rounds)
     return table, findings
 
 
-def _num(row: dict, key: str) -> float:
-    v = row.get(key, "")
-    return math.nan if v in ("", None) else float(v)
+def _said(c: dict[str, float]) -> str:
+    """'beats' / 'loses to' / 'is within noise of' from the interval of a mean loss difference."""
+    return "beats" if c["hi"] < 0 else "loses to" if c["lo"] > 0 else "is within noise of"
 
 
-def _verdict(row: dict, ref: str) -> str:
-    """'beats' / 'loses to' / 'is within noise of' from the interval of the mean loss difference."""
-    lo, hi = _num(row, f"diff_vs_{ref}_lo"), _num(row, f"diff_vs_{ref}_hi")
-    if hi < 0:
-        return "beats"
-    if lo > 0:
-        return "loses to"
-    return "is within noise of"
+def _span(c: dict[str, float]) -> str:
+    return f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]"
 
 
-def _interval(row: dict, ref: str) -> str:
-    return (f"{_num(row, f'diff_vs_{ref}'):+.3f} [{_num(row, f'diff_vs_{ref}_lo'):+.3f}, "
-            f"{_num(row, f'diff_vs_{ref}_hi'):+.3f}]")
-
-
-def finding(target: str, rows: Sequence[dict]) -> str:
-    """A plain sentence: does the taxonomy's source beat scratch and the worst source at the smallest
-    size, where (if anywhere) scratch at its longest schedule catches up, and full vs frozen."""
+def finding(target: str, rows: Sequence[dict], losses: dict[str, np.ndarray], rounds: int) -> str:
+    """A plain sentence for ``target`` (its first seed): at the smallest size, does the taxonomy's
+    source (in its best fine-tuned mode) beat scratch 1x and the worst source in the same mode; from
+    which size scratch at its longest schedule is no longer worse than that source (each with the mean
+    loss difference and its interval); and full fine-tuning against the frozen readout."""
     runs = [r for r in rows if r["label"]]
     if not runs:
         return f"{target}: no runs."
     seed = min(int(r["seed"]) for r in runs)
     runs = [r for r in runs if int(r["seed"]) == seed]
     sizes = sorted({int(r["items"]) for r in runs})
-    small = [r for r in runs if int(r["items"]) == sizes[0]]
+    at = lambda n, **kw: [r for r in runs if int(r["items"]) == n  # noqa: E731
+                          and all(str(r[k]) == str(v) for k, v in kw.items())]
+    cmp = lambda a, b: compare(losses[a["label"]], losses[b["label"]], rounds, seed=0)  # noqa: E731
     parts = []
     tax_note = next((r["note"] for r in rows if r["role"] == "taxonomy" and r["note"]), "")
     lead = "taxonomy" if any(r["role"] == "taxonomy" for r in runs) else "best"
-    mine = [r for r in small if r["role"] == lead and r["mode"] != "frozen"] or [r for r in small if r["role"] == lead]
     if tax_note:
-        parts.append(f"the taxonomy chose no source ({tax_note}); the best first-order source stands in")
-    if mine:
-        best = min(mine, key=lambda r: float(r["mean_loss"]))
-        parts.append(f"at {sizes[0]} items the {lead} source {best['sources']} ({best['mode']}) "
-                     f"{_verdict(best, 'scratch')} scratch (loss difference {_interval(best, 'scratch')})")
-        worst = [r for r in small if r["role"] == "worst" and r["mode"] == best["mode"]]
-        if worst:
-            diff = float(best["mean_loss"]) - float(worst[0]["mean_loss"])
-            parts.append(f"{'below' if diff < 0 else 'above'} the worst source {worst[0]['sources']} by {abs(diff):.3f}")
+        parts.append(f"the taxonomy chose no source ({tax_note}), so the best first-order source stands in")
+
+    def pretrained(n: int) -> dict | None:
+        tuned = [r for r in at(n, role=lead) if r["mode"] != "frozen"] or at(n, role=lead)
+        return min(tuned, key=lambda r: float(r["mean_loss"])) if tuned else None
+
     longest = max((float(r["schedule"]) for r in runs if r["mode"] == SCRATCH), default=None)
-    if longest is not None and mine:
-        caught = None
-        for n in sizes:
-            at_n = [r for r in runs if int(r["items"]) == n]
-            pre = [r for r in at_n if r["role"] == lead and r["mode"] != "frozen"]
-            long_scratch = [r for r in at_n if r["mode"] == SCRATCH and float(r["schedule"]) == longest]
-            if pre and long_scratch and float(long_scratch[0]["mean_loss"]) <= min(float(r["mean_loss"]) for r in pre):
-                caught = n
-                break
-        parts.append(f"scratch at {longest:g}x catches up from {caught} items" if caught
-                     else f"scratch at {longest:g}x does not catch up within {sizes[-1]} items")
-    full = [r for r in small if r["role"] == lead and r["mode"] == "full" and r.get("diff_vs_frozen", "") != ""]
-    if full:
-        parts.append(f"full fine-tuning {_verdict(full[0], 'frozen')} the frozen readout "
-                     f"({_interval(full[0], 'frozen')})")
+    mine = pretrained(sizes[0])
+    if mine is not None:
+        scratch = [r for r in at(sizes[0], mode=SCRATCH) if float(r["schedule"]) == 1.0]
+        said = f"at {sizes[0]} items the {lead} source {mine['sources']} (its best mode: {mine['mode']})"
+        if scratch:
+            c = cmp(mine, scratch[0])
+            said += f" {_said(c)} scratch 1x ({_span(c)})"
+        worst = at(sizes[0], role="worst", mode=mine["mode"])
+        if worst and worst[0]["label"] != mine["label"]:
+            c = cmp(mine, worst[0])
+            said += f" and {_said(c)} the worst source {worst[0]['sources']} ({_span(c)})"
+        parts.append(said)
+        if longest is not None:
+            caught = None
+            for n in sizes:
+                pre = pretrained(n)
+                long = [r for r in at(n, mode=SCRATCH) if float(r["schedule"]) == longest]
+                if pre is not None and long:
+                    c = cmp(long[0], pre)
+                    if c["lo"] <= 0:          # scratch no worse than the pretrained network, within noise
+                        caught = (n, c)
+                        break
+            parts.append(f"scratch at {longest:g}x catches up from {caught[0]} items ({_span(caught[1])})" if caught
+                         else f"scratch at {longest:g}x is still worse at {sizes[-1]} items")
+        full, frozen = at(sizes[0], role=lead, mode="full"), at(sizes[0], role=lead, mode="frozen")
+        if full and frozen:
+            c = cmp(full[0], frozen[0])
+            parts.append(f"full fine-tuning {_said(c)} the frozen readout ({_span(c)})")
     return f"{target}: " + "; ".join(parts) + "."
 
 
