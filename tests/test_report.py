@@ -311,3 +311,35 @@ def test_pass_shares_tell_firm_ties_from_chance():
     assert 0 < pass_shares(losses, rounds=40)["gradients_2d"] < 1
     losses["rgb2depth"]["rgb2mist"] = losses["rgb2depth"]["random"] + 1          # distance now useless for depth
     assert pass_shares(losses, rounds=10)["depth_mist"] == 0.0
+
+
+def test_finetune_section_shows_findings_table_and_notes(tmp_path):
+    """The fine-tuning section: the protocol, each target's finding, the figure, a row per run (a role
+    without a source shows its note), differences with their intervals; absent when not run."""
+    from taskonomy.report.build import finetune_section
+    from taskonomy.report.page import Image, Table, Text
+
+    params = from_dict(Params, {"tasks": {"rgb2depth": {}, "class_scene": {}},
+                                "finetune": {"targets": ["rgb2depth", "class_scene"]}})
+    table = tmp_path / "finetune.csv"
+    pd.DataFrame([
+        {"target": "rgb2depth", "role": "taxonomy", "sources": "rgb2sfnorm", "mode": "full", "items": 240,
+         "schedule": 1.0, "seed": 0, "mean_loss": 0.41, "diff_vs_scratch": -0.05, "diff_vs_scratch_lo": -0.07,
+         "diff_vs_scratch_hi": -0.03, "diff_vs_frozen": 0.01, "diff_vs_frozen_lo": -0.01, "diff_vs_frozen_hi": 0.02,
+         "label": "rgb2sfnorm/full/n240/x1/s0", "note": ""},
+        {"target": "class_scene", "role": "taxonomy", "sources": "", "mode": "", "items": "", "schedule": "",
+         "seed": "", "mean_loss": "", "label": "", "note": "supervised by the taxonomy: no source chosen"},
+    ]).to_csv(table, index=False)
+    (tmp_path / "finetune").mkdir()
+    (tmp_path / "finetune" / "findings.json").write_text(json.dumps(
+        {"findings": {"rgb2depth": "rgb2depth: found A.", "class_scene": "class_scene: found B."}}))
+    (tmp_path / "finetune" / "finetune.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    section = finetune_section(table, params)
+    texts = [b.text for b in section.blocks if isinstance(b, Text)]
+    assert "rgb2depth: found A." in texts and "class_scene: found B." in texts
+    assert any(isinstance(b, Image) for b in section.blocks)
+    rows = next(b for b in section.blocks if isinstance(b, Table)).rows
+    assert rows[0][:7] == ("rgb2depth", "taxonomy", "rgb2sfnorm", "full", 240, "1x", "0.4100")
+    assert rows[0][7:] == ("-0.050 [-0.070, -0.030]", "+0.010 [-0.010, +0.020]")
+    assert rows[1][:3] == ("class_scene", "taxonomy", "supervised by the taxonomy: no source chosen")
+    assert finetune_section(None, params).blocks[0].text.startswith("Not part of this run")
