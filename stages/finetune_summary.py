@@ -7,7 +7,7 @@ Writes ``--table`` (one row per role and run, with win rates and bootstrap inter
 difference against scratch and against the frozen readout) and, in ``--out``, ``metrics.json`` (DVC
 metrics), ``curves.csv`` (DVC plots: test loss against items), ``findings.json`` (a sentence per
 target, which the report shows) and ``finetune.png``. The work is
-:func:`taskonomy.baselines.finetune_outputs.write_summary`.
+:func:`taskonomy.baselines.finetune_summary.write_summary`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ check_python(__name__, __file__)  # the project's Python, or one line saying how
 import argparse
 from pathlib import Path
 
-from taskonomy.baselines.finetune_outputs import write_summary
+from taskonomy.baselines.finetune_summary import write_summary
 from taskonomy.config import load_params
 from taskonomy.stage import run_stage
 

@@ -17,7 +17,8 @@ from fake_bank import fake_split, write_fake_bank
 
 from taskonomy.baselines.finetune import (L2SP, SCRATCH, Run, build_network, choose_sources, encoder_blocks,
                                           plan_runs, schedule_loop, subset)
-from taskonomy.baselines.finetune_outputs import compare, finetune_target, summarise
+from taskonomy.baselines.finetune_outputs import finetune_target
+from taskonomy.baselines.finetune_summary import compare, summarise
 from taskonomy.config import FinetuneParams, TrainTaskParams, load_params
 from taskonomy.errors import DataError, ParamsError
 from taskonomy.nets.data import fit_stats, load_task_data
@@ -235,6 +236,7 @@ def test_a_supervised_target_says_so_and_the_summary_compares(setup):
     full = [r for r in runs if r["mode"] == "full"]
     assert full and all(not math.isnan(r["diff_vs_frozen"]) for r in full)
     assert findings["class_scene"].startswith("class_scene: the taxonomy chose no source")
+    assert "differences are its test loss minus the other's" in findings["rgb2depth"]
     assert "scratch" in findings["rgb2depth"]
 
 

@@ -1,0 +1,204 @@
+"""Stage ``finetune_summary``: every fine-tuned target's runs compared (see
+taskonomy.baselines.finetune_outputs for what ``finetune@<target>`` writes).
+
+:func:`write_summary` writes ``reports/finetune.csv``: per row, besides the run, its win rate (share of
+test images where its loss is lower) and mean loss difference, with a per-image bootstrap interval,
+against scratch at the 1x schedule and against the frozen readout of the same sources, both at the
+same size and seed; the DVC metrics and plot data; a figure of test loss against data size; and a
+plain sentence per target of what was found. Its own module, so that an edit here reruns the summary
+and not the training stages.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from taskonomy.analysis.affinity import win_rates
+from taskonomy.baselines.finetune import SCRATCH
+from taskonomy.baselines.finetune_outputs import LOSS_FILE
+from taskonomy.config import Params
+from taskonomy.errors import DataError
+from taskonomy.losses import load_npz
+from taskonomy.storage import atomic_path, atomic_write_json
+
+SUMMARY_FIELDS = ["target", "role", "sources", "mode", "items", "schedule", "seed", "mean_loss",
+                  "win_vs_scratch", "diff_vs_scratch", "diff_vs_scratch_lo", "diff_vs_scratch_hi",
+                  "win_vs_frozen", "diff_vs_frozen", "diff_vs_frozen_lo", "diff_vs_frozen_hi", "label", "note"]
+
+
+def compare(a: np.ndarray, b: np.ndarray, rounds: int, seed: int) -> dict[str, float]:
+    """``a`` against ``b`` on the same test images: the share where ``a``'s loss is lower (strict, as
+    the affinities' win rates), and the mean of ``a - b`` with its 95% percentile bootstrap interval
+    over test images (``scipy.stats.bootstrap``)."""
+    from scipy.stats import bootstrap
+
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if np.all(d == d[0]):
+        lo = hi = float(d[0])
+    else:
+        ci = bootstrap((d,), np.mean, n_resamples=rounds, confidence_level=0.95, method="percentile",
+                       random_state=np.random.default_rng(seed), vectorized=True).confidence_interval
+        lo, hi = float(ci.low), float(ci.high)
+    return {"win": float(win_rates(np.stack([a, b]))[0, 1]), "diff": float(d.mean()), "lo": lo, "hi": hi}
+
+
+def read_runs(folder: Path, target: str) -> tuple[list[dict[str, str]], dict[str, np.ndarray]]:
+    path = Path(folder) / "runs.csv"
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; it is written by stage finetune@{target}") from None
+    labels = sorted({r["label"] for r in rows if r["label"]})
+    return rows, load_npz(Path(folder) / LOSS_FILE, f"finetune@{target}", labels)
+
+
+def summarise(params: Params, runs_dir: Path, rounds: int | None = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Every target's rows with their comparisons, and a finding per target."""
+    rounds = rounds or params.finetune.bootstrap
+    table, findings = [], {}
+    for target in params.finetune.targets:
+        rows, losses = read_runs(Path(runs_dir) / target, target)
+        scratch = {(r["items"], r["seed"]): r["label"] for r in rows
+                   if r["mode"] == SCRATCH and float(r["schedule"]) == 1.0}
+        frozen = {(r["sources"], r["items"], r["seed"]): r["label"] for r in rows if r["mode"] == "frozen"}
+        out = []
+        for r in rows:
+            row = {k: r.get(k, "") for k in SUMMARY_FIELDS}
+            if r["label"]:
+                for name, ref in (("scratch", scratch.get((r["items"], r["seed"]))),
+                                  ("frozen", frozen.get((r["sources"], r["items"], r["seed"])))):
+                    if ref and ref != r["label"]:
+                        c = compare(losses[r["label"]], losses[ref], rounds, seed=len(out))
+                        row.update({f"win_vs_{name}": c["win"], f"diff_vs_{name}": c["diff"],
+                                    f"diff_vs_{name}_lo": c["lo"], f"diff_vs_{name}_hi": c["hi"]})
+            out.append(row)
+        table += out
+        findings[target] = finding(target, out, losses, rounds)
+    return table, findings
+
+
+def _said(c: dict[str, float]) -> str:
+    """'beats' / 'loses to' / 'is within noise of' from the interval of a mean loss difference."""
+    return "beats" if c["hi"] < 0 else "loses to" if c["lo"] > 0 else "is within noise of"
+
+
+def _span(c: dict[str, float]) -> str:
+    return f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]"
+
+
+def finding(target: str, rows: Sequence[dict], losses: dict[str, np.ndarray], rounds: int) -> str:
+    """A plain sentence for ``target`` (its first seed): at the smallest size, does the taxonomy's
+    source (in its best fine-tuned mode) beat scratch 1x and the worst source in the same mode; from
+    which size scratch at its longest schedule is no longer worse than that source (each with the mean
+    loss difference and its interval); and full fine-tuning against the frozen readout."""
+    runs = [r for r in rows if r["label"]]
+    if not runs:
+        return f"{target}: no runs."
+    seed = min(int(r["seed"]) for r in runs)
+    runs = [r for r in runs if int(r["seed"]) == seed]
+    sizes = sorted({int(r["items"]) for r in runs})
+    at = lambda n, **kw: [r for r in runs if int(r["items"]) == n  # noqa: E731
+                          and all(str(r[k]) == str(v) for k, v in kw.items())]
+    cmp = lambda a, b: compare(losses[a["label"]], losses[b["label"]], rounds, seed=0)  # noqa: E731
+    parts = []
+    tax_note = next((r["note"] for r in rows if r["role"] == "taxonomy" and r["note"]), "")
+    lead = "taxonomy" if any(r["role"] == "taxonomy" for r in runs) else "best"
+    if tax_note:
+        parts.append(f"the taxonomy chose no source ({tax_note}), so the best first-order source stands in")
+
+    def pretrained(n: int) -> dict | None:
+        tuned = [r for r in at(n, role=lead) if r["mode"] != "frozen"] or at(n, role=lead)
+        return min(tuned, key=lambda r: float(r["mean_loss"])) if tuned else None
+
+    longest = max((float(r["schedule"]) for r in runs if r["mode"] == SCRATCH), default=None)
+    mine = pretrained(sizes[0])
+    if mine is not None:
+        scratch = [r for r in at(sizes[0], mode=SCRATCH) if float(r["schedule"]) == 1.0]
+        said = (f"at {sizes[0]} items the {lead} source {mine['sources']} (its best mode: {mine['mode']}; "
+                f"differences are its test loss minus the other's)")
+        if scratch:
+            c = cmp(mine, scratch[0])
+            said += f" {_said(c)} scratch 1x ({_span(c)})"
+        worst = at(sizes[0], role="worst", mode=mine["mode"])
+        if worst and worst[0]["label"] != mine["label"]:
+            c = cmp(mine, worst[0])
+            said += f" and {_said(c)} the worst source {worst[0]['sources']} ({_span(c)})"
+        parts.append(said)
+        if longest is not None:
+            caught = None
+            for n in sizes:
+                pre = pretrained(n)
+                long = [r for r in at(n, mode=SCRATCH) if float(r["schedule"]) == longest]
+                if pre is not None and long:
+                    c = cmp(long[0], pre)
+                    if c["lo"] <= 0:          # scratch no worse than the pretrained network, within noise
+                        caught = (n, c)
+                        break
+            parts.append(f"scratch at {longest:g}x is no worse than it from {caught[0]} items on (scratch minus it: "
+                         f"{_span(caught[1])})" if caught else f"scratch at {longest:g}x is still worse at {sizes[-1]} items")
+        full, frozen = at(sizes[0], role=lead, mode="full"), at(sizes[0], role=lead, mode="frozen")
+        if full and frozen:
+            c = cmp(full[0], frozen[0])
+            parts.append(f"full fine-tuning {_said(c)} the frozen readout ({_span(c)})")
+    return f"{target}: " + "; ".join(parts) + "."
+
+
+def write_summary(params: Params, runs_dir: Path, table_path: Path, metrics_path: Path, plot_path: Path,
+                  findings_path: Path, figure_path: Path) -> None:
+    """``reports/finetune.csv``, its DVC metrics and plot data, the findings and the figure."""
+    table, findings = summarise(params, runs_dir)
+    with atomic_path(table_path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, SUMMARY_FIELDS)
+        writer.writeheader()
+        writer.writerows(table)
+    runs = [r for r in table if r["mode"]]
+    metrics = {}
+    for r in runs:
+        key = f"{r['role']}/{r['mode']}/n{r['items']}/x{float(r['schedule']):g}/s{r['seed']}"
+        metrics.setdefault(r["target"], {})[key] = {"loss": round(float(r["mean_loss"]), 6),
+                                                   **({"win_vs_scratch": round(float(r["win_vs_scratch"]), 4)}
+                                                      if r.get("win_vs_scratch", "") != "" else {})}
+    atomic_write_json(metrics_path, metrics)
+    with atomic_path(plot_path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["variant", "items", "mean_loss"])
+        writer.writeheader()
+        writer.writerows({"variant": f"{r['target']} {r['role']} {r['mode']} x{float(r['schedule']):g}",
+                          "items": r["items"], "mean_loss": r["mean_loss"]} for r in runs)
+    atomic_write_json(findings_path, {"findings": findings, "budget": params.finetune.budget,
+                                      "max_order": params.finetune.max_order, "seeds": params.finetune.seeds,
+                                      "rounds": params.finetune.bootstrap})
+    figure(table, params.finetune.targets, figure_path)
+
+
+def figure(table: Sequence[dict], targets: Sequence[str], path: Path) -> None:
+    """Test loss against training items, one panel per target, one line per role and mode."""
+    from taskonomy.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.6), squeeze=False)
+    styles = {"frozen": ":", "partial": "-.", "full": "-", "l2sp": "--", SCRATCH: "-"}
+    for ax, target in zip(axes[0], targets):
+        rows = [r for r in table if r["target"] == target and r["mode"]]
+        lines: dict[str, list[tuple[int, float]]] = {}
+        for r in rows:
+            name = (f"scratch x{float(r['schedule']):g}" if r["mode"] == SCRATCH
+                    else f"{r['role']} ({r['sources']}) {r['mode']}")
+            lines.setdefault(name, []).append((int(r["items"]), float(r["mean_loss"])))
+        for name, points in lines.items():
+            by_size: dict[int, list[float]] = {}
+            for n, v in points:
+                by_size.setdefault(n, []).append(v)
+            xs = sorted(by_size)
+            mode = SCRATCH if name.startswith("scratch") else name.rsplit(" ", 1)[1]
+            ax.plot(xs, [float(np.mean(by_size[n])) for n in xs], styles.get(mode, "-"), marker="o", ms=3,
+                    lw=2.2 if name.startswith("scratch") else 1.2, label=name)
+        ax.set_xscale("log")
+        ax.set_title(target, fontsize=10)
+        ax.set_xlabel("training items")
+        ax.set_ylabel("mean test loss")
+        ax.legend(fontsize=5.5)
+    save_figure(fig, path)
