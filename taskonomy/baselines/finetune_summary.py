@@ -174,31 +174,51 @@ def write_summary(params: Params, runs_dir: Path, table_path: Path, metrics_path
     figure(table, params.finetune.targets, figure_path)
 
 
+ROLE_COLOURS = {"taxonomy": "tab:blue", "best": "tab:green", "worst": "tab:red", "random": "tab:gray", SCRATCH: "black"}
+MODE_STYLES = {"frozen": ":", "partial": "-.", "full": "-", "l2sp": "--"}
+SCHEDULE_STYLES = ("-", "--", ":", "-.")
+
+
 def figure(table: Sequence[dict], targets: Sequence[str], path: Path) -> None:
-    """Test loss against training items, one panel per target, one line per role and mode."""
+    """Test loss (log scale, mean over seeds) against training items, one panel per target: colour =
+    source role, line style = mode; scratch in black, one style per schedule; one legend for all."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FormatStrFormatter, NullLocator
+
     from taskonomy.plotting import pyplot, save_figure
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.6), squeeze=False)
-    styles = {"frozen": ":", "partial": "-.", "full": "-", "l2sp": "--", SCRATCH: "-"}
+    fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets) + 2.2, 3.4), squeeze=False)
+    runs = [r for r in table if r["mode"]]
+    schedules = sorted({float(r["schedule"]) for r in runs if r["mode"] == SCRATCH})
     for ax, target in zip(axes[0], targets):
-        rows = [r for r in table if r["target"] == target and r["mode"]]
-        lines: dict[str, list[tuple[int, float]]] = {}
-        for r in rows:
-            name = (f"scratch x{float(r['schedule']):g}" if r["mode"] == SCRATCH
-                    else f"{r['role']} ({r['sources']}) {r['mode']}")
-            lines.setdefault(name, []).append((int(r["items"]), float(r["mean_loss"])))
-        for name, points in lines.items():
-            by_size: dict[int, list[float]] = {}
-            for n, v in points:
-                by_size.setdefault(n, []).append(v)
+        lines: dict[tuple[str, str, float], dict[int, list[float]]] = {}
+        for r in runs:
+            if r["target"] == target:
+                key = (r["role"], r["mode"], float(r["schedule"]))
+                lines.setdefault(key, {}).setdefault(int(r["items"]), []).append(float(r["mean_loss"]))
+        for (role, mode, schedule), by_size in lines.items():
             xs = sorted(by_size)
-            mode = SCRATCH if name.startswith("scratch") else name.rsplit(" ", 1)[1]
-            ax.plot(xs, [float(np.mean(by_size[n])) for n in xs], styles.get(mode, "-"), marker="o", ms=3,
-                    lw=2.2 if name.startswith("scratch") else 1.2, label=name)
+            style = (SCHEDULE_STYLES[schedules.index(schedule) % len(SCHEDULE_STYLES)] if mode == SCRATCH
+                     else MODE_STYLES.get(mode, "-"))
+            ax.plot(xs, [float(np.mean(by_size[n])) for n in xs], style, color=ROLE_COLOURS.get(role, "tab:purple"),
+                    marker="o", ms=3, lw=2.0 if mode == SCRATCH else 1.2)
+        sizes = sorted({int(r["items"]) for r in runs if r["target"] == target})
         ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.xaxis.set_minor_locator(NullLocator())
+        for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+            axis(FormatStrFormatter("%.2g"))
+        ax.tick_params(labelsize=7, which="both")
         ax.set_title(target, fontsize=10)
         ax.set_xlabel("training items")
-        ax.set_ylabel("mean test loss")
-        ax.legend(fontsize=5.5)
+    axes[0][0].set_ylabel("mean test loss (log)")
+    handles = [Line2D([], [], color=c, lw=1.5, label=role) for role, c in ROLE_COLOURS.items() if role != SCRATCH]
+    handles += [Line2D([], [], color="gray", ls=st, lw=1.2, label=mode) for mode, st in MODE_STYLES.items()
+                if any(r["mode"] == mode for r in runs)]
+    handles += [Line2D([], [], color="black", lw=2.0, ls=SCHEDULE_STYLES[i % len(SCHEDULE_STYLES)],
+                       label=f"scratch {x:g}x") for i, x in enumerate(schedules)]
+    fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
     save_figure(fig, path)
