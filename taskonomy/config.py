@@ -414,9 +414,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: not valid YAML{where}{twice}") from None
     if raw is None:
         raise ParamsError(f"{path}: empty params file")
-    missing = [f.name for f in dataclasses.fields(Params)
-               if not isinstance(raw, dict) or f.name not in raw]
-    if isinstance(raw, dict) and missing:  # as DVC: every stage names its section in dvc.yaml
+    missing = [f.name for f in dataclasses.fields(Params) if f.name not in raw] if isinstance(raw, dict) else []
+    if missing:  # as DVC: every stage names its section in dvc.yaml
         raise ParamsError(f"{path}: section '{missing[0]}' missing (DVC refuses a params file without a "
                           f"stage's section; write '{missing[0]}: {{}}' for the code's defaults)")
     try:

@@ -11,12 +11,13 @@ the path and the cause (libraries word a full disk their own way: torch's ``unex
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -78,6 +79,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, data: Any, **kwargs) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, **kwargs) + "\n")
+
+
+def atomic_write_csv(path: str | Path, fields: Sequence[str], rows: Iterable[Mapping[str, Any]], **kwargs) -> None:
+    """A header of ``fields`` and one line per row (``csv.DictWriter``; ``kwargs`` go to it)."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fields, **kwargs)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def atomic_save(path: str | Path, array: np.ndarray) -> None:

@@ -27,6 +27,7 @@ the run, and a rerun after a params edit reuses every run the edit did not chang
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -44,12 +45,12 @@ from taskonomy.config import FinetuneParams, Params, TrainTaskParams
 from taskonomy.errors import DataError, ParamsError
 from taskonomy.nets.data import TaskData
 from taskonomy.nets.models import Encoder, build_encoder, build_head, encode
-from taskonomy.nets.train import LoopConfig, ParamGroup, cpu_kernels, evaluate_per_item, fit, load_checkpoint
+from taskonomy.nets.train import LoopConfig, ParamGroup, evaluate_per_item, fit
 from taskonomy.provenance import code_version
 from taskonomy.sources import PIXELS, RANDOM, SELF, set_key
-from taskonomy.storage import atomic_path
+from taskonomy.storage import atomic_savez
 from taskonomy.tasks import Task
-from taskonomy.transfer.engine import TaskLoss
+from taskonomy.transfer.engine import TaskLoss, channel_moments, encode_views
 from taskonomy.transfer.readout import TransferFunction
 
 log = logging.getLogger(__name__)
@@ -220,22 +221,11 @@ class L2SP:
         return 0.5 * self.alpha * drift + 0.5 * self.beta * size
 
 
-@torch.no_grad()
-def representation_moments(encoder: Encoder, views: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std of ``encoder`` over (V, 3, H, W) images (a dead channel gets std 1)."""
-    encoder.eval().to(device)
-    with cpu_kernels(encoder, device):
-        rep = torch.cat([encoder(views[i:i + 256].to(device)).float().cpu() for i in range(0, len(views), 256)])
-    mean = rep.double().mean(dim=(0, 2, 3))
-    std = rep.double().std(dim=(0, 2, 3), unbiased=False)
-    return mean.float(), torch.where(std > 1e-6, std, torch.ones_like(std)).float()
-
-
 def build_network(run: Run, task: Task, encoders: Sequence[Encoder], train: TaskData, f: FinetuneParams,
                   net: TrainTaskParams, seed: int, device: torch.device) -> tuple[FinetuneNetwork, list[ParamGroup]]:
     """The run's network (new layers seeded by ``seed``) and its parameter groups."""
-    first_views = train.views[train.index[:, 0].unique()[:STATS_VIEWS], 0]      # (V, 3, H, W) inputs seen
-    standardise = [Standardise(*representation_moments(e, first_views, device)) for e in encoders]
+    first_views = train.views[train.index[:, 0].unique()[:STATS_VIEWS]]      # (V, 1, 3, H, W) inputs seen
+    standardise = [Standardise(*channel_moments(encode_views(e, first_views, device=device))) for e in encoders]
     width = encoders[0].out_channels
     torch.manual_seed(seed)
     trunk = TransferFunction(sum(e.out_channels for e in encoders), width, coords=f.coords)
@@ -266,20 +256,11 @@ class Context:
     task: Task                                   # resolved (out_channels)
     train: TaskData
     test: TaskData
-    encoders: dict[str, dict[str, Any]]          # source -> {"train_task": params dict, "state": state dict}
+    encoders: dict[str, Encoder]                 # source -> its pretrained encoder (copied by each run)
     params: Params
     device: str
     cache: Path
     stamps: dict[str, str]                       # run label -> the sha256 naming its result file
-
-
-def _load_encoder(context: Context, source: str) -> Encoder:
-    from taskonomy.config import from_dict
-
-    spec = context.encoders[source]
-    encoder = build_encoder(from_dict(TrainTaskParams, spec["train_task"], "train_task"))
-    encoder.load_state_dict(spec["state"])
-    return encoder
 
 
 def train_run(context: Context, run: Run) -> dict[str, Any]:
@@ -289,7 +270,7 @@ def train_run(context: Context, run: Run) -> dict[str, Any]:
     seed = run_seed(run.seed, context.target, run.items)
     train = subset(context.train, run.items, run.seed, context.target)
     if run.sources:
-        encoders = [_load_encoder(context, s) for s in run.sources]
+        encoders = [copy.deepcopy(context.encoders[s]).requires_grad_(True) for s in run.sources]
     else:
         torch.manual_seed(seed + 1)
         encoders = [build_encoder(net)]
@@ -303,15 +284,10 @@ def train_run(context: Context, run: Run) -> dict[str, Any]:
     record = {"run": asdict(run), "label": run.label, "mean_loss": float(test_losses.mean()),
               "epochs": loop.epochs, "items_seen": loop.epochs * loop.items_per_epoch(run.items),
               "train_loss": result.history[-1]["train_loss"], "seconds": round(time.perf_counter() - t0, 3)}
-    _save_run(context.cache / f"{context.stamps[run.label]}.npz", test_losses, record)
+    atomic_savez(context.cache / f"{context.stamps[run.label]}.npz",
+                 {"losses": np.asarray(test_losses, dtype=np.float32), "record": np.array(json.dumps(record))})
     log.info("%s <- %s: test loss %.4f (%.1f s)", context.target, run.label, record["mean_loss"], record["seconds"])
     return record
-
-
-def _save_run(path: Path, losses: np.ndarray, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, losses=np.asarray(losses, dtype=np.float32), record=np.array(json.dumps(record)))
 
 
 def load_run(path: Path) -> tuple[np.ndarray, dict[str, Any]] | None:
@@ -345,18 +321,3 @@ def run_stamps(runs: Sequence[Run], target: str, params: Params, models: dict[st
         stamp = {**base, "run": asdict(run), "models": {s: digests[s] for s in run.sources}}
         stamps[run.label] = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:32]
     return stamps
-
-
-def load_encoders(models: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Each source's encoder settings and weights from its ``model.pt`` (another task's file refused)."""
-    from taskonomy.nets.train import check_task
-
-    out = {}
-    for source, path in models.items():
-        if not path.is_file():
-            raise DataError(f"{source}: {path} is missing (made by the stage train_task@{source}: "
-                            f"dvc repro train_task@{source})")
-        payload = load_checkpoint(path)
-        check_task(path, payload, source)
-        out[source] = {"train_task": payload["train_task"], "state": payload["encoder"]}
-    return out

@@ -9,7 +9,6 @@ its label) and ``metrics.json``; ``runs/`` keeps every finished run (see taskono
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -18,29 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from taskonomy.analysis.tables import read_first_order
+from taskonomy.analysis.taxonomy import solution_name
 from taskonomy.bank import check_same_bank, load_split
-from taskonomy.baselines.finetune import (SCRATCH, Context, Run, choose_sources, load_encoders, load_run,
-                                          plan_runs, run_stamps, train_run)
+from taskonomy.baselines.finetune import (SCRATCH, Context, Run, choose_sources, load_run, plan_runs, run_stamps,
+                                          train_run)
 from taskonomy.config import Params
 from taskonomy.errors import DataError, ParamsError
 from taskonomy.losses import write_keyed
 from taskonomy.nets.data import fit_stats, load_task_data
 from taskonomy.nets.train import resolve_device, set_threads
 from taskonomy.sources import set_key
-from taskonomy.storage import atomic_path, atomic_write_json, ensure_writable
+from taskonomy.storage import atomic_write_csv, atomic_write_json, ensure_writable
 from taskonomy.tasks import get_task
-from taskonomy.transfer.engine import executor_spec
+from taskonomy.transfer.engine import executor_spec, load_source_encoder
 from taskonomy.transfer.executors import map_jobs
 
 log = logging.getLogger("taskonomy.finetune")
 
 RUN_FIELDS = ["target", "role", "sources", "mode", "items", "schedule", "seed", "mean_loss", "label", "note"]
 LOSS_FILE = "losses.npz"
-
-
-def solution_path(taxonomy: Path, params: Params) -> Path:
-    """The taxonomy stage's solution at ``finetune.budget`` / ``finetune.max_order``."""
-    return Path(taxonomy) / f"b{float(params.finetune.budget):g}_k{params.finetune.max_order}.json"
 
 
 def read_solution(path: Path) -> dict:
@@ -63,12 +58,13 @@ def finetune_target(target: str, params: Params, bank: Path, models: Path, taxon
     if target not in f.targets:
         raise ParamsError(f"finetune.targets: '{target}' is not listed (listed: {', '.join(f.targets)})")
     ensure_writable(out)
-    solution = read_solution(solution_path(taxonomy, params)) if "taxonomy" in f.roles else None
+    solution = (read_solution(Path(taxonomy) / f"{solution_name(f.budget, f.max_order)}.json")
+                if "taxonomy" in f.roles else None)
     chosen = choose_sources(target, f.roles, solution, read_first_order(first_order))
     runs = plan_runs(chosen, f)
     sources = sorted({s for run in runs for s in run.sources})
     model_paths = {s: Path(models) / s / "model.pt" for s in sources}
-    encoders = load_encoders(model_paths)             # before the bank: a bad checkpoint fails fast
+    encoders = {s: load_source_encoder(p, s) for s, p in model_paths.items()}  # before the bank: fails fast
 
     task = get_task(target)
     train_split, test_split = load_split(bank, f.split), load_split(bank, "test")
@@ -105,10 +101,7 @@ def finetune_target(target: str, params: Params, bank: Path, models: Path, taxon
             continue
         rows += [_row(target, role, run, done[run.label][1]) for run in runs if run.sources == group]
     rows += [_row(target, SCRATCH, run, done[run.label][1]) for run in runs if run.mode == SCRATCH]
-    with atomic_path(Path(out) / "runs.csv") as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, RUN_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_csv(Path(out) / "runs.csv", RUN_FIELDS, rows)
     write_keyed(Path(out) / LOSS_FILE, {label: v[0] for label, v in done.items()})
     atomic_write_json(Path(out) / "metrics.json", {
         "target": target, "runs": len(runs), "trained": len(todo), "reused": len(runs) - len(todo),

@@ -22,7 +22,7 @@ from taskonomy.baselines.finetune_outputs import LOSS_FILE
 from taskonomy.config import Params
 from taskonomy.errors import DataError
 from taskonomy.losses import load_npz
-from taskonomy.storage import atomic_path, atomic_write_json
+from taskonomy.storage import atomic_write_csv, atomic_write_json
 
 SUMMARY_FIELDS = ["target", "role", "sources", "mode", "items", "schedule", "seed", "mean_loss",
                   "win_vs_scratch", "diff_vs_scratch", "diff_vs_scratch_lo", "diff_vs_scratch_hi",
@@ -151,10 +151,7 @@ def write_summary(params: Params, runs_dir: Path, table_path: Path, metrics_path
                   findings_path: Path, figure_path: Path) -> None:
     """``reports/finetune.csv``, its DVC metrics and plot data, the findings and the figure."""
     table, findings = summarise(params, runs_dir)
-    with atomic_path(table_path) as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, SUMMARY_FIELDS)
-        writer.writeheader()
-        writer.writerows(table)
+    atomic_write_csv(table_path, SUMMARY_FIELDS, table)
     runs = [r for r in table if r["mode"]]
     metrics = {}
     for r in runs:
@@ -163,11 +160,9 @@ def write_summary(params: Params, runs_dir: Path, table_path: Path, metrics_path
                                                    **({"win_vs_scratch": round(float(r["win_vs_scratch"]), 4)}
                                                       if r.get("win_vs_scratch", "") != "" else {})}
     atomic_write_json(metrics_path, metrics)
-    with atomic_path(plot_path) as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, ["variant", "items", "mean_loss"])
-        writer.writeheader()
-        writer.writerows({"variant": f"{r['target']} {r['role']} {r['mode']} x{float(r['schedule']):g}",
-                          "items": r["items"], "mean_loss": r["mean_loss"]} for r in runs)
+    atomic_write_csv(plot_path, ["variant", "items", "mean_loss"],
+                     ({"variant": f"{r['target']} {r['role']} {r['mode']} x{float(r['schedule']):g}",
+                       "items": r["items"], "mean_loss": r["mean_loss"]} for r in runs))
     atomic_write_json(findings_path, {"findings": findings, "budget": params.finetune.budget,
                                       "max_order": params.finetune.max_order, "seeds": params.finetune.seeds,
                                       "rounds": params.finetune.bootstrap})

@@ -7,7 +7,6 @@ is saved, with empty test losses and a sheet of its representation.
 """
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -21,17 +20,14 @@ from taskonomy.nets.models import build_encoder
 from taskonomy.nets.samples import prediction_sheet, random_encoder_sheet
 from taskonomy.nets.train import (predict, save_checkpoint, set_threads, task_checkpoint, task_seed,
                                   train_task_network)
-from taskonomy.storage import atomic_path, atomic_write_json, ensure_writable
+from taskonomy.storage import atomic_write_csv, atomic_write_json, ensure_writable
 from taskonomy.tasks import get_task
 
 CURVE_FIELDS = ["epoch", "train_loss", "test_loss", "lr", "seconds"]
 
 
 def _write_curve(path: Path, history: list[dict]) -> None:
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, CURVE_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(history)
+    atomic_write_csv(path, CURVE_FIELDS, history, extrasaction="ignore")
 
 
 def make_task_network(name: str, params: Params, bank: Path, out: Path) -> None:

@@ -417,7 +417,7 @@ def task_checkpoint(task: Task, cfg: TrainTaskParams, *, network: TaskNetwork | 
     }
 
 
-def check_task(path: Path, payload: dict[str, Any], task: str | None) -> None:
+def _check_task(path: Path, payload: dict[str, Any], task: str | None) -> None:
     """A task network's checkpoint under another task's name (a copied ``model.pt``) is refused."""
     if task is not None and payload.get("task") != task:
         raise DataError(f"{path}: a checkpoint of task '{payload.get('task')}', not of '{task}' "
@@ -428,7 +428,7 @@ def load_encoder(path: Path, task: str | None = None) -> Encoder:
     """The encoder of a task checkpoint (``models/<task>/model.pt``), frozen and in eval mode; with
     ``task``, a checkpoint of any other task is refused."""
     payload = load_checkpoint(path)
-    check_task(path, payload, task)
+    _check_task(path, payload, task)
     try:
         cfg = from_dict(TrainTaskParams, payload["train_task"], "train_task")
         encoder = build_encoder(cfg)
@@ -442,7 +442,7 @@ def load_encoder(path: Path, task: str | None = None) -> Encoder:
 def load_task_network(path: Path, task: Task) -> tuple[TaskNetwork, dict[str, Any]]:
     """A trained task network (eval mode) and its checkpoint payload (stats, history, params)."""
     payload = load_checkpoint(path)
-    check_task(path, payload, task.name)
+    _check_task(path, payload, task.name)
     if payload.get("head") is None:
         raise DataError(f"{path}: {payload.get('task')} has no trained head")
     cfg = from_dict(TrainTaskParams, payload["train_task"], "train_task")
