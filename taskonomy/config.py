@@ -202,6 +202,38 @@ class FinetuneParams:
     threads: int = param(0, ge=0, doc="torch threads per worker; 0 = cores / workers")
 
 
+MULTITASK_TASKS = ("rgb2depth", "rgb2sfnorm", "segmentsemantic", "edge2d", "keypoint2d", "class_scene")
+
+
+@dataclass(frozen=True)
+class MultitaskParams:
+    """Multi-task baselines (stages ``multitask@<grouping>`` and ``multitask_summary``): ``tasks`` share
+    encoders as each grouping says, their losses combined by each weighting, against their task networks."""
+    tasks: list[str] = param(default_factory=lambda: list(MULTITASK_TASKS), min_items=1,
+                             doc="the tasks studied (tasks of the task list, not source-only)")
+    groupings: list[str] = param(default_factory=lambda: ["single", "taxonomy", "all", "random"], min_items=1,
+                                 doc="single, taxonomy, all, random, or a name of `custom`")
+    custom: dict[str, list[list[str]]] = param(default_factory=dict,
+                                               doc="your own groupings: name -> groups of tasks (the rest alone)")
+    weightings: list[str] = param(default_factory=lambda: ["equal", "uncertainty"], min_items=1,
+                                  doc="equal, fixed, uncertainty, dwa, or a torchjd aggregator (upgrad, mgda, ...)")
+    weights: dict[str, float] = param(default_factory=dict,
+                                      doc="the `fixed` weighting's weight per task (unlisted: 1), normalised per group")
+    budget: int = param(4, ge=0, doc="the taxonomy solution whose groups are used: budget ...")
+    max_order: int = param(1, ge=1, le=25, doc="... and max order (both among the taxonomy's sweep)")
+    seeds: list[int] = param(default_factory=lambda: [0, 1, 2], ge=0, min_items=1, doc="seeds of every run")
+    compute: Literal["labels", "passes"] = param(
+        "labels", doc="labels: each task sees as many labelled items as its task network; passes: as many encoder passes")
+    validation_items: int = param(600, ge=8, doc="items of the transfer split that select each run's epoch")
+    tag_every: int = param(10, ge=0, doc="TAG lookahead every this many steps in the all-in-one runs (0 = off)")
+    dwa_temperature: float = param(2.0, gt=0, doc="DWA's temperature T")
+    dwa_period: int = param(20, ge=1, doc="DWA's loss ratios over periods of this many steps")
+    bootstrap: int = param(1000, ge=10, le=1_000_000, doc="bootstrap resamples of test images per interval")
+    device: Literal["auto", "cpu", "cuda"] = param("auto")
+    workers: int = param(0, ge=0, doc="local run processes; 0 = one per core on CPU, 1 on CUDA")
+    threads: int = param(0, ge=0, doc="torch threads per worker; 0 = cores / workers")
+
+
 @dataclass(frozen=True)
 class ReportParams:
     """The report page and its Markdown twin (stage ``report``)."""
@@ -218,6 +250,7 @@ class Params:
     checks: ChecksParams = param(default_factory=ChecksParams)
     taxonomy: TaxonomyParams = param(default_factory=TaxonomyParams)
     finetune: FinetuneParams = param(default_factory=FinetuneParams)
+    multitask: MultitaskParams = param(default_factory=MultitaskParams)
     report: ReportParams = param(default_factory=ReportParams)
 
     def targets(self) -> list[str]:
@@ -343,6 +376,7 @@ def _check_params(p: Params) -> None:
         raise ParamsError(f"train_task.bottleneck_stride: must divide render.resolution ({r.resolution}), "
                           f"got {p.train_task.bottleneck_stride}")
     _check_finetune(p)
+    _check_multitask(p)
     if p.transfer.beam_order4 < 4 and p.transfer.max_order >= 4:
         raise ParamsError(f"transfer.beam_order4: must be >= 4 when transfer.max_order >= 4, got {p.transfer.beam_order4}")
 
@@ -363,6 +397,50 @@ def _check_finetune(p: Params) -> None:
         raise ParamsError(f"finetune.budget: {f.budget} is not among taxonomy.budgets {p.taxonomy.budgets}")
     if "taxonomy" in f.roles and f.max_order not in p.taxonomy.max_orders:
         raise ParamsError(f"finetune.max_order: {f.max_order} is not among taxonomy.max_orders {p.taxonomy.max_orders}")
+
+
+def _check_multitask(p: Params) -> None:
+    m = p.multitask
+    for key, values in (("tasks", m.tasks), ("groupings", m.groupings), ("weightings", m.weightings), ("seeds", m.seeds)):
+        twice = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if twice:
+            raise ParamsError(f"multitask.{key}: {twice[0]!r} listed twice")
+    for name in m.tasks:
+        if name not in p.tasks:
+            raise ParamsError(f"multitask.tasks: '{name}' is not in the task list")
+        if p.tasks[name].source_only:
+            raise ParamsError(f"multitask.tasks: '{name}' is source-only, never a target")
+    for name, groups in m.custom.items():
+        if name in ("single", "taxonomy", "all", "random"):
+            raise ParamsError(f"multitask.custom.{name}: a built-in grouping's name; choose another")
+        seen: set[str] = set()
+        for group in groups:
+            for task in group:
+                if task not in p.tasks:
+                    raise ParamsError(f"multitask.custom.{name}: '{task}' is not in the task list")
+                if p.tasks[task].source_only:
+                    raise ParamsError(f"multitask.custom.{name}: '{task}' is source-only, never a target")
+                if task not in m.tasks:
+                    raise ParamsError(f"multitask.custom.{name}: '{task}' is not among multitask.tasks")
+                if task in seen:
+                    raise ParamsError(f"multitask.custom.{name}: '{task}' is in two groups")
+                seen.add(task)
+    for name in m.groupings:
+        if name not in ("single", "taxonomy", "all", "random") and name not in m.custom:
+            known = ", ".join(["single", "taxonomy", "all", "random", *m.custom])
+            raise ParamsError(f"multitask.groupings: unknown grouping {name!r} (known: {known})")
+    for task, weight in m.weights.items():
+        if task not in m.tasks:
+            raise ParamsError(f"multitask.weights.{task}: not among multitask.tasks")
+        if weight < 0:
+            raise ParamsError(f"multitask.weights.{task}: must be >= 0, got {weight!r}")
+    if "fixed" in m.weightings and not sum(m.weights.get(t, 1.0) for t in m.tasks) > 0:
+        raise ParamsError("multitask.weights: they sum to 0; the fixed weighting needs a positive sum")
+    if {"taxonomy", "random"} & set(m.groupings):
+        if m.budget not in p.taxonomy.budgets:
+            raise ParamsError(f"multitask.budget: {m.budget} is not among taxonomy.budgets {p.taxonomy.budgets}")
+        if m.max_order not in p.taxonomy.max_orders:
+            raise ParamsError(f"multitask.max_order: {m.max_order} is not among taxonomy.max_orders {p.taxonomy.max_orders}")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -175,6 +175,7 @@ def setup(tmp_path_factory):
     bank = write_fake_bank(root / "bank", {"train": 4, "transfer": 2, "test": 2})
     raw = yaml.safe_load(write_tiny_train_params(root / "base.yaml", threads=1).read_text())
     raw["taxonomy"].update(budgets=[1, 2], max_orders=[1])
+    raw["multitask"].update(budget=1, max_order=1)
     raw["finetune"] = {"targets": ["rgb2depth", "class_scene"], "roles": ["taxonomy", "best", "worst", "random"],
                        "modes": ["frozen", "full"], "sizes": [8, 16], "train_items": 16, "batch_size": 8,
                        "scratch_schedules": [1.0, 2.0], "budget": 1, "max_order": 1, "bootstrap": 50, "workers": 1}

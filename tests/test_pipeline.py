@@ -48,8 +48,12 @@ TINY = {
     "taxonomy": {"budgets": [1, 2, 3], "max_orders": [1, 2]},
     "finetune": {"targets": ["rgb2depth", "class_scene"], "sizes": [8, 24], "train_items": 16, "batch_size": 8,
                  "budget": 2, "max_order": 2, "bootstrap": 50, "workers": 1},
+    "multitask": {"tasks": ["rgb2depth", "rgb2sfnorm", "segmentsemantic", "class_scene", "fix_pose"], "seeds": [0, 1],
+                  "weightings": ["equal", "uncertainty"], "budget": 2, "max_order": 2, "validation_items": 16,
+                  "tag_every": 1, "bootstrap": 50, "workers": 1},
 }
 FINETUNE = TINY["finetune"]["targets"]
+GROUPINGS = ["single", "taxonomy", "all", "random"]
 
 
 def _stages_run(stdout: str) -> set[str]:
@@ -75,7 +79,8 @@ def pipeline(tmp_path_factory):
 def test_every_stage_ran(pipeline):
     _, ran = pipeline
     expected = {"render", "task_list", "pixels", "affinity_first", "checks", "transfer_high", "affinity", "taxonomy",
-                "finetune_summary", "report"} | {f"finetune@{t}" for t in FINETUNE}
+                "finetune_summary", "multitask_summary", "report"} | {f"finetune@{t}" for t in FINETUNE}
+    expected |= {f"multitask@{g}" for g in GROUPINGS}
     expected |= {f"{stage}@{t}" for t in TASKS for stage in ("train_task", "transfer")}
     assert expected <= ran
 
@@ -101,7 +106,7 @@ def test_outputs_are_consistent(pipeline):
     assert set(TARGETS) <= served
     html = (path / "reports/index.html").read_text()
     for section in ("task-bank", "task-networks", "affinities", "taxonomy", "gain-quality",
-                    "similarity-tree", "known-structure", "finetune", "provenance"):
+                    "similarity-tree", "known-structure", "finetune", "multitask", "provenance"):
         assert f'id="{section}"' in html
     # every stage before the report timed itself, and the provenance table shows it
     stages = [s for s in yaml.safe_load((path / "dvc.lock").read_text())["stages"] if s != "report"]
@@ -109,6 +114,33 @@ def test_outputs_are_consistent(pipeline):
         seconds = json.loads((path / f"reports/timings/{stage}.json").read_text())["seconds"]
         assert 0 < seconds < 600, stage
     assert f"<td>transfer@rgb2depth</td><td>{_fmt(path, 'transfer@rgb2depth')}</td>" in html
+
+
+def test_multitask_groups_by_the_taxonomy_and_compares_with_the_task_networks(pipeline):
+    repo, _ = pipeline
+    path = repo.path
+    table = pd.read_csv(path / "reports/multitask.csv", keep_default_na=False)
+    assert set(table.grouping) == set(GROUPINGS)
+    studied = {"rgb2depth", "rgb2sfnorm", "segmentsemantic", "class_scene"}      # fix_pose: pairs, left out
+    for (grouping, weighting, seed), rows in table.groupby(["grouping", "weighting", "seed"]):
+        assert set(rows.task) == studied, (grouping, weighting, seed)
+    for task, rows in table.groupby("task"):
+        assert np.allclose(rows.single_loss, np.load(path / f"models/{task}/test_losses.npy").mean())
+    solution = json.loads((path / "reports/taxonomy/solutions/b2_k2.json").read_text())
+    first_source = {t: s[0] for t, s in solution["transfers"].items()}
+    for group in table[table.grouping == "taxonomy"].group.unique():
+        tasks = group.split("+")
+        roots = {t if t in solution["supervised"] else first_source[t] for t in tasks}
+        assert len(roots) == 1, group                    # one supervised task and the targets it serves
+    deltas = pd.read_csv(path / "reports/multitask/delta.csv")
+    assert {(g, w) for g in GROUPINGS[1:] for w in ("equal", "uncertainty")} <= set(zip(deltas.grouping, deltas.weighting))
+    assert (deltas.delta_p_lo <= deltas.delta_p_hi).all()
+    findings = json.loads((path / "reports/multitask/findings.json").read_text())
+    assert "fix_pose" in findings["left_out"]
+    html = (path / "reports/index.html").read_text()
+    assert "fix_pose: its items are 2-view tuples" in html
+    metrics = json.loads(repo.dvc("metrics", "show", "--json").stdout)
+    assert any("reports/multitask/metrics.json" in str(v) for v in metrics.values())
 
 
 def test_finetune_reads_the_taxonomy_and_compares_every_run(pipeline):

@@ -33,13 +33,15 @@ destination itself, the destination is source-only or unused, or its order excee
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
-from taskonomy.errors import TaskonomyError
+from taskonomy.errors import DataError, TaskonomyError
 from taskonomy.sources import BASELINES, SELF, transfer_key
 
 OBJECTIVES = ("affinity", "quality", "gain")
@@ -451,6 +453,20 @@ class Taxonomy:
 def solution_name(budget: float, max_order: int) -> str:
     """File stem of the taxonomy of one (budget, max order) cell of a sweep, e.g. ``b4_k2``."""
     return f"b{float(budget):g}_k{max_order}"
+
+
+def read_solution(path: Path, section: str) -> dict:
+    """A solution file of stage taxonomy, optimal, for the params ``section`` that chose its budget and order."""
+    try:
+        solution = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; it is written by stage taxonomy (dvc repro taxonomy)") from None
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: unreadable taxonomy solution ({err})") from None
+    if solution.get("status") != "optimal":
+        raise DataError(f"{path}: the taxonomy has no solution at {section}.budget / {section}.max_order "
+                        f"(status {solution.get('status')!r}); choose another budget")
+    return solution
 
 
 def nan_or(x: float, default=None):

@@ -9,7 +9,6 @@ its label) and ``metrics.json``; ``runs/`` keeps every finished run (see taskono
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from taskonomy.analysis.tables import read_first_order
-from taskonomy.analysis.taxonomy import solution_name
+from taskonomy.analysis.taxonomy import read_solution, solution_name
 from taskonomy.bank import check_same_bank, load_split
 from taskonomy.baselines.finetune import (SCRATCH, Context, Run, choose_sources, load_run, plan_runs, run_stamps,
                                           train_run)
@@ -38,19 +37,6 @@ RUN_FIELDS = ["target", "role", "sources", "mode", "items", "schedule", "seed", 
 LOSS_FILE = "losses.npz"
 
 
-def read_solution(path: Path) -> dict:
-    try:
-        solution = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing; it is written by stage taxonomy (dvc repro taxonomy)") from None
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: unreadable taxonomy solution ({err})") from None
-    if solution.get("status") != "optimal":
-        raise DataError(f"{path}: the taxonomy has no solution at finetune.budget / finetune.max_order "
-                        f"(status {solution.get('status')!r}); choose another budget")
-    return solution
-
-
 def finetune_target(target: str, params: Params, bank: Path, models: Path, taxonomy: Path,
                     first_order: Path, out: Path) -> None:
     """Every run of ``target`` (reusing finished ones), then its ``runs.csv`` and ``losses.npz``."""
@@ -58,7 +44,7 @@ def finetune_target(target: str, params: Params, bank: Path, models: Path, taxon
     if target not in f.targets:
         raise ParamsError(f"finetune.targets: '{target}' is not listed (listed: {', '.join(f.targets)})")
     ensure_writable(out)
-    solution = (read_solution(Path(taxonomy) / f"{solution_name(f.budget, f.max_order)}.json")
+    solution = (read_solution(Path(taxonomy) / f"{solution_name(f.budget, f.max_order)}.json", "finetune")
                 if "taxonomy" in f.roles else None)
     chosen = choose_sources(target, f.roles, solution, read_first_order(first_order))
     runs = plan_runs(chosen, f)

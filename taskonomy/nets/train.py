@@ -227,6 +227,8 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
         checkpoint: Path | None = None, eval_data: BatchSource | None = None,
         fingerprint: dict[str, Any] | None = None, groups: list[ParamGroup] | None = None,
         penalty: Callable[[], torch.Tensor] | None = None,
+        backward: Callable[[torch.Tensor], None] | None = None,
+        on_step: Callable[[int, Batch, torch.optim.Optimizer], None] | None = None,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> FitResult:
     """Train ``model`` in place for ``cfg.epochs`` epochs; returns the per-epoch history.
 
@@ -234,11 +236,20 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
     ``cfg.lr``; parameters without ``requires_grad`` are never trained). ``penalty()``: a term added to
     each step's mean loss (e.g. L2-SP); the recorded train loss is the task loss alone.
 
+    Several losses per item (a multi-task network: ``loss_fn`` returns (B, T)): by default their mean
+    is minimised; ``backward(losses)`` instead gets the step's per-task mean losses (T,) and runs the
+    backward pass itself (a weighting of the tasks, or a Jacobian aggregator); the recorded train loss
+    is still the mean. ``on_step(step, batch, optimizer)`` runs at the start of every step, before the
+    forward pass (a probe of the current weights, e.g. TAG's lookahead); ``step`` counts from 0 over
+    the whole run.
+
     ``name`` labels progress, logs and errors (e.g. the task). ``checkpoint``: where the per-epoch
     checkpoint lives (resumed from when present and written for the same ``fingerprint`` and ``cfg``).
     ``eval_data``: its mean per-item loss is recorded each epoch (no model selection).
     ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint is written.
     """
+    if backward is not None and penalty is not None:
+        raise ValueError("fit: a penalty and a backward cannot be combined (the backward owns the objective)")
     device = resolve_device(cfg.device)
     model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     n = len(data)
@@ -283,15 +294,21 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
             running = torch.zeros((), dtype=torch.float64)
             for step in range(steps):
                 batch = data.batch(order[step * batch_size:(step + 1) * batch_size]).to(device)
+                if on_step is not None:
+                    on_step(epoch * steps + step, batch, optimizer)
                 with _autocast(device):
                     pred = model(batch.x)
-                loss = loss_fn(pred, batch).float().mean()
+                per_item = loss_fn(pred, batch).float()
+                loss = per_item.mean()
                 objective = loss if penalty is None else loss + penalty()
                 if not torch.isfinite(objective):
                     raise TaskonomyError(f"{name}: non-finite training loss ({objective.item()}) at epoch {epoch + 1}, "
                                          f"step {step + 1}; try a lower lr or grad_clip")
                 optimizer.zero_grad(set_to_none=True)
-                objective.backward()
+                if backward is None:
+                    objective.backward()
+                else:
+                    backward(per_item.flatten(1).mean(0))
                 if cfg.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
@@ -342,7 +359,8 @@ def evaluate_per_item(model: nn.Module, data: BatchSource, loss_fn: LossFn, *, b
             batch = data.batch(torch.arange(i, min(i + batch_size, len(data)))).to(device)
             with _autocast(device):
                 pred = model(batch.x)
-            out.append(loss_fn(pred.float(), batch).float().cpu())
+            pred = tuple(p.float() for p in pred) if isinstance(pred, tuple) else pred.float()   # multi-task: one per task
+            out.append(loss_fn(pred, batch).float().cpu())
     model.train(was_training)
     return torch.cat(out).numpy().astype(np.float32)
 

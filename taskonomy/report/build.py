@@ -40,7 +40,7 @@ from taskonomy.analysis.taxonomy import solution_name
 
 
 SECTION_IDS = ("task-bank", "task-networks", "affinities", "taxonomy", "gain-quality", "similarity-tree",
-               "known-structure", "finetune", "provenance")
+               "known-structure", "finetune", "multitask", "provenance")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class ReportInputs:
     taxonomy: Path         # folder: solutions/, grid.csv, tree/
     checks: Path           # checks.json of stage checks
     finetune: Path | None = None   # reports/finetune.csv; its findings.json and finetune.png beside it in reports/finetune/
+    multitask: Path | None = None  # reports/multitask.csv; delta.csv, findings.json, multitask.png in reports/multitask/
     lock: Path | None = None
     timings: Path | None = None
 
@@ -130,7 +131,8 @@ def stage_timings(stages: list[str], timings: Path | None, models: Path, transfe
         path = timings / f"{stage}.json" if timings is not None else None
         seconds = float(json.loads(path.read_text())["seconds"]) if path is not None and path.is_file() else float("nan")
         metrics = {"train_task": models / key / "metrics.json", "transfer": transfer / key / "metrics.json",
-                   "finetune": transfer.parent / "finetune" / key / "metrics.json"}.get(name)
+                   "finetune": transfer.parent / "finetune" / key / "metrics.json",
+                   "multitask": transfer.parent / "multitask" / key / "metrics.json"}.get(name)
         m = json.loads(metrics.read_text()) if metrics is not None and metrics.is_file() else {}
         if name == "train_task" and "train_seconds" in m:
             detail = f"training {m['train_seconds']:.1f} s"
@@ -139,7 +141,7 @@ def stage_timings(stages: list[str], timings: Path | None, models: Path, transfe
         elif name == "transfer" and "train_seconds" in m:
             detail = (f"load {m['load_seconds']:.1f} s, encode {m['encode_seconds']:.1f} s, "
                       f"{m['targets']} readouts {m['train_seconds']:.1f} s")
-        elif name == "finetune" and "train_seconds" in m:
+        elif name in ("finetune", "multitask") and "train_seconds" in m:
             detail = f"{m['trained']} runs trained ({m['train_seconds']:.1f} s), {m['reused']} reused"
         elif name == "report":
             detail = "this page (timed after it is written)"
@@ -272,6 +274,7 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
     ])
 
     finetune = finetune_section(inputs.finetune, params)
+    multitask = multitask_section(inputs.multitask, params)
 
     # provenance
     stages = list(yaml.safe_load(inputs.lock.read_text()).get("stages", {})) \
@@ -291,7 +294,7 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
                                                  f"{len(targets)} targets)."),
                                             Image(inputs.bank_samples, "the bank's sample sheet")]),
         net_section, aff_section, Section("taxonomy", "Taxonomy", tax_blocks), gq,
-        Section("similarity-tree", "Task similarity tree", tree_blocks), known, finetune,
+        Section("similarity-tree", "Task similarity tree", tree_blocks), known, finetune, multitask,
         Section("provenance", "Provenance", prov_blocks),
     ]
 
@@ -336,6 +339,46 @@ def finetune_section(table: Path | None, params: Params) -> Section:
     blocks.append(Table(("target", "role", "sources", "mode", "items", "schedule", "test loss",
                          "vs scratch 1x", "vs frozen"), tuple(rows)))
     return Section("finetune", title, blocks)
+
+
+def multitask_section(table: Path | None, params: Params) -> Section:
+    """Stage multitask_summary's Delta_p table, findings and figure (``table`` = reports/multitask.csv)."""
+    title = "Multi-task baselines"
+    if table is None:
+        return Section("multitask", title, [Text("Not part of this run (stage multitask_summary).")])
+    folder = table.with_suffix("")
+    deltas = _read_csv(folder / "delta.csv", "multitask_summary", dtype={"per_seed": str})
+    findings = _read_json(folder / "findings.json", "multitask_summary")
+    m = params.multitask
+    left_out = findings.get("left_out", {})
+    blocks = [
+        Text(f"One shared encoder with a head per task, trained on L = sum_i w_i L_i (sum w_i = 1) with the task "
+             f"networks' architecture and schedule, each task seeing as many labelled items as its task network "
+             f"({'one image pass feeds every head' if m.compute == 'labels' else 'and as many encoder passes'}); "
+             f"each run's epoch chosen on {m.validation_items} items of the transfer split, never the test split. "
+             f"Groupings: the taxonomy's (budget {m.budget}, max order {m.max_order}: each supervised task with the "
+             f"targets it serves), all tasks in one network, random groups of the taxonomy's sizes (drawn per seed), "
+             f"and the task networks themselves (single). Seeds {', '.join(map(str, m.seeds))}. Delta_p: the mean "
+             f"over tasks of the relative test-loss improvement over the task network, in % (+ = better); its "
+             f"interval: 95% over {m.bootstrap} bootstrap resamples of the test images of the seed-averaged losses, "
+             f"so it shows the test set's noise; the seeds show retraining's (the task networks are one seed)."),
+        *[Text(line) for line in findings["findings"]],
+    ]
+    if left_out:
+        blocks.append(Text("Left out: " + "; ".join(f"{t}: {why}" for t, why in left_out.items()) + "."))
+    blocks.append(Image(_need(folder / "multitask.png", "multitask_summary"),
+                        "Delta_p per grouping and weighting; TAG against transfer affinity"))
+    rows = tuple((r["grouping"], r["weighting"], int(r["seeds"]), f"{r['delta_p']:+.2f}",
+                  f"[{r['delta_p_lo']:+.2f}, {r['delta_p_hi']:+.2f}]", f"{r['delta_p_std']:.2f}", r["per_seed"])
+                 for _, r in deltas.iterrows())
+    blocks.append(Table(("grouping", "weighting", "seeds", "Delta_p %", "95% interval (images)", "seed std",
+                         "per seed"), rows))
+    df = _read_csv(table, "multitask_summary", dtype={"group": str, "note": str}, keep_default_na=False, na_values=[""])
+    groups = df[df["grouping"] != "single"].drop_duplicates(["grouping", "seed", "group"])
+    listed = tuple((g, int(s), ", ".join(x["group"].str.replace("+", " + ", regex=False)))
+                   for (g, s), x in groups.groupby(["grouping", "seed"], sort=False))
+    blocks.append(Table(("grouping", "seed", "groups"), listed))
+    return Section("multitask", title, blocks)
 
 
 def write_report(inputs: ReportInputs, params: Params, *, html: Path, markdown: Path, figures_dir: Path,
