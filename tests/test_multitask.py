@@ -331,6 +331,22 @@ def test_stage_runs_every_grouping_and_reuses_stored_runs(setup):
     assert "taxonomy/equal" in metrics["delta_p"] and "tag_spearman" in metrics
     assert (root / "summary/multitask.png").stat().st_size > 0
 
+    # the report's section: the protocol, the findings, the left-out task, the figure, Delta_p per setting
+    from taskonomy.report.build import multitask_section
+    from taskonomy.report.page import Image, Table, Text
+
+    table.rename(root / "multitask.csv")
+    (root / "summary").rename(root / "multitask")
+    section = multitask_section(root / "multitask.csv", params)
+    texts = [b.text for b in section.blocks if isinstance(b, Text)]
+    assert all(line in texts for line in record["findings"])
+    assert any(t.startswith("Left out: fix_pose: its items are 2-view tuples") for t in texts)
+    assert any(isinstance(b, Image) for b in section.blocks)
+    delta_rows, group_rows = [b.rows for b in section.blocks if isinstance(b, Table)]
+    assert {(r[0], r[1]) for r in delta_rows} == set(zip(deltas.grouping, deltas.weighting))
+    assert ("taxonomy", 0, "rgb2depth + rgb2sfnorm + segmentsemantic, class_scene") in group_rows
+    assert multitask_section(None, params).blocks[0].text.startswith("Not part of this run")
+
 
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m.update(groupings=["single", "pairs"]), "multitask.groupings: unknown grouping 'pairs'"),
@@ -368,3 +384,17 @@ def test_bad_input_stops_before_training(tmp_path, setup, monkeypatch):
         raw["multitask"].update(weightings=["equal"], groupings=["single"])
         (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
         multitask_grouping("all", load_params(tmp_path / "p.yaml"), bank, root / "models", root / "tax", tmp_path / "o")
+
+
+def test_the_stage_answers_bad_input_in_one_line_with_exit_2(tmp_path, setup):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, bank, _ = setup
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "stages/multitask.py", "pairs", "--params", str(root / "params.yaml"),
+                           "--bank", str(bank), "--out", str(tmp_path / "o")], cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: multitask.groupings: 'pairs' is not listed "
+                                                "(listed: single, taxonomy, all, random)"]

@@ -292,7 +292,7 @@ class DWAWeighting(Weighting):
 
     def objective(self, losses: torch.Tensor) -> torch.Tensor:
         out = (self.w.to(losses.device) * losses).sum()
-        self.running += losses.detach().double().cpu()
+        self.running += losses.detach().double().to(self.running.device)
         self.steps += 1
         if int(self.steps) % self.period == 0:
             self.history = torch.stack([self.history[1], self.running / self.period])
@@ -376,7 +376,9 @@ class TagProbe:
     the optimiser would make from task i's share of the equal-weight loss alone, (1/T) grad L_i (Adam /
     AdamW: divided by the optimiser's current second-moment estimate, at the current learning rate;
     SGD: the plain step). Taking the whole grad L_i instead overshoots: T times a normal Adam step.
-    Forward passes use copies of the BatchNorm buffers and a private RNG, so training is unchanged.
+    Forward passes use copies of the BatchNorm buffers and a forked RNG (the same dropout draws for
+    each), so training is bit-identical with or without the probe. It runs in the all-in-one runs of
+    the first listed weighting.
     """
 
     def __init__(self, network: MultiTaskNetwork, loss_fn: Callable, every: int):
@@ -404,7 +406,8 @@ class TagProbe:
         group = optimizer.param_groups[0]
         if "betas" in group and not optimizer.state.get(next(iter(shared.values()))):
             return                                   # Adam before its first step: no second moments yet
-        with torch.random.fork_rng(devices=[]):
+        devices = [batch.x.device] if batch.x.is_cuda else []
+        with torch.random.fork_rng(devices=devices):
             base = self._losses({}, batch)
             grads = [torch.autograd.grad(base[i], list(shared.values()), retain_graph=True, allow_unused=True)
                      for i in range(len(base))]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ def plan(grouping: str, params: Params, taxonomy: Path) -> tuple[dict[int, list[
 
 
 def _with_tasks(m: Any, tasks: list[str]) -> Any:
-    from dataclasses import replace
+    """``m`` restricted to ``tasks`` (the studied ones), its custom groups too."""
     custom = {k: [[t for t in g if t in tasks] for g in v] for k, v in m.custom.items()}
     return replace(m, tasks=tasks, custom={k: [g for g in v if g] for k, v in custom.items()})
 
