@@ -202,7 +202,7 @@ class FinetuneParams:
     threads: int = param(0, ge=0, doc="torch threads per worker; 0 = cores / workers")
 
 
-MULTITASK_TASKS = ("rgb2depth", "rgb2sfnorm", "segmentsemantic", "edge2d", "keypoint2d", "class_scene")
+MULTITASK_TASKS = ("rgb2depth", "rgb2sfnorm", "edge2d", "keypoint2d", "class_scene")
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ class MultitaskParams:
     compute: Literal["labels", "passes"] = param(
         "labels", doc="labels: each task sees as many labelled items as its task network; passes: as many encoder passes")
     validation_items: int = param(600, ge=8, doc="items of the transfer split that select each run's epoch")
-    tag_every: int = param(10, ge=0, doc="TAG lookahead every this many steps in the all-in-one runs (0 = off)")
+    tag_every: int = param(20, ge=0, doc="TAG lookahead every this many steps in the all-in-one runs (0 = off)")
     dwa_temperature: float = param(2.0, gt=0, doc="DWA's temperature T")
     dwa_period: int = param(20, ge=1, doc="DWA's loss ratios over periods of this many steps")
     bootstrap: int = param(1000, ge=10, le=1_000_000, doc="bootstrap resamples of test images per interval")

@@ -160,11 +160,14 @@ def test_random_groups_have_the_taxonomy_sizes_and_follow_the_seed():
     tax = make_groups("taxonomy", m, SOLUTION, 0)
     draws = [make_groups("random", m, SOLUTION, s) for s in range(6)]
     for groups in draws:
-        assert sorted(map(len, groups)) == sorted(map(len, tax))
+        assert sorted(map(len, groups)) == sorted(map(len, tax)) and groups != tax     # never the taxonomy's own
         assert sorted(t for g in groups for t in g) == sorted(m.tasks)
     assert draws[0] == make_groups("random", m, SOLUTION, 0)
     assert len({tuple(g) for g in draws}) > 1
     assert random_groups([2, 1], ["a", "b", "c"], 3) == random_groups([2, 1], ["a", "b", "c"], 3)
+    assert {tuple(random_groups([2, 1], ["a", "b", "c"], s, avoid=[("a", "b"), ("c",)])) for s in range(20)} == {
+        (("a", "c"), ("b",)), (("a",), ("b", "c"))}
+    assert random_groups([3], ["a", "b", "c"], 0, avoid=[("a", "b", "c")]) == [("a", "b", "c")]   # nothing else
     assert make_groups("all", m, None, 0) == [tuple(m.tasks)]
     assert make_groups("single", m, None, 0) == [(t,) for t in m.tasks]
     custom = MultitaskParams(tasks=m.tasks, custom={"mine": [["edge2d", "rgb2depth"]]})
@@ -325,6 +328,7 @@ def test_stage_runs_every_grouping_and_reuses_stored_runs(setup):
         row = deltas[(deltas.grouping == grouping) & (deltas.weighting == weighting)].iloc[0]
         assert row.delta_p == pytest.approx(by_seed.mean(), rel=1e-5)
     assert "fix_pose" in record["left_out"] and record["findings"]
+    assert any(line.startswith("equal weighting, the taxonomy's groups against random groups") for line in record["findings"])
     tag_rows = pd.read_csv(root / "summary/tag.csv")
     assert len(tag_rows) == 12 and set(tag_rows.source) == set(tag_rows.target)
     metrics = json.loads((root / "summary/metrics.json").read_text())
@@ -342,7 +346,9 @@ def test_stage_runs_every_grouping_and_reuses_stored_runs(setup):
     assert all(line in texts for line in record["findings"])
     assert any(t.startswith("Left out: fix_pose: its items are 2-view tuples") for t in texts)
     assert any(isinstance(b, Image) for b in section.blocks)
-    delta_rows, group_rows = [b.rows for b in section.blocks if isinstance(b, Table)]
+    delta_rows, task_rows, group_rows = [b.rows for b in section.blocks if isinstance(b, Table)]
+    assert {r[:2] for r in task_rows} == set(zip(deltas.grouping, deltas.weighting))
+    assert all(len(r) == 2 + 4 for r in task_rows)            # the four studied tasks
     assert {(r[0], r[1]) for r in delta_rows} == set(zip(deltas.grouping, deltas.weighting))
     assert ("taxonomy", 0, "rgb2depth + rgb2sfnorm + segmentsemantic, class_scene") in group_rows
     assert multitask_section(None, params).blocks[0].text.startswith("Not part of this run")

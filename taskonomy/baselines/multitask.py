@@ -3,7 +3,7 @@ sum_i w_i = 1 (stage ``multitask@<grouping>``).
 
 Which tasks share an encoder is a *grouping*: ``taxonomy`` (each task the BIP supervises, with the
 targets it serves: the first source of each chosen set), ``all`` (one network), ``random`` (groups of
-the taxonomy's sizes, drawn per seed: the control), ``single`` (the task networks themselves, reused)
+the taxonomy's sizes, drawn per seed, never the taxonomy's own: the control), ``single`` (the task networks themselves, reused)
 or one of the user's own (``multitask.custom``). A group of one task is its task network, reused.
 
 How the tasks' losses combine is a *weighting* (:func:`make_weighting`):
@@ -96,15 +96,22 @@ def taxonomy_groups(solution: dict, tasks: Sequence[str]) -> list[Group]:
     return _ordered([g for g in groups if g], tasks)
 
 
-def random_groups(sizes: Sequence[int], tasks: Sequence[str], seed: int) -> list[Group]:
-    """Groups of ``sizes`` drawn from ``tasks`` by ``seed`` (a control of the same shape)."""
-    order = list(tasks)
-    random.Random(zlib.crc32(f"multitask-random:{seed}".encode())).shuffle(order)
-    groups, start = [], 0
-    for size in sizes:
-        groups.append(tuple(order[start:start + size]))
-        start += size
-    return _ordered(groups, tasks)
+def random_groups(sizes: Sequence[int], tasks: Sequence[str], seed: int,
+                  avoid: Sequence[Group] | None = None) -> list[Group]:
+    """Groups of ``sizes`` drawn from ``tasks`` by ``seed`` (a control of the same shape); a draw equal
+    to ``avoid`` (the taxonomy's groups) is drawn again, unless no other grouping of these sizes exists."""
+    avoid = None if avoid is None else _ordered(list(avoid), tasks)
+    for attempt in range(1000):
+        order = list(tasks)
+        random.Random(zlib.crc32(f"multitask-random:{seed}:{attempt}".encode())).shuffle(order)
+        groups, start = [], 0
+        for size in sizes:
+            groups.append(tuple(order[start:start + size]))
+            start += size
+        groups = _ordered(groups, tasks)
+        if groups != avoid:
+            return groups
+    return groups                     # every draw was the taxonomy's: no other grouping has these sizes
 
 
 def _ordered(groups: list[Group], tasks: Sequence[str]) -> list[Group]:
@@ -124,7 +131,7 @@ def make_groups(grouping: str, m: MultitaskParams, solution: dict | None, seed: 
     if grouping in ("taxonomy", "random"):
         groups = taxonomy_groups(solution or {}, tasks)
         if grouping == "random":
-            groups = random_groups(sorted((len(g) for g in groups), reverse=True), tasks, seed)
+            groups = random_groups(sorted((len(g) for g in groups), reverse=True), tasks, seed, avoid=groups)
         return groups
     if grouping in m.custom:
         listed = [tuple(g) for g in m.custom[grouping]]

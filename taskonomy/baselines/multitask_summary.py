@@ -160,6 +160,14 @@ def findings(params: Params, deltas: Sequence[dict[str, Any]], tag: dict[str, An
             gap = ""
         out.append(f"{weighting} weighting: Delta_p against the task networks (+ = better, 95% interval over test "
                    f"images): {parts}. Best: {best['grouping']}, {verdict}{gap}.")
+        by = {d["grouping"]: d for d in rows}
+        if "taxonomy" in by and "random" in by:
+            gaps = [float(a) - float(b) for a, b in zip(by["taxonomy"]["per_seed"].split(), by["random"]["per_seed"].split())]
+            sign = ("ahead in every seed" if min(gaps) > 0 else "behind in every seed" if max(gaps) < 0
+                    else "ahead in some seeds and behind in others")
+            out.append(f"{weighting} weighting, the taxonomy's groups against random groups of the same sizes: "
+                       f"{np.mean(gaps):+.1f} points of Delta_p (per seed {' '.join(f'{g:+.1f}' for g in gaps)}), "
+                       f"{sign}.")
     for grouping in [g for g in m.groupings if g != "single"]:
         rows = sorted([d for d in trained if d["grouping"] == grouping], key=lambda d: -d["delta_p"])
         if len(rows) > 1:

@@ -357,7 +357,8 @@ def multitask_section(table: Path | None, params: Params) -> Section:
              f"({'one image pass feeds every head' if m.compute == 'labels' else 'and as many encoder passes'}); "
              f"each run's epoch chosen on {m.validation_items} items of the transfer split, never the test split. "
              f"Groupings: the taxonomy's (budget {m.budget}, max order {m.max_order}: each supervised task with the "
-             f"targets it serves), all tasks in one network, random groups of the taxonomy's sizes (drawn per seed), "
+             f"targets it serves), all tasks in one network, random groups of the taxonomy's sizes (drawn per seed, "
+             f"never the taxonomy's own), "
              f"and the task networks themselves (single). Seeds {', '.join(map(str, m.seeds))}. Delta_p: the mean "
              f"over tasks of the relative test-loss improvement over the task network, in % (+ = better); its "
              f"interval: 95% over {m.bootstrap} bootstrap resamples of the test images of the seed-averaged losses, "
@@ -374,6 +375,12 @@ def multitask_section(table: Path | None, params: Params) -> Section:
     blocks.append(Table(("grouping", "weighting", "seeds", "Delta_p %", "95% interval (images)", "seed std",
                          "per seed"), rows))
     df = _read_csv(table, "multitask_summary", dtype={"group": str, "note": str}, keep_default_na=False, na_values=[""])
+    tasks = list(dict.fromkeys(df["task"]))
+    per_task = df.groupby(["grouping", "weighting", "task"], sort=False)["rel_improvement"].mean()
+    settings = list(dict.fromkeys(zip(df["grouping"], df["weighting"])))
+    blocks.append(Text("Per task: relative improvement over the task network, (B - N) / B in %, mean over seeds:"))
+    blocks.append(Table(("grouping", "weighting", *tasks),
+                        tuple((g, w, *(f"{100 * per_task[(g, w, t)]:+.1f}" for t in tasks)) for g, w in settings)))
     groups = df[df["grouping"] != "single"].drop_duplicates(["grouping", "seed", "group"])
     listed = tuple((g, int(s), ", ".join(x["group"].str.replace("+", " + ", regex=False)))
                    for (g, s), x in groups.groupby(["grouping", "seed"], sort=False))
