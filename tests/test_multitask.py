@@ -404,3 +404,26 @@ def test_the_stage_answers_bad_input_in_one_line_with_exit_2(tmp_path, setup):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: multitask.groupings: 'pairs' is not listed "
                                                 "(listed: single, taxonomy, all, random)"]
+
+
+def test_a_run_is_stamped_by_what_makes_it(setup):
+    """Reordering weightings or editing a task outside the group keeps a stored run; its own task's
+    epochs or the probe (which stores the TAG matrix) do not."""
+    import dataclasses
+
+    from taskonomy.baselines.multitask import Run, run_stamps
+    from taskonomy.config import TaskParams
+
+    _, _, params = setup
+    run = Run("taxonomy", ("rgb2depth", "rgb2sfnorm"), "uncertainty", 0)
+    probed = Run("all", ("rgb2depth", "rgb2sfnorm"), "equal", 0)
+    base = run_stamps([run, probed], params, "d")
+    m = dataclasses.replace(params.multitask, weightings=["uncertainty", "equal"])
+    reordered = run_stamps([run, probed], dataclasses.replace(params, multitask=m), "d")
+    assert reordered[run.label] == base[run.label] and reordered[probed.label] != base[probed.label]
+    tasks = dict(params.tasks)
+    tasks["class_scene"] = TaskParams(epochs=9)
+    assert run_stamps([run], dataclasses.replace(params, tasks=tasks), "d")[run.label] == base[run.label]
+    tasks["rgb2depth"] = TaskParams(epochs=9)
+    assert run_stamps([run], dataclasses.replace(params, tasks=tasks), "d")[run.label] != base[run.label]
+    assert run_stamps([run], params, "other data")[run.label] != base[run.label]

@@ -457,6 +457,11 @@ class Run:
         return f"{self.grouping}/{group_name(self.group)}/{self.weighting}/s{self.seed}"
 
 
+def probes(run: Run, m: MultitaskParams) -> bool:
+    """Whether TAG's probe runs in ``run``: the all-in-one runs of the first listed weighting."""
+    return run.grouping == "all" and run.weighting == m.weightings[0] and m.tag_every > 0
+
+
 def run_seed(seed: int, group: Group) -> int:
     """The seed of a group's networks: the same initialisation and batches for every weighting."""
     return zlib.crc32(f"multitask:{seed}:{group_name(group)}".encode()) & 0x7FFFFFFF
@@ -464,7 +469,7 @@ def run_seed(seed: int, group: Group) -> int:
 
 def group_loop(m: MultitaskParams, params: Params, group: Group, seed: int, device: str) -> LoopConfig:
     """The group's loop: the task networks' settings (``train_task``, with the tasks' own epochs and
-    epoch items; a group trains as long as its longest member). At ``compute: labels`` every task sees
+    epoch items; a group trains as long as its longest member, at its members' highest rate). At ``compute: labels`` every task sees
     as many labelled items as alone, one image feeding every head; at ``compute: passes`` the group
     runs as many encoder passes as its tasks' networks together (T times the epochs)."""
     net = params.train_task
@@ -506,7 +511,7 @@ def train_run(context: Context, run: Run) -> dict[str, Any]:
     network = build_network(train.tasks, weighting, net, train.resolution, seed)
     loss = MultiTaskLoss(train.tasks)
     loop = group_loop(m, context.params, run.group, seed, context.device)
-    probe = TagProbe(network, loss, m.tag_every) if run.grouping == "all" and run.weighting == m.weightings[0] else None
+    probe = TagProbe(network, loss, m.tag_every) if probes(run, m) else None
     best: dict[str, Any] = {"score": float("inf")}
     weights: list[list[float]] = []
 
@@ -554,8 +559,10 @@ def run_stamps(runs: Sequence[Run], params: Params, data: str) -> dict[str, str]
     settings = {k: v for k, v in asdict(m).items()
                 if k not in ("tasks", "groupings", "weightings", "seeds", "custom", "budget", "max_order",
                              "bootstrap", "workers", "threads")}
-    tasks = {t: asdict(params.tasks[t]) for r in runs for t in r.group}
     base = {"code": code_version()["code_sha256"], "multitask": settings, "train_task": asdict(params.train_task),
-            "data": data, "tasks": tasks, "tag": m.weightings[0]}
-    return {r.label: hashlib.sha256(json.dumps({**base, "run": asdict(r)}, sort_keys=True).encode()).hexdigest()[:32]
-            for r in runs}
+            "data": data}
+    stamps = {}
+    for r in runs:   # a run's own tasks' entries (their epochs, lr), not every task's
+        stamp = {**base, "run": asdict(r), "tag": probes(r, m), "tasks": {t: asdict(params.tasks[t]) for t in r.group}}
+        stamps[r.label] = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:32]
+    return stamps
