@@ -203,6 +203,10 @@ class FinetuneParams:
 
 
 MULTITASK_TASKS = ("rgb2depth", "rgb2sfnorm", "edge2d", "keypoint2d", "class_scene")
+# the weightings of stage multitask: built in, and torchjd's aggregators (taskonomy.baselines.multitask)
+MULTITASK_WEIGHTINGS = ("equal", "fixed", "uncertainty", "dwa")
+JACOBIAN_WEIGHTINGS = ("upgrad", "mgda", "pcgrad", "cagrad", "nashmtl", "imtlg", "alignedmtl", "dualproj", "graddrop",
+                       "config", "gradvac")
 
 
 @dataclass(frozen=True)
@@ -425,6 +429,10 @@ def _check_multitask(p: Params) -> None:
                 if task in seen:
                     raise ParamsError(f"multitask.custom.{name}: '{task}' is in two groups")
                 seen.add(task)
+    for name in m.weightings:
+        if name not in MULTITASK_WEIGHTINGS + JACOBIAN_WEIGHTINGS:
+            raise ParamsError(f"multitask.weightings: unknown {name!r} "
+                              f"(known: {', '.join(MULTITASK_WEIGHTINGS + JACOBIAN_WEIGHTINGS)})")
     for name in m.groupings:
         if name not in ("single", "taxonomy", "all", "random") and name not in m.custom:
             known = ", ".join(["single", "taxonomy", "all", "random", *m.custom])

@@ -368,6 +368,8 @@ def test_stage_runs_every_grouping_and_reuses_stored_runs(setup):
     (lambda m: m.update(weights={"rgb2depth": -1.0}), "multitask.weights.rgb2depth: must be >= 0"),
     (lambda m: m.update(tasks=["rgb2depth", "jigsaw"]), "multitask.tasks: 'jigsaw' is source-only"),
     (lambda m: m.update(budget=7), "multitask.budget: 7 is not among taxonomy.budgets"),
+    (lambda m: m.update(weightings=["equal", "gradnorm"]), "multitask.weightings: unknown 'gradnorm' \\(known: equal"),
+    (lambda m: m.update(weightings=["equal", "equal"]), "multitask.weightings: 'equal' listed twice"),
 ])
 def test_bad_params_are_one_line(tmp_path, setup, edit, message):
     raw = yaml.safe_load((setup[0] / "params.yaml").read_text())

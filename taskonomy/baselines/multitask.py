@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from taskonomy.config import MultitaskParams, Params, TrainTaskParams
+from taskonomy.config import JACOBIAN_WEIGHTINGS, MULTITASK_WEIGHTINGS, MultitaskParams, Params, TrainTaskParams
 from taskonomy.errors import ParamsError
 from taskonomy.nets.data import Batch, TaskData
 from taskonomy.nets.models import Encoder, build_encoder, build_head, encode
@@ -54,7 +54,7 @@ from taskonomy.tasks import Task, per_item_loss
 
 log = logging.getLogger(__name__)
 
-SIMPLE_WEIGHTINGS = ("equal", "fixed", "uncertainty", "dwa")
+SIMPLE_WEIGHTINGS = MULTITASK_WEIGHTINGS
 # torchjd aggregators by the name params use: (class name, keyword arguments)
 JD_AGGREGATORS = {
     "upgrad": ("UPGrad", {}), "mgda": ("MGDA", {}), "pcgrad": ("PCGrad", {}), "cagrad": ("CAGrad", {"c": 0.5}),
@@ -62,6 +62,7 @@ JD_AGGREGATORS = {
     "dualproj": ("DualProj", {}), "graddrop": ("GradDrop", {}), "config": ("ConFIG", {}),
     "gradvac": ("GradVac", {}),
 }
+assert tuple(JD_AGGREGATORS) == JACOBIAN_WEIGHTINGS     # the names params accept
 BUILT_IN_GROUPINGS = ("single", "taxonomy", "all", "random")
 
 
