@@ -203,6 +203,7 @@ class FinetuneParams:
 
 
 MULTITASK_TASKS = ("rgb2depth", "rgb2sfnorm", "edge2d", "keypoint2d", "class_scene")
+MULTITASK_GROUPINGS = ("single", "taxonomy", "all", "random")        # built in; `custom` names more
 # the weightings of stage multitask: built in, and torchjd's aggregators (taskonomy.baselines.multitask)
 MULTITASK_WEIGHTINGS = ("equal", "fixed", "uncertainty", "dwa")
 JACOBIAN_WEIGHTINGS = ("upgrad", "mgda", "pcgrad", "cagrad", "nashmtl", "imtlg", "alignedmtl", "dualproj", "graddrop",
@@ -215,7 +216,7 @@ class MultitaskParams:
     encoders as each grouping says, their losses combined by each weighting, against their task networks."""
     tasks: list[str] = param(default_factory=lambda: list(MULTITASK_TASKS), min_items=1,
                              doc="the tasks studied (tasks of the task list, not source-only)")
-    groupings: list[str] = param(default_factory=lambda: ["single", "taxonomy", "all", "random"], min_items=1,
+    groupings: list[str] = param(default_factory=lambda: list(MULTITASK_GROUPINGS), min_items=1,
                                  doc="single, taxonomy, all, random, or a name of `custom`")
     custom: dict[str, list[list[str]]] = param(default_factory=dict,
                                                doc="your own groupings: name -> groups of tasks (the rest alone)")
@@ -385,45 +386,52 @@ def _check_params(p: Params) -> None:
         raise ParamsError(f"transfer.beam_order4: must be >= 4 when transfer.max_order >= 4, got {p.transfer.beam_order4}")
 
 
-def _check_finetune(p: Params) -> None:
-    f = p.finetune
-    for name in f.targets:
+def _check_targets(p: Params, key: str, names: Iterable[str]) -> None:
+    """Every name is a task of the task list and not source-only, or one line naming it under ``key``."""
+    for name in names:
         if name not in p.tasks:
-            raise ParamsError(f"finetune.targets: '{name}' is not in the task list")
+            raise ParamsError(f"{key}: '{name}' is not in the task list")
         if p.tasks[name].source_only:
-            raise ParamsError(f"finetune.targets: '{name}' is source-only, never a target")
-    for key, values in (("targets", f.targets), ("roles", f.roles), ("modes", f.modes), ("sizes", f.sizes),
-                        ("scratch_schedules", f.scratch_schedules), ("seeds", f.seeds)):
+            raise ParamsError(f"{key}: '{name}' is source-only, never a target")
+
+
+def _check_unique(section: str, lists: Iterable[tuple[str, list]]) -> None:
+    """No value listed twice in any of a section's lists."""
+    for key, values in lists:
         twice = sorted({v for v in values if values.count(v) > 1}, key=str)
         if twice:
-            raise ParamsError(f"finetune.{key}: {twice[0]!r} listed twice")
-    if "taxonomy" in f.roles and f.budget not in p.taxonomy.budgets:
-        raise ParamsError(f"finetune.budget: {f.budget} is not among taxonomy.budgets {p.taxonomy.budgets}")
-    if "taxonomy" in f.roles and f.max_order not in p.taxonomy.max_orders:
-        raise ParamsError(f"finetune.max_order: {f.max_order} is not among taxonomy.max_orders {p.taxonomy.max_orders}")
+            raise ParamsError(f"{section}.{key}: {twice[0]!r} listed twice")
+
+
+def _check_in_sweep(p: Params, section: str, budget: int, max_order: int) -> None:
+    """A section's taxonomy solution (``budget``, ``max_order``) is one the taxonomy stage solves."""
+    if budget not in p.taxonomy.budgets:
+        raise ParamsError(f"{section}.budget: {budget} is not among taxonomy.budgets {p.taxonomy.budgets}")
+    if max_order not in p.taxonomy.max_orders:
+        raise ParamsError(f"{section}.max_order: {max_order} is not among taxonomy.max_orders {p.taxonomy.max_orders}")
+
+
+def _check_finetune(p: Params) -> None:
+    f = p.finetune
+    _check_targets(p, "finetune.targets", f.targets)
+    _check_unique("finetune", (("targets", f.targets), ("roles", f.roles), ("modes", f.modes), ("sizes", f.sizes),
+                               ("scratch_schedules", f.scratch_schedules), ("seeds", f.seeds)))
+    if "taxonomy" in f.roles:
+        _check_in_sweep(p, "finetune", f.budget, f.max_order)
 
 
 def _check_multitask(p: Params) -> None:
     m = p.multitask
-    for key, values in (("tasks", m.tasks), ("groupings", m.groupings), ("weightings", m.weightings), ("seeds", m.seeds)):
-        twice = sorted({v for v in values if values.count(v) > 1}, key=str)
-        if twice:
-            raise ParamsError(f"multitask.{key}: {twice[0]!r} listed twice")
-    for name in m.tasks:
-        if name not in p.tasks:
-            raise ParamsError(f"multitask.tasks: '{name}' is not in the task list")
-        if p.tasks[name].source_only:
-            raise ParamsError(f"multitask.tasks: '{name}' is source-only, never a target")
+    _check_unique("multitask", (("tasks", m.tasks), ("groupings", m.groupings), ("weightings", m.weightings),
+                                ("seeds", m.seeds)))
+    _check_targets(p, "multitask.tasks", m.tasks)
     for name, groups in m.custom.items():
-        if name in ("single", "taxonomy", "all", "random"):
+        if name in MULTITASK_GROUPINGS:
             raise ParamsError(f"multitask.custom.{name}: a built-in grouping's name; choose another")
         seen: set[str] = set()
         for group in groups:
+            _check_targets(p, f"multitask.custom.{name}", group)
             for task in group:
-                if task not in p.tasks:
-                    raise ParamsError(f"multitask.custom.{name}: '{task}' is not in the task list")
-                if p.tasks[task].source_only:
-                    raise ParamsError(f"multitask.custom.{name}: '{task}' is source-only, never a target")
                 if task not in m.tasks:
                     raise ParamsError(f"multitask.custom.{name}: '{task}' is not among multitask.tasks")
                 if task in seen:
@@ -434,9 +442,9 @@ def _check_multitask(p: Params) -> None:
             raise ParamsError(f"multitask.weightings: unknown {name!r} "
                               f"(known: {', '.join(MULTITASK_WEIGHTINGS + JACOBIAN_WEIGHTINGS)})")
     for name in m.groupings:
-        if name not in ("single", "taxonomy", "all", "random") and name not in m.custom:
-            known = ", ".join(["single", "taxonomy", "all", "random", *m.custom])
-            raise ParamsError(f"multitask.groupings: unknown grouping {name!r} (known: {known})")
+        if name not in MULTITASK_GROUPINGS and name not in m.custom:
+            raise ParamsError(f"multitask.groupings: unknown grouping {name!r} "
+                              f"(known: {', '.join([*MULTITASK_GROUPINGS, *m.custom])})")
     for task, weight in m.weights.items():
         if task not in m.tasks:
             raise ParamsError(f"multitask.weights.{task}: not among multitask.tasks")
@@ -445,10 +453,7 @@ def _check_multitask(p: Params) -> None:
     if "fixed" in m.weightings and not sum(m.weights.get(t, 1.0) for t in m.tasks) > 0:
         raise ParamsError("multitask.weights: they sum to 0; the fixed weighting needs a positive sum")
     if {"taxonomy", "random"} & set(m.groupings):
-        if m.budget not in p.taxonomy.budgets:
-            raise ParamsError(f"multitask.budget: {m.budget} is not among taxonomy.budgets {p.taxonomy.budgets}")
-        if m.max_order not in p.taxonomy.max_orders:
-            raise ParamsError(f"multitask.max_order: {m.max_order} is not among taxonomy.max_orders {p.taxonomy.max_orders}")
+        _check_in_sweep(p, "multitask", m.budget, m.max_order)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

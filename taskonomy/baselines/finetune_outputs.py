@@ -20,21 +20,20 @@ from taskonomy.analysis.taxonomy import read_solution, solution_name
 from taskonomy.bank import check_same_bank, load_split
 from taskonomy.baselines.finetune import (SCRATCH, Context, Run, choose_sources, load_run, plan_runs, run_stamps,
                                           train_run)
+from taskonomy.baselines.runs import RUNS_FILE, train_missing
 from taskonomy.config import Params
-from taskonomy.errors import DataError, ParamsError
-from taskonomy.losses import write_keyed
+from taskonomy.errors import ParamsError
+from taskonomy.losses import LOSS_FILE, write_keyed
 from taskonomy.nets.data import fit_stats, load_task_data
-from taskonomy.nets.train import resolve_device, set_threads
+from taskonomy.nets.train import resolve_device
 from taskonomy.sources import set_key
 from taskonomy.storage import atomic_write_csv, atomic_write_json, ensure_writable
 from taskonomy.tasks import get_task
 from taskonomy.transfer.engine import executor_spec, load_source_encoder
-from taskonomy.transfer.executors import map_jobs
 
 log = logging.getLogger("taskonomy.finetune")
 
 RUN_FIELDS = ["target", "role", "sources", "mode", "items", "schedule", "seed", "mean_loss", "label", "note"]
-LOSS_FILE = "losses.npz"
 
 
 def finetune_target(target: str, params: Params, bank: Path, models: Path, taxonomy: Path,
@@ -64,20 +63,10 @@ def finetune_target(target: str, params: Params, bank: Path, models: Path, taxon
     device = str(resolve_device(f.device))
     stamps = run_stamps(runs, target, params, model_paths, f"{train.digest()}:{test.digest()}")
     cache = Path(out) / "runs"
-    done = {run.label: load_run(cache / f"{stamps[run.label]}.npz") for run in runs}
-    todo = [run for run in runs if done[run.label] is None]
-    log.info("finetune %s: %d runs (%d stored), sources %s", target, len(runs), len(runs) - len(todo),
-             ", ".join(sources) or "none")
+    log.info("finetune %s: sources %s", target, ", ".join(sources) or "none")
     t0 = time.perf_counter()
-    if todo:
-        context = Context(target, train.task, train, test, encoders, params, device, cache, stamps)
-        spec = executor_spec(f, device)
-        set_threads(spec.threads)
-        map_jobs(train_run, context, todo, spec)
-        done = {run.label: load_run(cache / f"{stamps[run.label]}.npz") for run in runs}
-        lost = [label for label, v in done.items() if v is None]
-        if lost:
-            raise DataError(f"{cache}: run {lost[0]} finished but its result cannot be read back")
+    context = Context(target, train.task, train, test, encoders, params, device, cache, stamps)
+    done, todo = train_missing(f"finetune {target}", runs, stamps, cache, load_run, train_run, context, executor_spec(f, device))
 
     rows = []
     for role, (group, note) in chosen.items():
@@ -87,7 +76,7 @@ def finetune_target(target: str, params: Params, bank: Path, models: Path, taxon
             continue
         rows += [_row(target, role, run, done[run.label][1]) for run in runs if run.sources == group]
     rows += [_row(target, SCRATCH, run, done[run.label][1]) for run in runs if run.mode == SCRATCH]
-    atomic_write_csv(Path(out) / "runs.csv", RUN_FIELDS, rows)
+    atomic_write_csv(Path(out) / RUNS_FILE, RUN_FIELDS, rows)
     write_keyed(Path(out) / LOSS_FILE, {label: v[0] for label, v in done.items()})
     atomic_write_json(Path(out) / "metrics.json", {
         "target": target, "runs": len(runs), "trained": len(todo), "reused": len(runs) - len(todo),

@@ -10,7 +10,6 @@ and not the training stages.
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,10 +17,8 @@ import numpy as np
 
 from taskonomy.analysis.affinity import win_rates
 from taskonomy.baselines.finetune import SCRATCH
-from taskonomy.baselines.finetune_outputs import LOSS_FILE
+from taskonomy.baselines.runs import read_table
 from taskonomy.config import Params
-from taskonomy.errors import DataError
-from taskonomy.losses import load_npz
 from taskonomy.storage import atomic_write_csv, atomic_write_json
 
 SUMMARY_FIELDS = ["target", "role", "sources", "mode", "items", "schedule", "seed", "mean_loss",
@@ -45,23 +42,12 @@ def compare(a: np.ndarray, b: np.ndarray, rounds: int, seed: int) -> dict[str, f
     return {"win": float(win_rates(np.stack([a, b]))[0, 1]), "diff": float(d.mean()), "lo": lo, "hi": hi}
 
 
-def read_runs(folder: Path, target: str) -> tuple[list[dict[str, str]], dict[str, np.ndarray]]:
-    path = Path(folder) / "runs.csv"
-    try:
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing; it is written by stage finetune@{target}") from None
-    labels = sorted({r["label"] for r in rows if r["label"]})
-    return rows, load_npz(Path(folder) / LOSS_FILE, f"finetune@{target}", labels)
-
-
 def summarise(params: Params, runs_dir: Path, rounds: int | None = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Every target's rows with their comparisons, and a finding per target."""
     rounds = rounds or params.finetune.bootstrap
     table, findings = [], {}
     for target in params.finetune.targets:
-        rows, losses = read_runs(Path(runs_dir) / target, target)
+        rows, losses = read_table(Path(runs_dir) / target, f"finetune@{target}", "label")
         scratch = {(r["items"], r["seed"]): r["label"] for r in rows
                    if r["mode"] == SCRATCH and float(r["schedule"]) == 1.0}
         frozen = {(r["sources"], r["items"], r["seed"]): r["label"] for r in rows if r["mode"] == "frozen"}

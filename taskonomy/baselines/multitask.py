@@ -43,18 +43,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from taskonomy.config import JACOBIAN_WEIGHTINGS, MULTITASK_WEIGHTINGS, MultitaskParams, Params, TrainTaskParams
+from taskonomy.config import (JACOBIAN_WEIGHTINGS, MULTITASK_GROUPINGS, MULTITASK_WEIGHTINGS, MultitaskParams,
+                              Params, TrainTaskParams)
 from taskonomy.errors import ParamsError
-from taskonomy.nets.data import Batch, TaskData
+from taskonomy.nets.data import Batch, TaskData, hash_tensors
 from taskonomy.nets.models import Encoder, build_encoder, build_head, encode
 from taskonomy.nets.train import LoopConfig, evaluate_per_item, fit
 from taskonomy.provenance import code_version
 from taskonomy.storage import atomic_savez
-from taskonomy.tasks import Task, per_item_loss
+from taskonomy.tasks import Task, Transform, per_item_loss
 
 log = logging.getLogger(__name__)
 
-SIMPLE_WEIGHTINGS = MULTITASK_WEIGHTINGS
 # torchjd aggregators by the name params use: (class name, keyword arguments)
 JD_AGGREGATORS = {
     "upgrad": ("UPGrad", {}), "mgda": ("MGDA", {}), "pcgrad": ("PCGrad", {}), "cagrad": ("CAGrad", {"c": 0.5}),
@@ -63,7 +63,6 @@ JD_AGGREGATORS = {
     "gradvac": ("GradVac", {}),
 }
 assert tuple(JD_AGGREGATORS) == JACOBIAN_WEIGHTINGS     # the names params accept
-BUILT_IN_GROUPINGS = ("single", "taxonomy", "all", "random")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -77,7 +76,7 @@ def exclusion(task: Task) -> str:
     if task.n_views != 1 or task.index is not None:
         return (f"its items are {task.n_views}-view tuples, not one image: one batch cannot feed it "
                 f"and the single-image heads the same inputs")
-    if task.transform.value != "plain":
+    if task.transform is not Transform.PLAIN:
         return f"its input is the {task.transform.value} image, not the image the other heads see"
     return ""
 
@@ -139,7 +138,7 @@ def make_groups(grouping: str, m: MultitaskParams, solution: dict | None, seed: 
         covered = {t for g in listed for t in g}
         return _ordered(listed + [(t,) for t in tasks if t not in covered], tasks)
     raise ParamsError(f"multitask.groupings: unknown grouping {grouping!r} "
-                      f"(known: {', '.join([*BUILT_IN_GROUPINGS, *m.custom])})")
+                      f"(known: {', '.join([*MULTITASK_GROUPINGS, *m.custom])})")
 
 
 def group_name(group: Group) -> str:
@@ -190,7 +189,13 @@ class MultiTaskData:
         return MultiTaskData(tuple(p.subset(items) for p in self.parts))
 
     def digest(self) -> str:
-        return hashlib.sha256("".join(p.digest() for p in self.parts).encode()).hexdigest()
+        """sha256 of the shared inputs, hashed once, and of every task's name, targets and mask (what
+        ``TaskData.digest`` covers, without hashing the same images once per task)."""
+        h = hashlib.sha256(self.parts[0].digest().encode())
+        for part in self.parts[1:]:
+            h.update(part.task.name.encode())
+            hash_tensors(h, part.target, part.mask)
+        return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -340,7 +345,7 @@ def jd_aggregator(name: str, n_tasks: int):
     """torchjd's aggregator ``name`` (one line naming what to install when it, or its solver, is missing)."""
     if name not in JD_AGGREGATORS:
         raise ParamsError(f"multitask.weightings: unknown {name!r} (known: "
-                          f"{', '.join([*SIMPLE_WEIGHTINGS, *JD_AGGREGATORS])})")
+                          f"{', '.join([*MULTITASK_WEIGHTINGS, *JD_AGGREGATORS])})")
     try:
         import torchjd.aggregation as aggregation
     except ImportError:

@@ -10,7 +10,6 @@ grouping; empty in the others) and ``metrics.json``; ``runs/`` keeps every finis
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import replace
@@ -21,22 +20,19 @@ import numpy as np
 
 from taskonomy.analysis.taxonomy import read_solution, solution_name
 from taskonomy.bank import check_same_bank, load_split
-from taskonomy.baselines.multitask import (Context, Run, exclusion, group_name, load_run, make_groups,
+from taskonomy.baselines.multitask import (Context, MultiTaskData, Run, exclusion, group_name, load_run, make_groups,
                                            make_weighting, run_stamps, train_run)
+from taskonomy.baselines.runs import RUNS_FILE, train_missing
 from taskonomy.config import Params
 from taskonomy.errors import DataError, ParamsError
-from taskonomy.losses import load_npy, self_path, write_keyed
+from taskonomy.losses import LOSS_FILE, load_npy, self_path, write_keyed
 from taskonomy.nets.data import fit_stats, load_task_data
-from taskonomy.nets.train import resolve_device, set_threads
+from taskonomy.nets.train import resolve_device
 from taskonomy.storage import atomic_write_csv, atomic_write_json, ensure_writable
 from taskonomy.tasks import get_task, trivial_losses
 from taskonomy.transfer.engine import executor_spec
-from taskonomy.transfer.executors import map_jobs
-
-log = logging.getLogger("taskonomy.multitask")
 
 RUN_FIELDS = ["grouping", "group", "weighting", "seed", "task", "test_loss", "selected_epoch", "epochs", "key", "note"]
-LOSS_FILE = "losses.npz"
 SINGLE_NOTE = "a group of one: its task network, reused"
 
 
@@ -104,21 +100,11 @@ def multitask_grouping(grouping: str, params: Params, bank: Path, models: Path, 
             if len(test[name]) != len(test[studied[0]]):
                 raise DataError(f"{bank}/test: {name} has {len(test[name])} items, {studied[0]} {len(test[studied[0]])}")
         device = str(resolve_device(m.device))
-        data = ":".join(f"{t}={train[t].digest()}/{validation[t].digest()}/{test[t].digest()}" for t in studied)
+        data = "/".join(MultiTaskData(tuple(split[t] for t in studied)).digest() for split in (train, validation, test))
         stamps = run_stamps(runs, params, data)
         cache = Path(out) / "runs"
-        done = {r.label: load_run(cache / f"{stamps[r.label]}.npz") for r in runs}
-        todo = [r for r in runs if done[r.label] is None]
-        log.info("multitask %s: %d runs (%d stored)", grouping, len(runs), len(runs) - len(todo))
-        if todo:
-            context = Context(train, validation, test, trivial, params, device, cache, stamps)
-            spec = executor_spec(m, device)
-            set_threads(spec.threads)
-            map_jobs(train_run, context, todo, spec)
-            done = {r.label: load_run(cache / f"{stamps[r.label]}.npz") for r in runs}
-            lost = [label for label, v in done.items() if v is None]
-            if lost:
-                raise DataError(f"{cache}: run {lost[0]} finished but its result cannot be read back")
+        context = Context(train, validation, test, trivial, params, device, cache, stamps)
+        done, todo = train_missing(f"multitask {grouping}", runs, stamps, cache, load_run, train_run, context, executor_spec(m, device))
     else:
         device, done, todo = str(resolve_device(m.device)), {}, []
 
@@ -146,7 +132,7 @@ def multitask_grouping(grouping: str, params: Params, bank: Path, models: Path, 
                                  "key": key, "note": ""})
                 if "tag" in stored:
                     tag[str(seed)] = {"tasks": list(group), "weighting": w, "affinity": stored["tag"].tolist()}
-    atomic_write_csv(Path(out) / "runs.csv", RUN_FIELDS, rows)
+    atomic_write_csv(Path(out) / RUNS_FILE, RUN_FIELDS, rows)
     write_keyed(Path(out) / LOSS_FILE, losses)
     atomic_write_json(Path(out) / "tag.json", {"every": m.tag_every, "seeds": tag})   # measured in `all` only
     atomic_write_json(Path(out) / "metrics.json", {

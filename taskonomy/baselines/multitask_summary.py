@@ -11,16 +11,17 @@ training stages.
 """
 from __future__ import annotations
 
-import csv
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from taskonomy.baselines.multitask_outputs import LOSS_FILE, studied_tasks
+from taskonomy.baselines.multitask_outputs import studied_tasks
+from taskonomy.baselines.runs import read_table
 from taskonomy.config import Params
 from taskonomy.errors import DataError
-from taskonomy.losses import load_npy, load_npz, self_path
+from taskonomy.losses import load_npy, self_path
 from taskonomy.storage import atomic_write_csv, atomic_write_json
 
 TABLE_FIELDS = ["grouping", "group", "weighting", "seed", "task", "test_loss", "single_loss", "rel_improvement",
@@ -55,16 +56,6 @@ def delta_p_interval(single: np.ndarray, multi: np.ndarray, rounds: int, seed: i
     return float(ci.low), float(ci.high)
 
 
-def read_grouping(folder: Path, grouping: str) -> tuple[list[dict[str, str]], dict[str, np.ndarray]]:
-    path = Path(folder) / "runs.csv"
-    try:
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing; it is written by stage multitask@{grouping}") from None
-    return rows, load_npz(Path(folder) / LOSS_FILE, f"multitask@{grouping}", sorted({r["key"] for r in rows}))
-
-
 def summarise(params: Params, runs_dir: Path, models: Path, rounds: int | None = None) -> dict[str, Any]:
     """The table rows, Delta_p per grouping x weighting, and the per-image losses behind them."""
     m = params.multitask
@@ -73,7 +64,7 @@ def summarise(params: Params, runs_dir: Path, models: Path, rounds: int | None =
     single = {t: load_npy(self_path(models, t), f"train_task@{t}") for t in tasks}
     table, deltas = [], []
     for grouping in m.groupings:
-        rows, losses = read_grouping(Path(runs_dir) / grouping, grouping)
+        rows, losses = read_table(Path(runs_dir) / grouping, f"multitask@{grouping}", "key")
         by_setting: dict[str, dict[int, dict[str, np.ndarray]]] = {}
         for r in rows:
             base = float(single[r["task"]].mean())
@@ -99,8 +90,6 @@ def summarise(params: Params, runs_dir: Path, models: Path, rounds: int | None =
 def tag_table(params: Params, runs_dir: Path, first_order: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """TAG's affinity (mean over seeds) beside the transfer affinity of every (source, target) pair of
     the all-in-one run, and Spearman's rho between them per target and pooled ({} when not measured)."""
-    import json
-
     path = Path(runs_dir) / "all" / "tag.json"
     if "all" not in params.multitask.groupings or params.multitask.tag_every == 0:
         return [], {}
@@ -228,8 +217,7 @@ def write_summary(params: Params, runs_dir: Path, models: Path, first_order: Pat
     from taskonomy.analysis.tables import read_first_order
 
     summary = summarise(params, runs_dir, models, rounds)
-    tag_rows, tag = tag_table(params, runs_dir, read_first_order(first_order)) if "all" in params.multitask.groupings \
-        else ([], {})
+    tag_rows, tag = tag_table(params, runs_dir, read_first_order(first_order))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_csv(table, TABLE_FIELDS, summary["table"])

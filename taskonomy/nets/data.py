@@ -40,6 +40,14 @@ class Batch(NamedTuple):
         return Batch(*(None if t is None else t.to(device, non_blocking=True) for t in self))
 
 
+def hash_tensors(h: "hashlib._Hash", *tensors: torch.Tensor | None) -> None:
+    """Feed each tensor's dtype, shape and bytes to the hash ``h`` (None is skipped)."""
+    for t in tensors:
+        if t is not None:
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.contiguous().view(-1).view(torch.uint8).numpy().data)
+
+
 @dataclass(frozen=True)
 class TaskData:
     """One split of one task. ``task`` has its output size resolved from the bank."""
@@ -64,10 +72,7 @@ class TaskData:
     def digest(self) -> str:
         """sha256 of everything the split feeds a network: views, item index, targets, mask."""
         h = hashlib.sha256()
-        for part in (self.views, self.index, self.target, self.mask):
-            if part is not None:
-                h.update(f"{part.dtype}{tuple(part.shape)}".encode())
-                h.update(part.contiguous().view(-1).view(torch.uint8).numpy().data)
+        hash_tensors(h, self.views, self.index, self.target, self.mask)
         return h.hexdigest()
 
     def subset(self, items: torch.Tensor | np.ndarray) -> "TaskData":
