@@ -239,6 +239,49 @@ class MultitaskParams:
     threads: int = param(0, ge=0, doc="torch threads per worker; 0 = cores / workers")
 
 
+# The domain shift of stage render_target (taskonomy.bank.render.domain): appearance changes composed in this
+# order, none of which moves geometry
+ADAPT_SHIFTS = ("palette", "lighting", "fog", "blur", "noise")
+# adaptation methods beside the two references every task gets (source_only: its task network; oracle:
+# the same recipe on labelled target data), and the task kinds each can serve
+ADAPT_METHODS = ("dann", "entropy")
+ADAPT_TASKS = ("rgb2depth", "segmentsemantic", "class_scene")
+
+
+@dataclass(frozen=True)
+class TargetScenes:
+    """Scenes of the target domain's splits: target_train (new scenes; its labels reach only the oracle)
+    and target_test (the test split's scenes, re-rendered in the target domain)."""
+    target_train: int = param(400, ge=1)
+
+
+@dataclass(frozen=True)
+class AdaptParams:
+    """Domain adaptation baselines (stages ``render_target``, ``adapt@<task>``, ``adapt_summary`` and
+    ``adapt_taxonomy``): a target domain rendered with ``shift`` at ``severity``; per task the source-only
+    network, each method of ``methods`` and the target oracle, all with train_task's recipe."""
+    shift: list[str] = param(default_factory=lambda: list(ADAPT_SHIFTS),
+                             doc="appearance changes of the target domain: palette, lighting, fog, blur, noise")
+    severity: float = param(0.6, ge=0, le=1, doc="strength of every change; 0 renders the source domain")
+    scenes: TargetScenes = param(default_factory=TargetScenes)
+    tasks: list[str] = param(default_factory=lambda: list(ADAPT_TASKS), min_items=1,
+                             doc="tasks adapted: one adapt@<task> stage each (single-image tasks)")
+    methods: dict[str, list[str]] = param(
+        default_factory=lambda: {"dann": list(ADAPT_TASKS), "entropy": ["segmentsemantic", "class_scene"]},
+        doc="method -> tasks it adapts (dann: any; entropy: classification outputs only)")
+    seeds: list[int] = param(default_factory=lambda: [0, 1, 2], ge=0, min_items=1,
+                             doc="seeds of every trained run; the task network is source_only at train_task.seed")
+    gamma: float = param(10.0, gt=0, doc="DANN's schedule lambda_p = 2 / (1 + exp(-gamma p)) - 1")
+    domain_weight: float = param(1.0, gt=0, doc="weight of the domain classifier's loss (times lambda_p)")
+    domain_width: int = param(64, ge=4, le=8192, doc="hidden units of the domain classifier")
+    entropy_weight: float = param(0.1, gt=0, doc="weight of the mean normalised entropy on target images")
+    validation_items: int = param(600, ge=8, doc="items of the SOURCE transfer split that select each run's epoch")
+    bootstrap: int = param(1000, ge=10, le=1_000_000, doc="bootstrap resamples of test images per interval")
+    device: Literal["auto", "cpu", "cuda"] = param("auto")
+    workers: int = param(0, ge=0, doc="local run processes; 0 = one per core on CPU, 1 on CUDA")
+    threads: int = param(0, ge=0, doc="torch threads per worker; 0 = cores / workers")
+
+
 @dataclass(frozen=True)
 class ReportParams:
     """The report page and its Markdown twin (stage ``report``)."""
@@ -256,6 +299,7 @@ class Params:
     taxonomy: TaxonomyParams = param(default_factory=TaxonomyParams)
     finetune: FinetuneParams = param(default_factory=FinetuneParams)
     multitask: MultitaskParams = param(default_factory=MultitaskParams)
+    adapt: AdaptParams = param(default_factory=AdaptParams)
     report: ReportParams = param(default_factory=ReportParams)
 
     def targets(self) -> list[str]:
@@ -382,6 +426,7 @@ def _check_params(p: Params) -> None:
                           f"got {p.train_task.bottleneck_stride}")
     _check_finetune(p)
     _check_multitask(p)
+    _check_adapt(p)
     if p.transfer.beam_order4 < 4 and p.transfer.max_order >= 4:
         raise ParamsError(f"transfer.beam_order4: must be >= 4 when transfer.max_order >= 4, got {p.transfer.beam_order4}")
 
@@ -454,6 +499,33 @@ def _check_multitask(p: Params) -> None:
         raise ParamsError("multitask.weights: they sum to 0; the fixed weighting needs a positive sum")
     if {"taxonomy", "random"} & set(m.groupings):
         _check_in_sweep(p, "multitask", m.budget, m.max_order)
+
+
+def _check_adapt(p: Params) -> None:
+    a = p.adapt
+    _check_unique("adapt", (("shift", a.shift), ("tasks", a.tasks), ("seeds", a.seeds),
+                            *((f"methods.{m}", tasks) for m, tasks in a.methods.items())))
+    for name in a.shift:
+        if name not in ADAPT_SHIFTS:
+            raise ParamsError(f"adapt.shift: unknown shift {name!r} (known: {', '.join(ADAPT_SHIFTS)})")
+    _check_targets(p, "adapt.tasks", a.tasks)
+    from taskonomy.tasks import Kind, get_task
+    for name in a.tasks:
+        task = get_task(name)
+        if task.n_views != 1 or task.transform.value != "plain":
+            raise ParamsError(f"adapt.tasks: '{name}' does not predict from one plain image "
+                              f"(pairs, triplets and transformed inputs are not adapted)")
+    for method, tasks in a.methods.items():
+        if method not in ADAPT_METHODS:
+            raise ParamsError(f"adapt.methods.{method}: unknown method (known: {', '.join(ADAPT_METHODS)}; "
+                              f"source_only and oracle run for every task)")
+        for name in tasks:
+            if name not in a.tasks:
+                raise ParamsError(f"adapt.methods.{method}: '{name}' is not among adapt.tasks")
+            kind = get_task(name).kind
+            if method == "entropy" and kind not in (Kind.CLASSIFICATION, Kind.DENSE_CLASSIFICATION):
+                raise ParamsError(f"adapt.methods.entropy: '{name}' is a {kind.value} task; entropy minimisation "
+                                  f"needs a distribution output (classification or dense_classification)")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

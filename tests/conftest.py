@@ -84,7 +84,8 @@ def make_dvc_repo(tmp_path: Path, params_overrides: dict | None = None) -> DvcRe
 def write_params(path: Path, sections: dict) -> Path:
     """A params file of ``sections``, every other section present and empty (the code's defaults; the
     fine-tuned targets: the first target of the task list, at the taxonomy's first budget and order; the
-    multi-task study: its first two targets, alone): a file without a section is refused, as DVC refuses it."""
+    multi-task study: its first two targets, alone; the adapted tasks: the first target, without
+    methods): a file without a section is refused, as DVC refuses it."""
     from taskonomy.config import Params
 
     raw = {**{f.name: {} for f in fields(Params)}, **sections}
@@ -96,6 +97,9 @@ def write_params(path: Path, sections: dict) -> Path:
     if not raw["multitask"] and isinstance(raw["tasks"], dict):  # nor the default multi-task tasks
         targets = [t for t, p in raw["tasks"].items() if not (p or {}).get("source_only")]
         raw["multitask"] = {"tasks": targets[:2], "groupings": ["single"]}
+    if not raw["adapt"] and isinstance(raw["tasks"], dict):      # nor the default adapted tasks
+        targets = [t for t, p in raw["tasks"].items() if not (p or {}).get("source_only")]
+        raw["adapt"] = {"tasks": targets[:1], "methods": {}}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
