@@ -223,6 +223,13 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def epoch_steps(cfg: LoopConfig, n: int) -> tuple[int, int]:
+    """The batch size and the steps of one epoch over ``n`` items (the ragged last batch is dropped:
+    BatchNorm needs B > 1)."""
+    batch_size = min(cfg.batch_size, cfg.items_per_epoch(n))
+    return batch_size, cfg.items_per_epoch(n) // batch_size
+
+
 def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *, name: str,
         checkpoint: Path | None = None, eval_data: BatchSource | None = None,
         fingerprint: dict[str, Any] | None = None, groups: list[ParamGroup] | None = None,
@@ -255,9 +262,7 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
     n = len(data)
     if n == 0:
         raise TaskonomyError(f"{name}: no training items")
-    per_epoch = cfg.items_per_epoch(n)
-    batch_size = min(cfg.batch_size, per_epoch)
-    steps = per_epoch // batch_size              # drop the ragged last batch (BatchNorm needs B > 1)
+    batch_size, steps = epoch_steps(cfg, n)
     total = steps * cfg.epochs
     optimizer = _optimizer(model, cfg, groups)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, total))

@@ -1,0 +1,202 @@
+"""Stage ``adapt_summary``: every adapted task's methods between its two references (see
+taskonomy.baselines.adapt_outputs for what ``adapt@<task>`` writes).
+
+Gap closed = (source-only loss - adapted loss) / (source-only loss - oracle loss) on the target test
+split: 0 = no better than the source-only network, 1 = as good as training on labelled target data.
+Per seed (each method's seed s against the references' seed s), and for the seed-averaged per-image
+losses with a 95% percentile bootstrap interval over target test images (the same images resampled
+for all three); the spread over seeds beside it.
+
+:func:`write_summary` writes ``reports/adapt.csv`` (task, method, seed or ``mean``, source- and
+target-domain loss, gap closed with its interval and seed range), ``reports/adapt/target_selected.csv``
+(what choosing each run's epoch on target labels would have claimed: shown apart, marked, never
+used), ``gap.csv`` (DVC's bar plot), DVC metrics, a figure and plain sentences of what was found.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from taskonomy.baselines.runs import RUNS_FILE
+from taskonomy.config import Params
+from taskonomy.errors import DataError
+from taskonomy.losses import LOSS_FILE, load_npz
+from taskonomy.storage import atomic_write_csv, atomic_write_json
+
+TABLE_FIELDS = ["task", "method", "seed", "source_loss", "target_loss", "gap_closed", "gap_lo", "gap_hi",
+                "gap_min", "gap_max", "note"]
+SELECTED_FIELDS = ["task", "method", "seed", "target_loss", "target_selected_loss", "optimism"]
+GAP_FIELDS = ["setting", "gap_closed", "gap_lo", "gap_hi"]
+
+
+def gap_closed(source_only: np.ndarray, adapted: np.ndarray, oracle: np.ndarray) -> np.ndarray:
+    """(S - A) / (S - O) of mean losses (any leading shape); nan where the oracle is no better than S."""
+    source_only, adapted, oracle = (np.asarray(x, dtype=np.float64) for x in (source_only, adapted, oracle))
+    denom = source_only - oracle
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, (source_only - adapted) / denom, np.nan)
+
+
+def gap_interval(source_only: np.ndarray, adapted: np.ndarray, oracle: np.ndarray, rounds: int,
+                 seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the gap closed over the M target test images: the per-image
+    losses (M,) of the three are resampled together (``scipy.stats.bootstrap``)."""
+    from scipy.stats import bootstrap
+
+    losses = np.stack([source_only, adapted, oracle]).astype(np.float64)     # (3, M)
+
+    def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        s, a, o = losses[:, np.asarray(idx, dtype=np.int64)].mean(-1)
+        return gap_closed(s, a, o)
+
+    ci = bootstrap((np.arange(losses.shape[1]),), statistic, n_resamples=rounds, confidence_level=0.95,
+                   method="percentile", random_state=np.random.default_rng(seed), vectorized=True).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def read_task(folder: Path, task: str) -> tuple[list[dict[str, str]], dict[str, np.ndarray]]:
+    """One task's ``runs.csv`` and per-item losses (one line naming what is missing)."""
+    stage = f"adapt@{task}"
+    try:
+        with (Path(folder) / RUNS_FILE).open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except FileNotFoundError:
+        raise DataError(f"{Path(folder) / RUNS_FILE}: missing; it is written by stage {stage}") from None
+    keys = [f"{r['key']}|{domain}" for r in rows for domain in ("source", "target")]
+    return rows, load_npz(Path(folder) / LOSS_FILE, stage, keys)
+
+
+def _f(x: float) -> float | str:
+    return "" if x is None or not np.isfinite(x) else round(float(x), 6)
+
+
+def summarise(params: Params, runs_dir: Path, rounds: int | None = None) -> dict[str, Any]:
+    """The table rows (per seed, then the seed mean per method), the marked target-selected rows, and
+    per task and method the mean gap with its interval and seed range."""
+    a = params.adapt
+    rounds = rounds or a.bootstrap
+    table, selected, gaps = [], [], []
+    for task in a.tasks:
+        rows, losses = read_task(Path(runs_dir) / task, task)
+        by = {(r["method"], int(r["seed"])): r for r in rows}
+        seeds = sorted({int(r["seed"]) for r in rows})
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+        if "source_only" not in methods or "oracle" not in methods:
+            raise DataError(f"{runs_dir}/{task}/{RUNS_FILE}: needs source_only and oracle runs; rerun adapt@{task}")
+
+        def per_item(method: str, seed: int, domain: str = "target") -> np.ndarray:
+            return losses[f"{by[(method, seed)]['key']}|{domain}"].astype(np.float64)
+
+        mean_items = {m: np.mean([per_item(m, s) for s in seeds], axis=0) for m in methods}
+        for method in methods:
+            per_seed = [float(gap_closed(per_item("source_only", s).mean(), per_item(method, s).mean(),
+                                         per_item("oracle", s).mean())) for s in seeds]
+            for s, g in zip(seeds, per_seed):
+                r = by[(method, s)]
+                table.append({"task": task, "method": method, "seed": s, "source_loss": _f(float(r["source_loss"])),
+                              "target_loss": _f(float(r["target_loss"])), "gap_closed": _f(g), "gap_lo": "",
+                              "gap_hi": "", "gap_min": "", "gap_max": "", "note": r["note"]})
+                if r["target_selected_loss"] != "":
+                    optimism = float(r["target_loss"]) - float(r["target_selected_loss"])
+                    selected.append({"task": task, "method": method, "seed": s, "target_loss": _f(float(r["target_loss"])),
+                                     "target_selected_loss": _f(float(r["target_selected_loss"])),
+                                     "optimism": _f(optimism)})
+            gap = float(gap_closed(mean_items["source_only"].mean(), mean_items[method].mean(), mean_items["oracle"].mean()))
+            lo, hi = ((gap, gap) if method in ("source_only", "oracle") else
+                      gap_interval(mean_items["source_only"], mean_items[method], mean_items["oracle"], rounds))
+            finite = [g for g in per_seed if np.isfinite(g)]
+            row = {"task": task, "method": method, "seed": "mean",
+                   "source_loss": _f(np.mean([per_item(method, s, "source").mean() for s in seeds])),
+                   "target_loss": _f(mean_items[method].mean()), "gap_closed": _f(gap), "gap_lo": _f(lo),
+                   "gap_hi": _f(hi), "gap_min": _f(min(finite)) if finite else "",
+                   "gap_max": _f(max(finite)) if finite else "", "note": f"mean of {len(seeds)} seed(s)"}
+            table.append(row)
+            gaps.append({**row, "per_seed": per_seed})
+    return {"table": table, "selected": selected, "gaps": gaps}
+
+
+def _interval(g: dict[str, Any]) -> str:
+    return f"{g['gap_closed']:+.0%} [{g['gap_lo']:+.0%}, {g['gap_hi']:+.0%}]"
+
+
+def findings(params: Params, gaps: Sequence[dict[str, Any]], domain: dict[str, Any]) -> list[str]:
+    """Plain sentences per task: the shift's cost, each method's gap closed, whether it is beyond noise."""
+    out = []
+    for task in params.adapt.tasks:
+        rows = {g["method"]: g for g in gaps if g["task"] == task}
+        so, oracle = rows["source_only"], rows["oracle"]
+        parts = []
+        for method, g in rows.items():
+            if method in ("source_only", "oracle"):
+                continue
+            if g["gap_closed"] == "":
+                parts.append(f"{method}: undefined (the oracle is no better than source-only)")
+                continue
+            seeds = " ".join(f"{s:+.0%}" if np.isfinite(s) else "undefined" for s in g["per_seed"])
+            if g["gap_lo"] == "" or g["gap_hi"] == "":
+                parts.append(f"{method} closes {g['gap_closed']:+.0%} of the gap (seeds {seeds}); no interval: in "
+                             f"some resamples of the test images the oracle is no better than source-only")
+                continue
+            every = (min(g["per_seed"]) > 0, max(g["per_seed"]) < 0)     # nan compares False: not every seed
+            verdict = ("helps in every seed and beyond the image bootstrap" if g["gap_lo"] > 0 and every[0] else
+                       "helps beyond the image bootstrap of the seed mean, but not in every seed" if g["gap_lo"] > 0 else
+                       "hurts in every seed and beyond the image bootstrap" if g["gap_hi"] < 0 and every[1] else
+                       "hurts beyond the image bootstrap of the seed mean, but not in every seed" if g["gap_hi"] < 0 else
+                       "within noise of source-only")
+            parts.append(f"{method} closes {_interval(g)} of the gap (seeds {seeds}): {verdict}")
+        methods = "; ".join(parts) if parts else "no adaptation method listed"
+        out.append(f"{task}: the shift ({', '.join(domain.get('shift', [])) or 'none'} at severity "
+                   f"{domain.get('severity', '?')}) raises the source-only loss from {so['source_loss']:.3g} on source "
+                   f"images to {so['target_loss']:.3g} on target images; the oracle reaches {oracle['target_loss']:.3g}. "
+                   f"{methods}.")
+    return out
+
+
+def figure(gaps: Sequence[dict[str, Any]], tasks: Sequence[str], path: Path) -> None:
+    """Per task, the target-domain loss of each method (bars: seed mean; dots: seeds) and its
+    source-domain loss (hollow markers), between the source-only and oracle references."""
+    from taskonomy.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        rows = [g for g in gaps if g["task"] == task]
+        names = [g["method"] for g in rows]
+        ax.bar(range(len(rows)), [g["target_loss"] for g in rows], color=[f"C{i}" for i in range(len(rows))], alpha=0.7,
+               label="target test")
+        ax.scatter(range(len(rows)), [g["source_loss"] for g in rows], facecolors="none", edgecolors="black",
+                   zorder=3, label="source test")
+        ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(task, fontsize=9)
+        ax.set_ylabel("mean test loss")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+def write_summary(params: Params, runs_dir: Path, table: Path, out: Path, rounds: int | None = None) -> dict[str, Any]:
+    """Everything the stage writes; returns the findings record."""
+    import json
+
+    summary = summarise(params, runs_dir, rounds)
+    domain = json.loads((Path(runs_dir) / params.adapt.tasks[0] / "metrics.json").read_text()).get("domain", {})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_csv(table, TABLE_FIELDS, summary["table"])
+    atomic_write_csv(out / "target_selected.csv", SELECTED_FIELDS, summary["selected"])
+    adapted = [g for g in summary["gaps"] if g["method"] not in ("source_only", "oracle")]
+    atomic_write_csv(out / "gap.csv", GAP_FIELDS, [{"setting": f"{g['task']}/{g['method']}", **{k: g[k] for k in GAP_FIELDS[1:]}}
+                                                   for g in adapted])
+    record = {"findings": findings(params, summary["gaps"], domain), "domain": domain}
+    atomic_write_json(out / "findings.json", record)
+    metrics = {g["task"]: {} for g in summary["gaps"]}
+    for g in summary["gaps"]:
+        metrics[g["task"]][g["method"]] = {"target_loss": g["target_loss"], "source_loss": g["source_loss"],
+                                           **({"gap_closed": g["gap_closed"], "gap_lo": g["gap_lo"], "gap_hi": g["gap_hi"]}
+                                              if g in adapted else {})}
+    atomic_write_json(out / "metrics.json", metrics)
+    figure(summary["gaps"], params.adapt.tasks, out / "adapt.png")
+    return record
