@@ -24,4 +24,4 @@ AVX2_ONLY := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CP
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
-	$(AVX2_ONLY) $(VENV)/bin/python -m pytest -q tests/test_render.py
+	$(AVX2_ONLY) $(VENV)/bin/python -m pytest -q tests/test_render.py tests/test_domain.py

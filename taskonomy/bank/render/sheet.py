@@ -1,13 +1,16 @@
-"""The sample sheet: for a few scenes, the input image and every task's label, as one PNG.
+"""The sample sheets: for a few scenes, the input image and every task's label, as one PNG; and the same
+scenes in the source and the target domain.
 
-Per scene two rows: the dense labels of fixated view 0, then the image-level and pairwise labels (the
-fixated triplet with its relative poses, a non-fixated pair, a point-match pair, the jigsaw tiles
-shuffled by the view's permutation, the object-class distribution, scene type, layout and vanishing
-points).
+:func:`bank_sheet`, per scene two rows: the dense labels of fixated view 0, then the image-level and
+pairwise labels (the fixated triplet with its relative poses, a non-fixated pair, a point-match pair, the
+jigsaw tiles shuffled by the view's permutation, the object-class distribution, scene type, layout and
+vanishing points). :func:`domain_sheet`, per scene one row: view 0 in the source domain, in the target
+domain, and the labels both share.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -107,5 +110,33 @@ def bank_sheet(split: Split, scenes: int, path: str | Path) -> Path:
                 "vanishing_point:\n" + "\n".join(f" {ax} {np.array2string(row, precision=2)}"
                                                  for ax, row in zip("xyz", vp)))
         bottom[8].text(0, 0.5, text, fontsize=6, family="monospace", va="center")
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=90)
+
+
+SHARED = ("rgb2depth", "segmentsemantic")       # labels of the domain sheet: the same in both domains
+
+
+def domain_sheet(source: Mapping[str, np.ndarray], target: Mapping[str, np.ndarray], scenes: int, per: int,
+                 title: str, path: str | Path) -> Path:
+    """Write, for the first ``scenes`` scenes (``per`` views each) of a split and its target-domain twin,
+    view 0's image in both domains and its :data:`SHARED` labels (drawn from the target's arrays), to
+    ``path``. ``source`` and ``target`` are splits or arrays by name."""
+    plt = pyplot()
+    scenes = min(scenes, len(source["rgb"]) // per, len(target["rgb"]) // per)
+    cols = 2 + len(SHARED)
+    fig, axes = plt.subplots(scenes, cols, figsize=(1.8 * cols, 1.9 * scenes + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for s in range(scenes):
+        v = s * per
+        row = axes[s]
+        _show(row[0], "rgb", source["rgb"][v])
+        _show(row[1], "rgb", target["rgb"][v])
+        for ax, name in zip(row[2:], SHARED):
+            _show(ax, name, target[name][v])
+        row[0].set_title("source rgb", fontsize=7)
+        row[1].set_title("target rgb", fontsize=7)
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path, dpi=90)

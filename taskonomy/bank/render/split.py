@@ -6,6 +6,9 @@ scenes are rendered ``chunk_scenes`` at a time, each chunk in one vectorised pas
 ``workers`` forked processes of one thread each (by default as many as the machine has free cores; the
 bytes depend on neither). Within a chunk, the
 per-pixel work runs a slice of views at a time, small enough to stay in cache.
+
+A target ``domain`` (taskonomy.bank.render.domain) shows the same scenes with other appearance:
+:func:`render_target_bank` writes the target domain's bank.
 """
 from __future__ import annotations
 
@@ -28,11 +31,12 @@ import torch
 from tqdm import tqdm
 
 from taskonomy import bank
-from taskonomy.config import RenderParams, as_dict
+from taskonomy.config import AdaptParams, RenderParams, as_dict
 from taskonomy.errors import TaskonomyError
 from taskonomy.bank.render import labels, views
 from taskonomy.bank.render.camera import (CANDIDATES, FIXATED_VIEWS, GROUP_GAP, Rig, cam_to_world, look_at,
                                      sample_rig)
+from taskonomy.bank.render.domain import Domain
 from taskonomy.bank.render.raycast import ROOM_FACES, Primitives, first_hit_t, pack, shadowed, view_hits
 from taskonomy.bank.render.scene import (CEILING, CLASSES, FLOOR, OBJECT_CLASSES, ROOM_MATERIALS, SCENE_TYPES, WALL,
                                     Scene, sample_scene)
@@ -42,6 +46,9 @@ from taskonomy.bank.render.vector import planar_dot, planar_matvec
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "transfer", "test")
+# The target domain's splits (stage render_target): new scenes, and the test split's scenes re-rendered
+TARGET_SPLITS = ("target_train", "target_test")
+TARGET_SCENES_OF = {"target_train": "target_train", "target_test": "test"}     # whose seed draws the scenes
 # Semantic class of the room faces 2 * axis + (ray goes + along the axis): x walls, floor / ceiling, z walls.
 FACE_CLASS = (WALL, WALL, FLOOR, CEILING, WALL, WALL)
 MIN_FIXATION_DISTANCE = 0.6     # m
@@ -82,6 +89,13 @@ ENCODINGS = {
     "point_match_index": "view pairs",
     "point_match": "1 iff both views see the same 3D point at their centre",
 }
+# ... and where the target domain's arrays say more (taskonomy.bank.render.domain)
+TARGET_ENCODINGS = {
+    "rgb": "the target domain's image, every shift applied, sRGB 0..255",
+    "edge2d": "Sobel gradient magnitude of the grey image in [0, 1], before the sensor's blur and noise",
+    "keypoint2d": "Harris response of the grey image, >= 0, before the sensor's blur and noise",
+    "segment2d": "ids of connected regions of one quantised colour, before the sensor's blur and noise",
+}
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -89,7 +103,11 @@ def split_seed(seed: int, split: str) -> int:
     return int(np.random.SeedSequence([seed, zlib.crc32(split.encode())]).generate_state(1)[0])
 
 
-def scene_rng(seed: int, index: int, stream: int = 0) -> np.random.Generator:
+# Streams of a scene's generators: the scene and its rig, its view pairs, the target domain's sensor noise
+SCENE_STREAM, PAIR_STREAM, NOISE_STREAM = 0, 1, 2
+
+
+def scene_rng(seed: int, index: int, stream: int = SCENE_STREAM) -> np.random.Generator:
     return np.random.default_rng([seed, index, stream])
 
 
@@ -182,17 +200,22 @@ def _lookup_tables(scenes: list[Scene], per_scene: int) -> tuple[torch.Tensor, t
     return torch.from_numpy(cls), torch.from_numpy(material)
 
 
-def render_chunk(r: RenderParams, seed: int, indices: range, into: dict[str, np.ndarray] | None = None
-                 ) -> dict[str, np.ndarray]:
+def render_chunk(r: RenderParams, seed: int, indices: range, into: dict[str, np.ndarray] | None = None,
+                 domain: Domain | None = None) -> dict[str, np.ndarray]:
     """Every per-view array of scenes ``indices`` (views scene-major), as stored in the bank; the dense ones
     (:func:`dense_layout`) are written into ``into`` (each array's rows of these views) where given, and
-    left out of the result."""
+    left out of the result. With a ``domain``, the scenes as sampled are seen in that domain."""
     scenes, rigs = [], []
     for i in indices:
         rng = scene_rng(seed, i)
         scenes.append(sample_scene(rng, r.objects_min, r.objects_max, r.lights_max))
         rigs.append(sample_rig(rng, scenes[-1], r.views_per_scene, r.jigsaw_permutations))
     S, per = len(scenes), r.views_per_scene
+    noise = None
+    if domain is not None:     # after every draw: other colours and lights, the same rooms and cameras
+        scenes = [domain.restyle(scene) for scene in scenes]
+        streams = [scene_rng(seed, i, NOISE_STREAM) for i in indices]
+        noise = [stream for stream in streams for _ in range(per)]          # view -> its scene's stream
     V = S * per
     prims, lighting = pack(scenes), pack_lighting(scenes)
     tables = _lookup_tables(scenes, prims.per_scene)
@@ -209,7 +232,7 @@ def render_chunk(r: RenderParams, seed: int, indices: range, into: dict[str, np.
         dense = {name: into[name] for name in layout}           # a KeyError here is a bug: no silent copy
     for v in range(0, V, step):
         _render_views(r, prims, lighting, tables, scene_of_view[v:v + step], pose[v:v + step],
-                      _Rows(dense, layout, V, v))
+                      _Rows(dense, layout, V, v), domain, None if noise is None else noise[v:v + step])
     room = np.array([s.room for s in scenes])
     return {
         **({} if into is not None else dense),
@@ -255,9 +278,11 @@ class _Rows:
 
 
 def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables: tuple[torch.Tensor, torch.Tensor],
-                  scene_of_view: torch.Tensor, pose: torch.Tensor, out: _Rows) -> None:
+                  scene_of_view: torch.Tensor, pose: torch.Tensor, out: _Rows, domain: Domain | None = None,
+                  noise: list[np.random.Generator] | None = None) -> None:
     """The image and the dense labels of views ``pose`` (V, 4, 4) of scenes ``scene_of_view`` (V,), into
-    ``out``."""
+    ``out``; with a ``domain``, its fog before the 2D labels and its sensor (``noise``: each view's scene
+    stream) after them."""
     V, R = len(pose), r.resolution
     rot, origin = pose[:, :3, :3], pose[:, :3, 3]
 
@@ -276,6 +301,8 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
     base = albedo(lighting, material.reshape(-1), hits.texture_point.reshape(3, -1)).reshape(3, V, -1)
     gloss = lighting.specular.take(material)
     radiance = shade(prims, lighting, scene_of_view, dirs, point, hits.normal, base, gloss, r.shadows)
+    if domain is not None:
+        radiance = domain.fog(radiance, hits.t)
     rgb = encode(radiance)                                                               # (3, V, N) uint8
 
     # Dense labels, images (V, C, R, R) from planes (C, V, N) or (V, N).
@@ -297,6 +324,8 @@ def _render_views(r: RenderParams, prims: Primitives, lighting: Lighting, tables
     class_object = torch.where(total > 0, area / total.clamp_min(1), 1.0 / len(OBJECT_CLASSES))
 
     edge2d, keypoint2d = labels.edge_and_keypoint2d(clean)
+    if domain is not None and domain.has_sensor:    # the camera's blur and noise: the 2D labels are above
+        rgb_img = image(encode(domain.sensor(radiance, R, noise)))
     out["rgb"] = rgb_img
     out["mask"] = torch.isfinite(hits.t).reshape(V, 1, R, R)
     out["rgb2depth"] = point_img[:, 2:]
@@ -433,15 +462,15 @@ def _rows(arrays: dict[str, np.ndarray], indices: range, per: int) -> dict[str, 
     return {name: a[indices.start * per:indices.stop * per] for name, a in arrays.items()}
 
 
-def _render_job(job: tuple[RenderParams, int, range, Files | None]) -> dict[str, np.ndarray]:
+def _render_job(job: tuple[RenderParams, int, range, Files | None, Domain | None]) -> dict[str, np.ndarray]:
     """``render_chunk`` in a worker: the dense arrays into the split's shared files where there are some
     (the result then holds only the small per-view arrays), else all of them back through the pipe."""
-    r, seed, indices, files = job
+    r, seed, indices, files, domain = job
     if files is None:
-        return render_chunk(r, seed, indices)
+        return render_chunk(r, seed, indices, domain=domain)
     per = r.views_per_scene
     _reserve(files, range(indices.start * per, indices.stop * per))
-    return render_chunk(r, seed, indices, into=_rows(_map(files), indices, per))
+    return render_chunk(r, seed, indices, into=_rows(_map(files), indices, per), domain=domain)
 
 
 def _one_thread() -> None:
@@ -470,19 +499,25 @@ def _pool(workers: int) -> multiprocessing.pool.Pool | None:
     return _POOLS[workers]
 
 
-def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progress: bool = False
-                 ) -> tuple[dict[str, np.ndarray], dict]:
+def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progress: bool = False,
+                 domain: Domain | None = None, scenes_of: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """All arrays of one split and its manifest metadata (see taskonomy.bank.write_split).
+
+    The scenes are those of split ``scenes_of`` (its seed and, by default, its number of scenes; default:
+    ``split`` itself), seen in ``domain`` where one is given and not off (else the bytes are exactly those
+    of the source domain, down to the code path).
 
     Chunks render here, or in worker processes; a chunk's bytes depend only on its scenes, so where it
     runs does not matter. Either way the dense arrays are written in place, into the split's arrays
     (files in shared memory that the workers map), with no copy per chunk."""
-    n_scenes = getattr(r.scenes, split) if n_scenes is None else n_scenes
-    seed = split_seed(r.seed, split)
+    scenes_of = scenes_of or split
+    n_scenes = getattr(r.scenes, scenes_of) if n_scenes is None else n_scenes
+    seed = split_seed(r.seed, scenes_of)
+    domain = None if domain is None or domain.off else domain
     per = r.views_per_scene
     n_views = n_scenes * per
-    log.info("rendering %s: %d scenes x %d views at %dx%d (seed %d)", split, n_scenes, per, r.resolution,
-             r.resolution, seed)
+    log.info("rendering %s: %d scenes x %d views at %dx%d (seed %d)%s", split, n_scenes, per, r.resolution,
+             r.resolution, seed, f", {domain}" if domain is not None else "")
     workers = render_workers(r.workers)
     chunks = _chunks(n_scenes, r.chunk_scenes, workers)
     pool = _pool(min(workers, len(chunks)))
@@ -491,12 +526,13 @@ def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progr
         if pool is None:
             arrays = {name: torch.empty((n_views,) + shape, dtype=dtype).numpy()
                       for name, (dtype, shape) in dense_layout(r.resolution).items()}
-            results = (render_chunk(r, seed, indices, into=_rows(arrays, indices, per)) for indices in chunks)
+            results = (render_chunk(r, seed, indices, into=_rows(arrays, indices, per), domain=domain)
+                       for indices in chunks)
         else:
             arrays = _map(files) if files is not None else {}
-            results = pool.imap(_render_job, [(r, seed, indices, files) for indices in chunks], chunksize=1)
+            results = pool.imap(_render_job, [(r, seed, indices, files, domain) for indices in chunks], chunksize=1)
         # the labels that need no rendering, while the workers render
-        pairs = views.scene_pairs(n_scenes, per, lambda s: scene_rng(seed, s, stream=1))
+        pairs = views.scene_pairs(n_scenes, per, lambda s: scene_rng(seed, s, PAIR_STREAM))
         permutations = views.jigsaw_permutations(r.jigsaw_permutations)
         for indices, out in zip(chunks, tqdm(results, total=len(chunks), desc=f"render {split}", unit="chunk",
                                              disable=not progress)):
@@ -518,6 +554,8 @@ def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progr
             "views_per_scene": per, "fov_deg": r.fov_deg, "classes": list(CLASSES),
             "object_classes": list(OBJECT_CLASSES), "scene_types": [t.name for t in SCENE_TYPES],
             "encodings": {name: ENCODINGS[name] for name in arrays}}
+    if domain is not None:
+        meta["encodings"].update(TARGET_ENCODINGS)
     return arrays, meta
 
 
@@ -540,3 +578,19 @@ def render_bank(r: RenderParams, out: str | Path, progress: bool = False) -> Non
         path = bank.write_split(out, split, arrays, {**meta, "params": bank_params(r)})
         log.info("wrote %s (%d views)", path, meta["n_views"])
     bank.write_manifest(out, list(SPLITS), bank_params(r))
+
+
+def render_target_bank(r: RenderParams, a: AdaptParams, out: str | Path, progress: bool = False) -> None:
+    """Render the target domain's splits into ``out`` (docs/bank-format.md, "Target domain"): target_train,
+    ``a.scenes.target_train`` new scenes, and target_test, the test split's scenes (item i of target_test
+    is item i of test, seen in the target domain); the manifests' params also record the domain."""
+    run = dataclasses.replace(r, workers=render_workers(r.workers))
+    domain = Domain.from_params(a)
+    params = {**bank_params(r), "domain": domain.describe()}
+    sizes = {"target_train": a.scenes.target_train, "target_test": r.scenes.test}
+    for split in TARGET_SPLITS:
+        scenes_of = TARGET_SCENES_OF[split]
+        arrays, meta = render_split(run, split, sizes[split], progress=progress, domain=domain, scenes_of=scenes_of)
+        path = bank.write_split(out, split, arrays, {**meta, "scenes_of": scenes_of, "params": params})
+        log.info("wrote %s (%d views, %s)", path, meta["n_views"], domain)
+    bank.write_manifest(out, list(TARGET_SPLITS), params)
