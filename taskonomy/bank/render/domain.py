@@ -49,7 +49,7 @@ AMBIENT_DIMMING = 0.5                   # ambient * (1 - dimming * s)
 FOG_DISTANCE = 3.0                      # m: at severity 1, half the light of a surface this far gets through
 FOG_COLOUR = (0.45, 0.5, 0.55)          # linear radiance of the fog
 BLUR_SIGMA = 1.0                        # pixels of a 32-pixel image at severity 1 (scales with resolution)
-NOISE_STD = 0.06                        # linear radiance at severity 1
+NOISE_STD = 0.025                       # linear radiance at severity 1 (dark pixels gain most after gamma)
 
 
 @dataclass(frozen=True)
