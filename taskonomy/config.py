@@ -252,7 +252,7 @@ ADAPT_TASKS = ("rgb2depth", "segmentsemantic", "class_scene")
 class TargetScenes:
     """Scenes of the target domain's splits: target_train (new scenes; its labels reach only the oracle)
     and target_test (the test split's scenes, re-rendered in the target domain)."""
-    target_train: int = param(400, ge=1)
+    target_train: int = param(1080, ge=1)
 
 
 @dataclass(frozen=True)

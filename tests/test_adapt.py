@@ -249,3 +249,27 @@ def test_bad_input_is_one_line_before_training(setup, tmp_path):
         _stage(setup, "class_scene", out=str(tmp_path / "o"), target=other)
     with pytest.raises(DataError, match="train_task@rgb2depth"):
         adapt_task("rgb2depth", params, bank, shifted, tmp_path / "no-models", tmp_path / "o")
+
+
+def test_the_stages_answer_bad_params_in_one_line_with_exit_2(setup, tmp_path):
+    """Before rendering or training: an unknown shift (render_target), entropy on a regression task (adapt)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, bank, shifted, _ = setup
+    repo = Path(__file__).resolve().parents[1]
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    for script, change, line in (
+            ("stages/adapt.py", {"methods": {"entropy": ["rgb2depth"]}},
+             "adapt.methods.entropy: 'rgb2depth' is a dense_regression task; entropy minimisation needs a "
+             "distribution output (classification or dense_classification)"),
+            ("stages/render_target.py", {"shift": ["rain"]},
+             "adapt.shift: unknown shift 'rain' (known: palette, lighting, fog, blur, noise)")):
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**raw, "adapt": {**raw["adapt"], **change}}))
+        args = ["rgb2depth", "--bank", str(bank), "--target", str(shifted)] if script == "stages/adapt.py" else []
+        proc = subprocess.run([sys.executable, script, *args, "--params", str(tmp_path / "bad.yaml"),
+                               "--out", str(tmp_path / "o")], cwd=repo, capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'bad.yaml'}: {line}"]
+        assert not (tmp_path / "o").exists()
