@@ -5,7 +5,8 @@
 A small conv net trained from scratch on the target's input images (taskonomy.transfer.readout.PixelsTrunk)
 plus a fresh head of the target's kind, with the protocol of the transfers (``transfer`` params: same
 transfer-split items, epochs, optimiser, seeds). Writes ``losses.npz`` (one key per target, float32
-per-item test losses in bank order), the reference of every transfer's gain.
+per-item test losses in bank order), the reference of every transfer's gain, and ``readouts.pt`` (the
+trained baselines, which ``adapt_taxonomy`` scores on the target domain: taskonomy.transfer.rescore).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from taskonomy.nets.train import resolve_device
 from taskonomy.sources import PIXELS
 from taskonomy.stage import run_stage
 from taskonomy.storage import ensure_writable
-from taskonomy.transfer.engine import TransferContext, executor_spec, load_targets, run_transfers
+from taskonomy.transfer.engine import (READOUT_FILE, TransferContext, executor_spec, load_targets, run_readouts,
+                                       save_readouts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     splits = load_splits(args.bank)
     targets = load_targets(splits, params.targets(), params.transfer.images)
     context = TransferContext({}, targets, params.transfer, params.train_task, device)
-    losses = run_transfers(context, [((PIXELS,), t) for t in targets], executor_spec(params.transfer, device))
-    write_keyed(args.out / LOSS_FILE, {t: losses[t][PIXELS] for t in targets})
+    readouts = run_readouts(context, [((PIXELS,), t) for t in targets], executor_spec(params.transfer, device),
+                            keep=True)
+    write_keyed(args.out / LOSS_FILE, {t: readouts[t][PIXELS].losses for t in targets})
+    save_readouts(args.out / READOUT_FILE, PIXELS, {t: readouts[t][PIXELS].record for t in targets},
+                  params.transfer, params.train_task)
     return 0
 
 

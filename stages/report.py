@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument(f"--{flag}", type=Path, required=True)
     ap.add_argument("--finetune", type=Path, help="reports/finetune.csv of stage finetune_summary")
     ap.add_argument("--multitask", type=Path, help="reports/multitask.csv of stage multitask_summary")
+    ap.add_argument("--adapt", type=Path, help="reports/adapt.csv of stage adapt_summary")
     ap.add_argument("--lock", type=Path, help="dvc.lock, for the stage list of the timings table")
     ap.add_argument("--timings", type=Path, help="folder of the stages' --timing files (reports/timings)")
     args = ap.parse_args(argv)
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = ReportInputs(task_list=args.task_list, models=args.models, transfer=args.transfer,
                           bank_samples=args.bank_samples, first_order=args.first_order,
                           affinities=args.affinities, taxonomy=args.taxonomy, checks=args.checks,
-                          finetune=args.finetune, multitask=args.multitask, lock=args.lock, timings=args.timings)
+                          finetune=args.finetune, multitask=args.multitask, adapt=args.adapt, lock=args.lock, timings=args.timings)
     sections = write_report(inputs, params, html=args.html, markdown=args.markdown, figures_dir=args.figures,
                             top_k=params.report.top_sources, root=args.params.resolve().parent)
     print(f"report: {len(sections)} sections -> {args.html}, {args.markdown} (figures in {args.figures})")

@@ -10,6 +10,8 @@ on the cached representation (taskonomy.transfer.engine). Writes to ``--out``:
 - ``losses.npz``: one key per target, float32 (N_t,) per-item test losses in bank order;
 - ``reps.npz``: the cached standardised representations, float32 (what the readouts here trained on),
   ``'<split>/<transform>'`` -> (V, C, h, w), read by ``transfer_high`` instead of re-encoding;
+- ``readouts.pt``: every trained readout (weights and what rebuilds it) and the standardisation moments of
+  the source per input transform, for scoring another split later (``adapt_taxonomy``);
 - ``metrics.json``: timings, executor, load average.
 """
 from __future__ import annotations

@@ -51,6 +51,8 @@ TINY = {
     "multitask": {"tasks": ["rgb2depth", "rgb2sfnorm", "segmentsemantic", "class_scene", "fix_pose"], "seeds": [0, 1],
                   "weightings": ["equal", "uncertainty"], "budget": 2, "max_order": 2, "validation_items": 16,
                   "tag_every": 1, "bootstrap": 50, "workers": 1},
+    "adapt": {"tasks": ["rgb2depth", "segmentsemantic", "class_scene"], "scenes": {"target_train": 4}, "seeds": [0, 1],
+              "validation_items": 16, "bootstrap": 50, "workers": 1},
 }
 FINETUNE = TINY["finetune"]["targets"]
 GROUPINGS = ["single", "taxonomy", "all", "random"]
@@ -79,7 +81,9 @@ def pipeline(tmp_path_factory):
 def test_every_stage_ran(pipeline):
     _, ran = pipeline
     expected = {"render", "task_list", "pixels", "affinity_first", "checks", "transfer_high", "affinity", "taxonomy",
-                "finetune_summary", "multitask_summary", "report"} | {f"finetune@{t}" for t in FINETUNE}
+                "finetune_summary", "multitask_summary", "render_target", "adapt_summary", "adapt_taxonomy",
+                "report"} | {f"finetune@{t}" for t in FINETUNE}
+    expected |= {f"adapt@{t}" for t in TINY["adapt"]["tasks"]}
     expected |= {f"multitask@{g}" for g in GROUPINGS}
     expected |= {f"{stage}@{t}" for t in TASKS for stage in ("train_task", "transfer")}
     assert expected <= ran
@@ -106,7 +110,7 @@ def test_outputs_are_consistent(pipeline):
     assert set(TARGETS) <= served
     html = (path / "reports/index.html").read_text()
     for section in ("task-bank", "task-networks", "affinities", "taxonomy", "gain-quality",
-                    "similarity-tree", "known-structure", "finetune", "multitask", "provenance"):
+                    "similarity-tree", "known-structure", "finetune", "multitask", "adapt", "provenance"):
         assert f'id="{section}"' in html
     # every stage before the report timed itself, and the provenance table shows it
     stages = [s for s in yaml.safe_load((path / "dvc.lock").read_text())["stages"] if s != "report"]
@@ -173,6 +177,35 @@ def test_finetune_reads_the_taxonomy_and_compares_every_run(pipeline):
     assert any("reports/finetune/metrics.json" in str(v) for v in metrics.values())
 
 
+def test_adapt_compares_every_method_between_source_only_and_the_oracle(pipeline):
+    """Every adapted task: source-only, its methods and the oracle at every seed, on a target domain
+    whose geometric labels are the source test split's; the taxonomy recomputed under the shift."""
+    repo, _ = pipeline
+    path = repo.path
+    table = pd.read_csv(path / "reports/adapt.csv", keep_default_na=False, dtype={"seed": str})
+    methods = {"rgb2depth": {"source_only", "dann", "oracle"},
+               "segmentsemantic": {"source_only", "dann", "entropy", "oracle"},
+               "class_scene": {"source_only", "dann", "entropy", "oracle"}}
+    assert set(table.task) == set(methods)
+    for task, rows in table.groupby("task"):
+        assert set(rows.method) == methods[task]
+        assert sorted(set(rows.seed)) == ["0", "1", "mean"]
+        reused = rows[(rows.method == "source_only") & (rows.seed == "0")]
+        assert float(reused.source_loss.iloc[0]) == pytest.approx(np.load(path / f"models/{task}/test_losses.npy").mean(),
+                                                                  rel=1e-5)
+        means = rows[rows.seed == "mean"].set_index("method")
+        assert float(means.loc["source_only", "gap_closed"]) == 0.0 and float(means.loc["oracle", "gap_closed"]) == 1.0
+    target = np.load(path / "data/target/target_test/rgb2depth.npy")
+    assert np.array_equal(target, np.load(path / "data/bank/test/rgb2depth.npy"))
+    assert not np.array_equal(np.load(path / "data/target/target_test/rgb.npy"), np.load(path / "data/bank/test/rgb.npy"))
+    best = pd.read_csv(path / "reports/adapt/taxonomy/best_sources.csv")
+    assert set(best.target) == set(TARGETS)
+    html = (path / "reports/index.html").read_text()
+    assert "Selected on target labels" in html and "The taxonomy under the shift" in html
+    metrics = json.loads(repo.dvc("metrics", "show", "--json").stdout)
+    assert any("reports/adapt/metrics.json" in str(v) for v in metrics.values())
+
+
 def _fmt(path, stage: str) -> str:
     return f'{json.loads((path / f"reports/timings/{stage}.json").read_text())["seconds"]:.4g}'
 
@@ -188,7 +221,8 @@ def test_one_task_edit_reruns_only_its_stages(pipeline):
     assert {"train_task@rgb2depth", "transfer@rgb2depth", "affinity", "taxonomy"} <= ran
     others = {f"{stage}@{t}" for t in TASKS if t != "rgb2depth" for stage in ("train_task", "transfer")}
     assert not ran & others, f"reran other tasks' stages: {sorted(ran & others)}"
-    assert not ran & {"render", "pixels"}
+    assert not ran & {"render", "pixels", "render_target"}
+    assert "adapt@rgb2depth" in ran and not ran & {"adapt@segmentsemantic", "adapt@class_scene"}
     # Nothing is stale afterwards.
     status = repo.dvc("status")
     assert "up to date" in status.stdout.lower() or status.stdout.strip() == ""

@@ -40,7 +40,7 @@ from taskonomy.analysis.taxonomy import solution_name
 
 
 SECTION_IDS = ("task-bank", "task-networks", "affinities", "taxonomy", "gain-quality", "similarity-tree",
-               "known-structure", "finetune", "multitask", "provenance")
+               "known-structure", "finetune", "multitask", "adapt", "provenance")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class ReportInputs:
     checks: Path           # checks.json of stage checks
     finetune: Path | None = None   # reports/finetune.csv; its findings.json and finetune.png beside it in reports/finetune/
     multitask: Path | None = None  # reports/multitask.csv; delta.csv, findings.json, multitask.png in reports/multitask/
+    adapt: Path | None = None      # reports/adapt.csv; findings.json, adapt.png, domains.png, taxonomy/ in reports/adapt/
     lock: Path | None = None
     timings: Path | None = None
 
@@ -132,7 +133,8 @@ def stage_timings(stages: list[str], timings: Path | None, models: Path, transfe
         seconds = float(json.loads(path.read_text())["seconds"]) if path is not None and path.is_file() else float("nan")
         metrics = {"train_task": models / key / "metrics.json", "transfer": transfer / key / "metrics.json",
                    "finetune": transfer.parent / "finetune" / key / "metrics.json",
-                   "multitask": transfer.parent / "multitask" / key / "metrics.json"}.get(name)
+                   "multitask": transfer.parent / "multitask" / key / "metrics.json",
+                   "adapt": transfer.parent / "adapt" / key / "metrics.json"}.get(name)
         m = json.loads(metrics.read_text()) if metrics is not None and metrics.is_file() else {}
         if name == "train_task" and "train_seconds" in m:
             detail = f"training {m['train_seconds']:.1f} s"
@@ -141,7 +143,7 @@ def stage_timings(stages: list[str], timings: Path | None, models: Path, transfe
         elif name == "transfer" and "train_seconds" in m:
             detail = (f"load {m['load_seconds']:.1f} s, encode {m['encode_seconds']:.1f} s, "
                       f"{m['targets']} readouts {m['train_seconds']:.1f} s")
-        elif name in ("finetune", "multitask") and "train_seconds" in m:
+        elif name in ("finetune", "multitask", "adapt") and "train_seconds" in m:
             detail = f"{m['trained']} runs trained ({m['train_seconds']:.1f} s), {m['reused']} reused"
         elif name == "report":
             detail = "this page (timed after it is written)"
@@ -275,6 +277,7 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
 
     finetune = finetune_section(inputs.finetune, params)
     multitask = multitask_section(inputs.multitask, params)
+    adapt = adapt_section(inputs.adapt, params)
 
     # provenance
     stages = list(yaml.safe_load(inputs.lock.read_text()).get("stages", {})) \
@@ -294,7 +297,7 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
                                                  f"{len(targets)} targets)."),
                                             Image(inputs.bank_samples, "the bank's sample sheet")]),
         net_section, aff_section, Section("taxonomy", "Taxonomy", tax_blocks), gq,
-        Section("similarity-tree", "Task similarity tree", tree_blocks), known, finetune, multitask,
+        Section("similarity-tree", "Task similarity tree", tree_blocks), known, finetune, multitask, adapt,
         Section("provenance", "Provenance", prov_blocks),
     ]
 
@@ -386,6 +389,80 @@ def multitask_section(table: Path | None, params: Params) -> Section:
                    for (g, s), x in groups.groupby(["grouping", "seed"], sort=False))
     blocks.append(Table(("grouping", "seed", "groups"), listed))
     return Section("multitask", title, blocks)
+
+
+def adapt_section(table: Path | None, params: Params) -> Section:
+    """Stages adapt_summary and adapt_taxonomy: both domains' samples, gap closed per task and method,
+    the taxonomy under the shift (``table`` = reports/adapt.csv)."""
+    title = "Domain adaptation baselines"
+    if table is None:
+        return Section("adapt", title, [Text("Not part of this run (stage adapt_summary).")])
+    folder = table.with_suffix("")
+    a = params.adapt
+    findings = _read_json(folder / "findings.json", "adapt_summary")
+    domain = findings.get("domain", {})
+    blocks = [
+        Text(f"A target domain rendered from the same kind of rooms with other appearance: "
+             f"{', '.join(domain.get('shift', a.shift)) or 'no change'} at severity {domain.get('severity', a.severity)}; "
+             f"geometry, and every geometric and semantic label, as in the source domain. target_train holds "
+             f"{a.scenes.target_train} new scenes whose labels only the oracle reads; target_test re-renders the test "
+             f"split's scenes, so every comparison between domains is on the same scenes."),
+        Image(_need(folder / "domains.png", "render_target"), "the same test scenes in the source and the target domain"),
+        Text(f"Per task: source-only (its task network; other seeds retrained with the same recipe), "
+             f"{', '.join(a.methods) or 'no method'} (DANN: a domain classifier behind gradient reversal, "
+             f"lambda_p = 2 / (1 + exp(-{a.gamma:g} p)) - 1; entropy: ADVENT's direct entropy loss, weight "
+             f"{a.entropy_weight:g}), and the oracle (the same recipe on labelled target_train), seeds "
+             f"{', '.join(map(str, a.seeds))}. Every run uses the task networks' recipe; its epoch is chosen on "
+             f"{a.validation_items} items of the SOURCE transfer split (the oracle: its last epoch), never on target "
+             f"labels. Gap closed = (source-only - adapted) / (source-only - oracle) of the target test loss; its "
+             f"interval: 95% over {a.bootstrap} bootstrap resamples of the target test images of the seed-averaged "
+             f"losses; the seed range beside it shows retraining's noise."),
+        *[Text(line) for line in findings["findings"]],
+        Image(_need(folder / "adapt.png", "adapt_summary"), "target and source test loss per task and method"),
+    ]
+    df = _read_csv(table, "adapt_summary", dtype={"seed": str, "note": str}, keep_default_na=False, na_values=[""])
+
+    def pct(x) -> str:
+        return "" if pd.isna(x) else f"{100 * x:+.0f}%"
+
+    means = df[df["seed"] == "mean"]
+    blocks.append(Table(("task", "method", "source loss", "target loss", "gap closed", "95% interval (images)",
+                         "seed range"),
+                        tuple((r["task"], r["method"], f"{r['source_loss']:.4f}", f"{r['target_loss']:.4f}",
+                               pct(r["gap_closed"]),
+                               "" if pd.isna(r["gap_lo"]) or r["method"] in ("source_only", "oracle")
+                               else f"[{pct(r['gap_lo'])}, {pct(r['gap_hi'])}]",
+                               "" if pd.isna(r["gap_min"]) or r["method"] in ("source_only", "oracle")
+                               else f"{pct(r['gap_min'])} .. {pct(r['gap_max'])}")
+                              for _, r in means.iterrows())))
+    selected = _read_csv(folder / "target_selected.csv", "adapt_summary")
+    if len(selected):
+        worst = selected.loc[selected["optimism"].idxmax()]
+        blocks.append(Text(
+            f"Selected on target labels (NOT valid results, shown apart to size the optimism the anchor's users "
+            f"report): had each run's epoch been chosen on the target test loss, the reported target losses would "
+            f"be lower by {selected['optimism'].mean():.4f} on average (at most {worst['optimism']:.4f}: "
+            f"{worst['task']} {worst['method']} seed {worst['seed']}); reports/adapt/target_selected.csv lists them."))
+    shift = folder / "taxonomy"
+    if (shift / "findings.json").is_file():
+        record = _read_json(shift / "findings.json", "adapt_taxonomy")
+        lines = record.get("findings", [])
+        lines = list(lines.values()) if isinstance(lines, dict) else lines
+        blocks.append(Text("The taxonomy under the shift: every first-order readout as trained on the source domain "
+                           "(frozen encoders, no retraining) scored on target_test, the AHP affinities and the "
+                           "first-order taxonomy recomputed."))
+        blocks.extend(Text(line) for line in (lines if isinstance(lines, list) else [lines]))
+        if (shift / "shift.png").is_file():
+            blocks.append(Image(shift / "shift.png", "first-order affinities in the source and the target domain"))
+        best = _read_csv(shift / "best_sources.csv", "adapt_taxonomy")
+        blocks.append(Table(tuple(best.columns), tuple(tuple(_cell(v) for v in row) for row in best.itertuples(index=False))))
+    return Section("adapt", title, blocks)
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return "" if pd.isna(v) else f"{v:.3g}"
+    return str(v)
 
 
 def write_report(inputs: ReportInputs, params: Params, *, html: Path, markdown: Path, figures_dir: Path,

@@ -22,12 +22,18 @@ input transform of the targets (normally two: plain and noisy). ``pixels`` (refe
 Seeds: a readout's initialisation and batch order depend on (``transfer.seed``, target) only, not on
 the source: all transfers into a target start from the same head and see the same batches (common
 random numbers), so their differences come from the representations.
+
+Trained readouts can be kept (:func:`run_readouts` with ``keep=True``; :func:`save_readouts`): their
+weights, what rebuilds them (:func:`build_readout`'s arguments) and the source's standardisation
+moments, so that another split (another domain) is scored later with the very readouts, standardised
+as they were trained (taskonomy.transfer.rescore).
 """
 from __future__ import annotations
 
 import logging
 import zlib
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -35,11 +41,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from taskonomy.config import TrainTaskParams, TransferParams
+from taskonomy.config import TrainTaskParams, TransferParams, as_dict, from_dict
 from taskonomy.errors import DataError, TaskonomyError
 from taskonomy.nets.data import Batch, TaskData, fit_stats, load_task_data
 from taskonomy.nets.models import build_head
-from taskonomy.nets.train import LoopConfig, cpu_kernels, evaluate_per_item, fit
+from taskonomy.nets.train import LoopConfig, cpu_kernels, evaluate_per_item, fit, save_checkpoint
 from taskonomy.sources import PIXELS, set_key
 from taskonomy.storage import atomic_savez
 from taskonomy.tasks import Task, get_task, per_item_loss
@@ -50,6 +56,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("transfer", "test")
 ENCODE_BATCH = 256
+READOUT_FILE = "readouts.pt"
 
 
 @dataclass(frozen=True)
@@ -136,22 +143,38 @@ def channel_moments(rep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)  # (1, C, 1, 1)
 
 
+Moments = dict[str, dict[str, torch.Tensor]]   # input transform -> {"mean", "std"}: (1, C, 1, 1) each
+
+
+def standardise(raw: torch.Tensor, moments: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """(V, C, h, w) representations standardised per channel with ``moments`` (:func:`channel_moments`)."""
+    return (raw - moments["mean"]) / moments["std"]
+
+
 def encode_source(encoder: nn.Module, targets: Mapping[str, Mapping[str, TaskData]],
                   device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Cached, standardised representations of one source: ``'<split>/<transform>' -> (V, C, h, w)``.
+    """Cached, standardised representations of one source: ``'<split>/<transform>' -> (V, C, h, w)``."""
+    return encode_source_moments(encoder, targets, device)[0]
+
+
+def encode_source_moments(encoder: nn.Module, targets: Mapping[str, Mapping[str, TaskData]],
+                          device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], Moments]:
+    """:func:`encode_source`'s representations and the moments that standardised them, per transform.
 
     One pass per split and distinct input transform of the targets; moments from the transfer split.
     """
     reps: dict[str, torch.Tensor] = {}
+    moments: Moments = {}
     for data in targets.values():
         transform = data["test"].task.transform.value
-        if f"test/{transform}" in reps:
+        if transform in moments:
             continue
         raw = {split: encode_views(encoder, data[split].views, device=device) for split in SPLITS}
         mean, std = channel_moments(raw["transfer"])
+        moments[transform] = {"mean": mean, "std": std}
         for split in SPLITS:
-            reps[f"{split}/{transform}"] = (raw[split] - mean) / std
-    return reps
+            reps[f"{split}/{transform}"] = standardise(raw[split], moments[transform])
+    return reps, moments
 
 
 def rep_key(split: str, task: Task) -> str:
@@ -195,8 +218,27 @@ def loop_config(params: TransferParams, target: str, device: str) -> LoopConfig:
     return LoopConfig.from_params(params, seed=readout_seed(params.seed, target), device=device)
 
 
-def train_readout(context: TransferContext, job: tuple[tuple[str, ...], str]) -> np.ndarray:
-    """Train ``sources -> target`` on the transfer split; per-item test losses, float32 (N_t,)."""
+@dataclass(frozen=True)
+class TrainedReadout:
+    """What one job gives back: the per-item test losses and, when the job was asked to keep it, the
+    readout as :func:`readout_record` describes it (CPU tensors: small, and picklable to the driver)."""
+    losses: np.ndarray                        # float32 (N_t,)
+    record: dict[str, Any] | None = None
+
+
+def readout_record(model: Readout, sources: Sequence[str], task: Task, in_channels: int, width: int,
+                   rep_hw: int) -> dict[str, Any]:
+    """A trained readout as plain data: :func:`build_readout`'s arguments (the target's resolved output
+    size standing for its task) and the weights, on the CPU. The params it was built with are the
+    file's (:func:`save_readouts`)."""
+    return {"sources": list(sources), "target": task.name, "out_channels": task.out_channels,
+            "in_channels": in_channels, "width": width, "rep_hw": rep_hw,
+            "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+
+
+def train_readout(context: TransferContext, job: tuple[tuple[str, ...], str], keep: bool = False) -> TrainedReadout:
+    """Train ``sources -> target`` on the transfer split: per-item test losses, float32 (N_t,), and with
+    ``keep`` the trained readout (:func:`readout_record`)."""
     sources, target = job
     data = context.targets[target]
     task = data["test"].task
@@ -213,7 +255,8 @@ def train_readout(context: TransferContext, job: tuple[tuple[str, ...], str]) ->
     model = build_readout(sources, task, in_channels, width, rep_hw, context.params, context.net)
     loss = TaskLoss(task)
     fit(model, train, loss, loop_config(context.params, target, context.device), name=f"{set_key(sources)}->{target}")
-    return evaluate_per_item(model, test, loss)
+    losses = evaluate_per_item(model, test, loss)
+    return TrainedReadout(losses, readout_record(model, sources, task, in_channels, width, rep_hw) if keep else None)
 
 
 def executor_spec(params: Any, device: str) -> ExecutorSpec:
@@ -235,17 +278,24 @@ def executor_spec(params: Any, device: str) -> ExecutorSpec:
                         cpus_per_job=ray.cpus_per_job, gpus_per_job=ray.gpus_per_job)
 
 
+def run_readouts(context: TransferContext, jobs: Sequence[tuple[tuple[str, ...], str]],
+                 spec: ExecutorSpec | None = None, keep: bool = False) -> dict[str, dict[str, TrainedReadout]]:
+    """Train every job; ``target -> sources key -> TrainedReadout`` (with the readouts for ``keep``)."""
+    spec = spec or executor_spec(context.params, context.device)
+    results = map_jobs(partial(train_readout, keep=keep), context, list(jobs), spec)
+    out: dict[str, dict[str, TrainedReadout]] = {}
+    for (sources, target), result in zip(jobs, results):
+        if not np.all(np.isfinite(result.losses)):
+            raise TaskonomyError(f"{set_key(sources)} -> {target}: non-finite test losses")
+        out.setdefault(target, {})[set_key(sources)] = result
+    return out
+
+
 def run_transfers(context: TransferContext, jobs: Sequence[tuple[tuple[str, ...], str]],
                   spec: ExecutorSpec | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Train every job; ``target -> sources key -> (N_t,) per-item test losses``."""
-    spec = spec or executor_spec(context.params, context.device)
-    losses = map_jobs(train_readout, context, list(jobs), spec)
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for (sources, target), values in zip(jobs, losses):
-        if not np.all(np.isfinite(values)):
-            raise TaskonomyError(f"{set_key(sources)} -> {target}: non-finite test losses")
-        out.setdefault(target, {})[set_key(sources)] = values
-    return out
+    readouts = run_readouts(context, jobs, spec)
+    return {t: {key: r.losses for key, r in per.items()} for t, per in readouts.items()}
 
 
 def strip_views(targets: dict[str, dict[str, TaskData]]) -> dict[str, dict[str, TaskData]]:
@@ -285,3 +335,51 @@ def load_reps(path: str | Path, source: str) -> dict[str, torch.Tensor]:
         raise DataError(f"{source}: {path} is missing; run `dvc repro transfer@{source}` first")
     with np.load(path) as z:
         return {k: torch.from_numpy(z[k].astype(np.float32, copy=False)) for k in z.files}
+
+
+def save_readouts(path: str | Path, source: str, readouts: Mapping[str, Mapping[str, Any]], params: TransferParams,
+                  net: TrainTaskParams, moments: Moments | None = None) -> None:
+    """Write the readouts of one source (or of ``pixels``) atomically, with what rebuilds and feeds them:
+    ``{"format", "source", "transfer", "train_task", "moments", "readouts"}``; ``readouts``: target ->
+    :func:`readout_record`; ``moments``: the source's standardisation per input transform (the transfer
+    split's, which the readouts were trained behind; none for ``pixels``, which reads images).
+
+    No code version, unlike a task network's checkpoint: the file lies in ``outputs/transfer``, a folder
+    that later stages depend on, and a stamp that changes with every commit would make its bytes (and
+    so theirs) change when a rerun of ``transfer@`` reproduces every weight; ``dvc.lock`` records the code."""
+    save_checkpoint(Path(path), {
+        "format": 1, "source": source, "transfer": as_dict(params), "train_task": as_dict(net),
+        "moments": {t: {k: v.detach().cpu() for k, v in m.items()} for t, m in (moments or {}).items()},
+        "readouts": {t: dict(r) for t, r in readouts.items()}})
+
+
+def load_readouts(path: str | Path, stage: str) -> dict[str, Any]:
+    """What :func:`save_readouts` wrote; missing or unreadable is a DataError naming ``stage``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: missing; it is written by stage {stage} (dvc repro {stage})")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file (zip, unpickling, EOF)
+        raise DataError(f"{path}: corrupt or unreadable ({type(err).__name__}); rerun stage {stage}") from None
+    if not isinstance(payload, dict) or payload.get("format") != 1 or "readouts" not in payload:
+        raise DataError(f"{path}: not a readouts file of this code; rerun stage {stage}")
+    return payload
+
+
+def rebuild_readout(payload: Mapping[str, Any], target: str, where: str = "readouts") -> Readout:
+    """The trained readout into ``target`` from :func:`load_readouts`' ``payload``, in eval mode (CPU)."""
+    record = payload["readouts"].get(target)
+    if record is None:
+        raise DataError(f"{where}: no readout into {target} (has: {', '.join(payload['readouts']) or 'none'})")
+    try:
+        params = from_dict(TransferParams, payload["transfer"], "transfer")
+        net = from_dict(TrainTaskParams, payload["train_task"], "train_task")
+        task = get_task(record["target"]).with_outputs(record["out_channels"])
+        model = build_readout(record["sources"], task, record["in_channels"], record["width"], record["rep_hw"],
+                              params, net)
+        model.load_state_dict(record["state"])
+    except (KeyError, RuntimeError, TaskonomyError) as err:
+        raise DataError(f"{where}: the readout into {target} does not fit this code ({type(err).__name__}: {err}); "
+                        f"rerun the stage that wrote it") from None
+    return model.eval()

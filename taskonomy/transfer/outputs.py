@@ -2,8 +2,10 @@
 and ``transfer_high`` (the beam's higher-order source sets into every target).
 
 ``transfer@<source>`` writes, in ``out``: ``losses.npz`` (taskonomy.losses), ``reps.npz`` (the source's
-representations of the transfer and test splits, which ``transfer_high`` reads back) and ``metrics.json``
-(times per phase). ``transfer_high`` writes ``<out>/<target>/losses.npz`` for every target.
+representations of the transfer and test splits, which ``transfer_high`` reads back), ``readouts.pt``
+(every trained readout with the source's standardisation moments, which ``adapt_taxonomy`` scores on
+another domain with: taskonomy.transfer.rescore) and ``metrics.json`` (times per phase). ``transfer_high``
+writes ``<out>/<target>/losses.npz`` for every target (its readouts are not kept).
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ from taskonomy.nets.train import resolve_device
 from taskonomy.sources import set_key
 from taskonomy.storage import atomic_write_json, ensure_writable
 from taskonomy.transfer.beam import high_order_sets
-from taskonomy.transfer.engine import (TransferContext, encode_source, executor_spec, load_reps,
-                                       load_source_encoder, load_targets, run_transfers, save_reps, strip_views)
+from taskonomy.transfer.engine import (READOUT_FILE, TransferContext, encode_source_moments, executor_spec, load_reps,
+                                       load_source_encoder, load_targets, run_readouts, run_transfers, save_readouts,
+                                       save_reps, strip_views)
 
 log = logging.getLogger("taskonomy.transfer")
 
@@ -36,15 +39,17 @@ def first_order(source: str, params: Params, bank: Path, model: Path, out: Path)
     t0 = time.perf_counter()
     targets = load_targets(load_splits(bank), params.targets(), params.transfer.images)
     t_load = time.perf_counter()
-    reps = encode_source(encoder, targets, device=device)
+    reps, moments = encode_source_moments(encoder, targets, device=device)
     t_encode = time.perf_counter()
     context = TransferContext({source: reps}, strip_views(targets), params.transfer, params.train_task, device)
     spec = executor_spec(params.transfer, device)
-    losses = run_transfers(context, [((source,), t) for t in targets], spec)
+    readouts = run_readouts(context, [((source,), t) for t in targets], spec, keep=True)
     t_train = time.perf_counter()
 
-    write_keyed(out / LOSS_FILE, {t: losses[t][source] for t in targets})
+    write_keyed(out / LOSS_FILE, {t: readouts[t][source].losses for t in targets})
     save_reps(out / "reps.npz", reps)
+    save_readouts(out / READOUT_FILE, source, {t: readouts[t][source].record for t in targets},
+                  params.transfer, params.train_task, moments)
     atomic_write_json(out / "metrics.json", {
         "source": source, "targets": len(targets), "device": device, "executor": spec.kind,
         "workers": spec.workers, "threads": spec.threads, "load_seconds": round(t_load - t0, 3),
