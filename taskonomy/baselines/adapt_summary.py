@@ -155,8 +155,8 @@ def findings(params: Params, gaps: Sequence[dict[str, Any]], domain: dict[str, A
     return out
 
 
-def figure(gaps: Sequence[dict[str, Any]], tasks: Sequence[str], path: Path) -> None:
-    """Per task, the target-domain loss of each method (bars: seed mean; dots: seeds) and its
+def figure(gaps: Sequence[dict[str, Any]], table: Sequence[dict[str, Any]], tasks: Sequence[str], path: Path) -> None:
+    """Per task, the target-domain loss of each method (bars: seed mean; black dots: seeds) and its
     source-domain loss (hollow markers), between the source-only and oracle references."""
     from taskonomy.plotting import pyplot, save_figure
 
@@ -169,11 +169,15 @@ def figure(gaps: Sequence[dict[str, Any]], tasks: Sequence[str], path: Path) -> 
                label="target test")
         ax.scatter(range(len(rows)), [g["source_loss"] for g in rows], facecolors="none", edgecolors="black",
                    zorder=3, label="source test")
+        for i, name in enumerate(names):
+            seeds = [r["target_loss"] for r in table if r["task"] == task and r["method"] == name and r["seed"] != "mean"]
+            ax.scatter([i] * len(seeds), seeds, color="black", s=8, zorder=4, label="target, per seed" if i == 0 else None)
         ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(task, fontsize=9)
         ax.set_ylabel("mean test loss")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     save_figure(fig, path, dpi=110)
 
 
@@ -198,5 +202,5 @@ def write_summary(params: Params, runs_dir: Path, table: Path, out: Path, rounds
                                            **({"gap_closed": g["gap_closed"], "gap_lo": g["gap_lo"], "gap_hi": g["gap_hi"]}
                                               if g in adapted else {})}
     atomic_write_json(out / "metrics.json", metrics)
-    figure(summary["gaps"], params.adapt.tasks, out / "adapt.png")
+    figure(summary["gaps"], summary["table"], params.adapt.tasks, out / "adapt.png")
     return record
