@@ -194,7 +194,10 @@ def test_adapt_compares_every_method_between_source_only_and_the_oracle(pipeline
         assert float(reused.source_loss.iloc[0]) == pytest.approx(np.load(path / f"models/{task}/test_losses.npy").mean(),
                                                                   rel=1e-5)
         means = rows[rows.seed == "mean"].set_index("method")
-        assert float(means.loc["source_only", "gap_closed"]) == 0.0 and float(means.loc["oracle", "gap_closed"]) == 1.0
+        if float(means.loc["oracle", "target_loss"]) < float(means.loc["source_only", "target_loss"]):
+            assert float(means.loc["source_only", "gap_closed"]) == 0.0 and float(means.loc["oracle", "gap_closed"]) == 1.0
+        else:      # the tiny oracle no better than source-only: no gap to close, none reported
+            assert means.loc["source_only", "gap_closed"] == "" and means.loc["oracle", "gap_closed"] == ""
     target = np.load(path / "data/target/target_test/rgb2depth.npy")
     assert np.array_equal(target, np.load(path / "data/bank/test/rgb2depth.npy"))
     assert not np.array_equal(np.load(path / "data/target/target_test/rgb.npy"), np.load(path / "data/bank/test/rgb.npy"))
