@@ -214,12 +214,16 @@ def _fmt(path, stage: str) -> str:
 
 
 def test_one_task_edit_reruns_only_its_stages(pipeline):
+    """As a DVC user changes a param: an experiment (`dvc exp run -S`) on top of the finished run."""
     repo, _ = pipeline
-    params = yaml.safe_load((repo.path / "params.yaml").read_text())
-    params["tasks"]["rgb2depth"]["epochs"] = 2
-    (repo.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    proc = repo.dvc("repro", check=False)
+    # a key params.yaml does not spell out is refused by DVC itself, before any stage runs ...
+    refused = repo.dvc("exp", "run", "-S", "tasks.rgb2depth.epochs=2", check=False)
+    assert refused.returncode != 0 and "Running stage" not in refused.stdout
+    assert "tasks.rgb2depth.epochs" in refused.stderr
+    # ... and added with a leading + (the README says so)
+    proc = repo.dvc("exp", "run", "-S", "+tasks.rgb2depth.epochs=2", check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert yaml.safe_load((repo.path / "params.yaml").read_text())["tasks"]["rgb2depth"]["epochs"] == 2
     ran = _stages_run(proc.stdout)
     assert {"train_task@rgb2depth", "transfer@rgb2depth", "affinity", "taxonomy"} <= ran
     others = {f"{stage}@{t}" for t in TASKS if t != "rgb2depth" for stage in ("train_task", "transfer")}
