@@ -213,6 +213,22 @@ def _fmt(path, stage: str) -> str:
     return f'{json.loads((path / f"reports/timings/{stage}.json").read_text())["seconds"]:.4g}'
 
 
+def test_a_fresh_clone_with_the_cache_finds_nothing_changed(pipeline, tmp_path):
+    """The lock committed with what the run wrote: a clone of that commit, given the run's DVC cache,
+    checks every output out and finds no stage changed (no uncached output left behind in an ignored
+    folder, which a clone or a queued experiment's copy would lack and rerun)."""
+    repo, _ = pipeline
+    repo.run("git", "add", "-A")
+    repo.run("git", "commit", "-qm", "the run, with its lock")
+    clone = tmp_path / "clone"
+    repo.run("git", "clone", "-q", str(repo.path), str(clone))
+    fresh = type(repo)(clone, repo.env)
+    fresh.dvc("cache", "dir", str(repo.path / ".dvc" / "cache"))
+    fresh.dvc("checkout", "-q")
+    status = fresh.dvc("status")
+    assert "up to date" in status.stdout.lower(), status.stdout[-3000:]
+
+
 def test_one_task_edit_reruns_only_its_stages(pipeline):
     """As a DVC user changes a param: an experiment (`dvc exp run -S`) on top of the finished run."""
     repo, _ = pipeline
