@@ -14,16 +14,14 @@ used), ``gap.csv`` (DVC's bar plot), DVC metrics, a figure and plain sentences o
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from taskonomy.baselines.runs import RUNS_FILE
+from taskonomy.baselines.runs import RUNS_FILE, image_interval, read_table
 from taskonomy.config import Params
 from taskonomy.errors import DataError
-from taskonomy.losses import LOSS_FILE, load_npz
 from taskonomy.storage import atomic_write_csv, atomic_write_json
 
 TABLE_FIELDS = ["task", "method", "seed", "source_loss", "target_loss", "gap_closed", "gap_lo", "gap_hi",
@@ -44,29 +42,7 @@ def gap_interval(source_only: np.ndarray, adapted: np.ndarray, oracle: np.ndarra
                  seed: int = 0) -> tuple[float, float]:
     """95% percentile bootstrap interval of the gap closed over the M target test images: the per-image
     losses (M,) of the three are resampled together (``scipy.stats.bootstrap``)."""
-    from scipy.stats import bootstrap
-
-    losses = np.stack([source_only, adapted, oracle]).astype(np.float64)     # (3, M)
-
-    def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        s, a, o = losses[:, np.asarray(idx, dtype=np.int64)].mean(-1)
-        return gap_closed(s, a, o)
-
-    ci = bootstrap((np.arange(losses.shape[1]),), statistic, n_resamples=rounds, confidence_level=0.95,
-                   method="percentile", random_state=np.random.default_rng(seed), vectorized=True).confidence_interval
-    return float(ci.low), float(ci.high)
-
-
-def read_task(folder: Path, task: str) -> tuple[list[dict[str, str]], dict[str, np.ndarray]]:
-    """One task's ``runs.csv`` and per-item losses (one line naming what is missing)."""
-    stage = f"adapt@{task}"
-    try:
-        with (Path(folder) / RUNS_FILE).open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except FileNotFoundError:
-        raise DataError(f"{Path(folder) / RUNS_FILE}: missing; it is written by stage {stage}") from None
-    keys = [f"{r['key']}|{domain}" for r in rows for domain in ("source", "target")]
-    return rows, load_npz(Path(folder) / LOSS_FILE, stage, keys)
+    return image_interval(np.stack([source_only, adapted, oracle]), lambda means: gap_closed(*means), rounds, seed)
 
 
 def _f(x: float) -> float | str:
@@ -80,7 +56,7 @@ def summarise(params: Params, runs_dir: Path, rounds: int | None = None) -> dict
     rounds = rounds or a.bootstrap
     table, selected, gaps = [], [], []
     for task in a.tasks:
-        rows, losses = read_task(Path(runs_dir) / task, task)
+        rows, losses = read_table(Path(runs_dir) / task, f"adapt@{task}", "key", ("|source", "|target"))
         by = {(r["method"], int(r["seed"])): r for r in rows}
         seeds = sorted({int(r["seed"]) for r in rows})
         methods = list(dict.fromkeys(r["method"] for r in rows))

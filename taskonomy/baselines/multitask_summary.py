@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from taskonomy.baselines.multitask_outputs import studied_tasks
-from taskonomy.baselines.runs import read_table
+from taskonomy.baselines.runs import image_interval, read_table
 from taskonomy.config import Params
 from taskonomy.errors import DataError
 from taskonomy.losses import load_npy, self_path
@@ -41,19 +41,10 @@ def delta_p(single: np.ndarray, multi: np.ndarray) -> np.ndarray:
 def delta_p_interval(single: np.ndarray, multi: np.ndarray, rounds: int, seed: int) -> tuple[float, float]:
     """95% percentile bootstrap interval of Delta_p over test images: ``single`` / ``multi`` are
     per-image losses (T, M) on the same M images, resampled together (``scipy.stats.bootstrap``)."""
-    from scipy.stats import bootstrap
-
     single, multi = np.asarray(single, dtype=np.float64), np.asarray(multi, dtype=np.float64)
     if np.array_equal(single, multi):
         return 0.0, 0.0
-
-    def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        idx = np.asarray(idx, dtype=np.int64)
-        return delta_p(single[:, idx].mean(-1), multi[:, idx].mean(-1))
-
-    ci = bootstrap((np.arange(single.shape[1]),), statistic, n_resamples=rounds, confidence_level=0.95,
-                   method="percentile", random_state=np.random.default_rng(seed), vectorized=True).confidence_interval
-    return float(ci.low), float(ci.high)
+    return image_interval(np.stack([single, multi]), lambda means: delta_p(means[0], means[1]), rounds, seed)
 
 
 def summarise(params: Params, runs_dir: Path, models: Path, rounds: int | None = None) -> dict[str, Any]:

@@ -45,13 +45,33 @@ def train_missing(name: str, runs: Sequence[Any], stamps: dict[str, str], cache:
     return done, todo
 
 
-def read_table(folder: Path, stage: str, key: str) -> tuple[list[dict[str, str]], dict[str, np.ndarray]]:
+def read_table(folder: Path, stage: str, key: str, suffixes: Sequence[str] = ("",)
+               ) -> tuple[list[dict[str, str]], dict[str, np.ndarray]]:
     """A baseline stage's ``runs.csv`` in ``folder`` and the per-item losses its ``key`` column names
-    in ``losses.npz`` beside it (rows with an empty key have none); missing files name ``stage``."""
+    in ``losses.npz`` beside it, each key followed by every one of ``suffixes`` (adapt@: ``|source``,
+    ``|target``; rows with an empty key have none); missing files name ``stage``."""
     path = Path(folder) / RUNS_FILE
     try:
         with path.open(newline="") as fh:
             rows = list(csv.DictReader(fh))
     except FileNotFoundError:
         raise DataError(f"{path}: missing; it is written by stage {stage}") from None
-    return rows, load_npz(Path(folder) / LOSS_FILE, stage, sorted({r[key] for r in rows if r[key]}))
+    keys = sorted({r[key] + suffix for r in rows if r[key] for suffix in suffixes})
+    return rows, load_npz(Path(folder) / LOSS_FILE, stage, keys)
+
+
+def image_interval(losses: np.ndarray, statistic: Callable[[np.ndarray], Any], rounds: int,
+                   seed: int) -> tuple[float, float]:
+    """95% percentile bootstrap interval over test images of ``statistic(means)``: ``losses`` (..., M)
+    holds per-image losses on the same M images, resampled together (``scipy.stats.bootstrap``), and
+    ``means`` is their mean over the resampled images, (...)."""
+    from scipy.stats import bootstrap
+
+    losses = np.asarray(losses, dtype=np.float64)
+
+    def resampled(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        return statistic(losses[..., np.asarray(idx, dtype=np.int64)].mean(-1))
+
+    ci = bootstrap((np.arange(losses.shape[-1]),), resampled, n_resamples=rounds, confidence_level=0.95,
+                   method="percentile", random_state=np.random.default_rng(seed), vectorized=True).confidence_interval
+    return float(ci.low), float(ci.high)
