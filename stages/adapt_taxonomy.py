@@ -2,7 +2,8 @@
 
     python stages/adapt_taxonomy.py --params params.yaml --bank data/bank --target-bank data/target \
         --split target_test --models models --transfer outputs/transfer --pixels outputs/pixels \
-        --out outputs/adapt_taxonomy --report reports/adapt/taxonomy
+        --out outputs/adapt_taxonomy --report reports/adapt/taxonomy \
+        --metrics reports/metrics/adapt_taxonomy.json
 
 Scores ``--split`` of the target-domain bank with everything already trained (taskonomy.transfer.rescore:
 the task networks, every first-order readout behind its frozen source encoder and the source's saved
@@ -16,8 +17,10 @@ source-domain test losses (taskonomy.analysis.shift). Reads the ``adapt`` (boots
   (per target: best source in each domain with its affinity, share of paired resamples unchanged,
   Spearman rho with its interval), ``edges.csv`` (per budget and target: its source set or ``self`` in
   each domain, survives, share of resamples), ``supervised.csv`` (per budget: the supervised tasks in
-  each domain), ``metrics.json`` (DVC metrics), ``findings.json`` (sentences for the report) and
-  ``shift.png`` (both domains' affinities side by side, and one against the other).
+  each domain), ``shift.json`` (best sources unchanged, mean rho, and per budget the shares of edges and
+  supervised tasks kept, with intervals), ``findings.json`` (sentences for the report) and
+  ``shift.png`` (both domains' affinities side by side, and one against the other);
+- ``--metrics``: the headline of shift.json for ``dvc metrics`` (best sources unchanged, mean rho).
 """
 from __future__ import annotations
 
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--transfer", type=Path, required=True, help="<dir>/<source>/{readouts.pt, losses.npz}")
     ap.add_argument("--pixels", type=Path, required=True, help="the pixels stage's folder (readouts.pt, losses.npz)")
     ap.add_argument("--out", type=Path, required=True, help="folder for the target-domain losses")
-    ap.add_argument("--report", type=Path, required=True, help="folder for the tables, metrics, findings and figure")
+    ap.add_argument("--report", type=Path, required=True, help="folder for the tables, shift.json, findings and figure")
+    ap.add_argument("--metrics", type=Path, required=True, help="the headline numbers (DVC metrics) to write")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -82,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_csv(report / "best_sources.csv", shift.BEST_FIELDS, shift.best_rows(rows))
     atomic_write_csv(report / "edges.csv", shift.EDGE_FIELDS, shift.edge_rows(per_budget))
     atomic_write_csv(report / "supervised.csv", shift.SUPERVISED_FIELDS, shift.supervised_rows(per_budget))
-    atomic_write_json(report / "metrics.json", shift.metrics(rows, per_budget, rounds, taxonomy_rounds))
+    numbers = shift.metrics(rows, per_budget, rounds, taxonomy_rounds)
+    atomic_write_json(report / "shift.json", numbers)
+    atomic_write_json(args.metrics, shift.headline(numbers))
     atomic_write_json(report / "findings.json", {
         "findings": shift.findings(rows, per_budget, rounds, taxonomy_rounds), "split": args.split,
         "domain": scored.manifest.get("params", {}).get("domain"), "rounds": rounds,

@@ -8,6 +8,9 @@ higher-order transfer losses. Writes:
 - ``--table``: one row per transfer: target, sources (joined by ``__``; ``self``, ``random``,
   ``pixels``), order, affinity (AHP over all of the target's transfers + self + random), quality
   (win rate vs self), gain (win rate vs pixels), mean_loss;
+- ``--metrics``: with ``--table``, the gold standard for ``dvc metrics`` (reports/metrics/affinity.json): the
+  share of targets whose task network beats every first-order transfer, and every transfer, into it,
+  and the best transfer's quality on average;
 - ``--first-order DIR``: ``first_order_losses.csv`` and ``first_order_affinities.csv`` (sources x
   targets; the affinities are AHP re-run on the first-order transfers, like the paper's Fig. 7)
   and ``first_order.png`` (both as heatmaps, side by side).
@@ -26,11 +29,11 @@ from pathlib import Path
 
 from taskonomy.errors import TaskonomyError
 from taskonomy.stage import run_stage
-from taskonomy.storage import atomic_write_text
+from taskonomy.storage import atomic_write_json, atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
-    from taskonomy.analysis.affinity import affinity_table, first_order_matrices
+    from taskonomy.analysis.affinity import affinity_table, first_order_matrices, gold_standard
     from taskonomy.losses import read_target_losses
     from taskonomy.config import load_params
     from taskonomy.report.figures import first_order_heatmaps
@@ -43,9 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--high", type=Path, help="optional: <dir>/<target>/losses.npz of higher orders")
     ap.add_argument("--table", type=Path, help="the affinity table (CSV) to write")
     ap.add_argument("--first-order", type=Path, help="folder for the first-order matrices and heatmap")
+    ap.add_argument("--metrics", type=Path, help="with --table: the gold standard's numbers (DVC metrics) to write")
     args = ap.parse_args(argv)
     if args.table is None and args.first_order is None:
         raise TaskonomyError("stages/affinity.py: nothing to write; give --table and/or --first-order")
+    if args.metrics is not None and args.table is None:
+        raise TaskonomyError("stages/affinity.py: --metrics needs --table (the gold standard is read from the full table)")
 
     params = load_params(args.params)
     targets, sources = params.targets(), list(params.tasks)
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.table is not None:
         table = affinity_table(losses, clip=params.affinity.clip)
         atomic_write_text(args.table, table.to_csv(index=False, float_format="%.8g"))
+        if args.metrics is not None:
+            atomic_write_json(args.metrics, gold_standard(table))
         print(f"affinity: {len(table)} transfers into {len(targets)} targets -> {args.table}")
     if args.first_order is not None:
         mean_loss, affinity = first_order_matrices(losses, clip=params.affinity.clip, sources=sources)

@@ -3,7 +3,7 @@
     python stages/report.py --params params.yaml --task-list outputs/task_list.json --models models \
         --transfer outputs/transfer --bank-samples reports/figures/bank_samples.png \
         --first-order reports/affinity --affinities reports/affinities.csv --taxonomy reports/taxonomy \
-        --checks reports/checks/checks.json --lock dvc.lock --timings reports/timings --html reports/index.html --markdown reports/README.md \
+        --checks reports/checks/checks.json --lock dvc.lock --timings logs/timings --html reports/index.html --markdown reports/README.md \
         --figures reports/report_figures
 
 Everything is in :mod:`taskonomy.report.build`; a missing input is one line naming the file and the
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--multitask", type=Path, help="reports/multitask.csv of stage multitask_summary")
     ap.add_argument("--adapt", type=Path, help="reports/adapt.csv of stage adapt_summary")
     ap.add_argument("--lock", type=Path, help="dvc.lock, for the stage list of the timings table")
-    ap.add_argument("--timings", type=Path, help="folder of the stages' --timing files (reports/timings)")
+    ap.add_argument("--timings", type=Path, help="folder of the stages' --timing files (logs/timings)")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)

@@ -6,9 +6,11 @@ Reads the affinity table (stage ``affinity``) and its first-order affinity matri
 - ``--solutions DIR``: per (budget b, max order k) ``b<b>_k<k>.json`` (the taxonomy: objective,
   supervised, transfers, per-target affinity/quality/gain) and ``b<b>_k<k>.graph.json`` (networkx
   node-link export: tasks with their role and supervision, one edge per source of a chosen transfer);
-- ``--metrics``: ``{"k<k>": {"b<b>": {objective, gain, quality, supervised, transferred}}}`` for
-  ``dvc metrics show`` (gain and quality: means over the targets served by a transfer);
-- ``--grid``: the same as a long CSV (max_order, budget, ...) for ``dvc plots show``;
+- ``--grid``: every (max order, budget) as a long CSV (max_order, budget, objective, gain, quality,
+  supervised, transferred, status; gain and quality: means over the targets served by a transfer) for
+  ``dvc plots show``;
+- ``--metrics``: the headline for ``dvc metrics`` / ``dvc exp show`` (reports/metrics/taxonomy.json): at
+  the largest max order, objective and gain at the smallest, middle and largest budget;
 - ``--tree DIR``: ``similarity_tree.json`` (scipy linkage matrix + dendrogram leaves) and
   ``similarity_tree.png`` (agglomerative clustering of the first-order affinity columns).
 """
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from taskonomy.analysis.tables import load_table, read_first_order
     from taskonomy.config import load_params
-    from taskonomy.analysis.taxonomy import assign_roles, similarity_tree, solution_name, sweep, sweep_cells
+    from taskonomy.analysis.taxonomy import assign_roles, similarity_tree, headline, solution_name, sweep, sweep_cells
     from taskonomy.report.figures import dendrogram
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         name = solution_name(r.budget, r.max_order)
         atomic_write_json(args.solutions / f"{name}.json", r.to_dict())
         atomic_write_json(args.solutions / f"{name}.graph.json", nx.node_link_data(r.to_graph(roles), edges="edges"))
-    metrics, rows = sweep_cells(results)
-    atomic_write_json(args.metrics, metrics)
-    atomic_write_text(args.grid, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+    atomic_write_json(args.metrics, headline(results))
+    atomic_write_text(args.grid, pd.DataFrame(sweep_cells(results)).to_csv(index=False, float_format="%.6g"))
 
     first = read_first_order(args.first_order)
     targets = [t for t in first.columns if t in roles.targets]

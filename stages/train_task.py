@@ -13,6 +13,13 @@ params, trains on the bank's train split, evaluates on the test split and writes
 - ``curve.csv``: per epoch train loss, test loss, learning rate, seconds;
 - ``samples.png``: input / ground truth / prediction for a few test items.
 
+With ``--curves DIR`` (dvc.yaml: ``reports/curves/<task>``, tracked in git) it writes the train and test
+loss per epoch there with DVCLive, for ``dvc plots show`` / ``dvc plots diff`` (taskonomy.nets.curves).
+With ``--metrics PATH`` (dvc.yaml: ``reports/metrics/networks/<task>.json``, tracked in git) it also writes
+the network's headline numbers for ``dvc metrics show -R reports/metrics/networks`` / ``dvc metrics diff``:
+test loss, trivial loss, their ratio and the share of test items beating the trivial baseline (nothing
+for ``random``, which is not trained).
+
 ``checkpoint.pt`` in ``--out`` is the per-epoch resume file: a rerun after an interruption continues
 from it, and it is deleted once the final outputs are written.
 
@@ -33,7 +40,7 @@ import sys
 from pathlib import Path
 
 from taskonomy.config import check_tasks, load_params
-from taskonomy.nets.outputs import make_task_network
+from taskonomy.nets.outputs import make_task_network, write_network_metrics
 from taskonomy.stage import run_stage
 
 
@@ -43,12 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bank", type=Path, default=Path("data/bank"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--metrics", type=Path, help="the network's headline numbers (DVC metrics) to write")
+    parser.add_argument("--curves", type=Path, help="folder for its training curves (DVCLive; DVC plots)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
     params = load_params(args.params)
     check_tasks(params, [args.task], args.params)
-    make_task_network(args.task, params, args.bank, args.out)
+    make_task_network(args.task, params, args.bank, args.out, args.curves)
+    if args.metrics is not None:
+        write_network_metrics(args.out / "metrics.json", args.metrics)
     return 0
 
 

@@ -1,7 +1,8 @@
 """The ``taskonomy`` command (also ``python -m taskonomy``).
 
 Subcommands:
-  check-params [PATH]   validate a params file and print its sections
+  check-params [PATH]   validate a params file and print its sections (--stamp FILE: the pipeline's
+                        first stage, check_params, which every other stage runs after)
   solve ...             solve a taxonomy (BIP) on an affinity table or Taskonomy's published pickle
 """
 from __future__ import annotations
@@ -28,6 +29,13 @@ def _check_params(args: argparse.Namespace) -> int:
     from taskonomy.config import as_dict, load_params
 
     params = load_params(args.path)
+    if args.stamp is not None:
+        # the same bytes for every valid params file, so the stages after it rerun only for their own
+        # params (DVC compares their dependencies' hashes), while a bad value stops the run here
+        from taskonomy.storage import atomic_write_text
+
+        atomic_write_text(args.stamp, f"{args.path}: passed taskonomy check-params\n")
+        return 0
     print(json.dumps(as_dict(params), indent=1))
     print(f"{args.path}: ok ({len(params.tasks)} tasks, {len(params.targets())} targets)")
     return 0
@@ -137,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-params", help="validate a params file")
     p.add_argument("path", nargs="?", default="params.yaml")
+    p.add_argument("--stamp", type=Path, help="write a fixed line here instead of printing the params (dvc.yaml's check_params)")
     p.set_defaults(func=_check_params)
     _add_solve(sub)
     return parser

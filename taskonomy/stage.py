@@ -4,7 +4,9 @@ Entry points run their ``main`` through :func:`run_main`, which prints ``error: 
 and exits 2 for a :class:`~taskonomy.errors.TaskonomyError` instead of showing a traceback.
 
 Every stage also takes ``--timing PATH`` through :func:`run_stage`: on success it writes the stage's
-wall-clock seconds since its process started (imports included) as JSON, which the report collects (dvc.yaml passes ``reports/timings/<stage>.json``).
+wall-clock seconds since its process started (imports included) as JSON, which the report collects
+(dvc.yaml passes ``logs/timings/<stage>.json``: git-ignored and not a stage output, since a timing is no
+result and, as an output, would make every checkout or rerun look like a change).
 """
 from __future__ import annotations
 

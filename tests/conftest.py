@@ -76,6 +76,7 @@ def make_dvc_repo(tmp_path: Path, params_overrides: dict | None = None) -> DvcRe
     result.run("git", "init", "-q")
     result.dvc("init", "-q")
     shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")      # the plot templates dvc.yaml names
     result.run("git", "add", "-A")
     result.run("git", "commit", "-q", "-m", "test copy")
     return result

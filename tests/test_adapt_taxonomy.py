@@ -217,7 +217,8 @@ def stage_args(root: Path, params_path: Path) -> list[str]:
     return ["--params", str(params_path), "--bank", str(root / "data" / "bank"),
             "--target-bank", str(root / "data" / "target"), "--split", "target_test", "--models", str(root / "models"),
             "--transfer", str(root / "outputs" / "transfer"), "--pixels", str(root / "outputs" / "pixels"),
-            "--out", str(root / "outputs" / "adapt_taxonomy"), "--report", str(root / "reports" / "adapt" / "taxonomy")]
+            "--out", str(root / "outputs" / "adapt_taxonomy"), "--report", str(root / "reports" / "adapt" / "taxonomy"),
+            "--metrics", str(root / "reports" / "metrics" / "adapt_taxonomy.json")]
 
 
 def test_stage_end_to_end(pipeline):
@@ -242,8 +243,11 @@ def test_stage_end_to_end(pipeline):
     assert list(edges.columns) == shift.EDGE_FIELDS and len(edges) == 2 * len(TARGETS)
     assert set(edges.budget) == {"1", "2"} and edges.survives.isin([0, 1]).all()
     assert ((edges.source_domain == edges.target_domain) == (edges.survives == 1)).all()
-    metrics = json.loads((report / "metrics.json").read_text())
-    assert metrics["targets"] == 4 and metrics["rounds"] == 40 and set(metrics["taxonomy"]) == {"b1", "b2"}
+    numbers = json.loads((report / "shift.json").read_text())
+    assert numbers["targets"] == 4 and numbers["rounds"] == 40 and set(numbers["taxonomy"]) == {"b1", "b2"}
+    headline = json.loads((root / "reports" / "metrics" / "adapt_taxonomy.json").read_text())["adapt_taxonomy"]
+    assert headline["rho_mean_lo"] <= headline["rho_mean"] <= headline["rho_mean_hi"]
+    assert headline == {k: numbers[k] for k in headline}
     findings = json.loads((report / "findings.json").read_text())
     assert set(findings["findings"]) == {"best_sources", "taxonomy"} and findings["split"] == "target_test"
     assert (report / "shift.png").read_bytes()[:4] == b"\x89PNG"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import spearmanr
 
-from taskonomy.analysis.affinity import (affinity_table, ahp, first_order_matrices, reciprocal_matrix,
+from taskonomy.analysis.affinity import (affinity_table, ahp, first_order_matrices, gold_standard, reciprocal_matrix,
                                 target_scores, win_rates)
 from taskonomy.errors import DataError
 
@@ -159,6 +159,18 @@ def test_affinity_table_and_first_order_matrices():
     first = {k: losses["t1"][k] for k in ("a", "b", "random")}
     assert aff["t1"].to_numpy() == pytest.approx(ahp(win_rates(np.stack(list(first.values())))))
     assert mean_loss.loc["b", "t2"] == pytest.approx(losses["t2"]["b"].mean())
+
+
+def test_gold_standard_counts_targets_whose_task_network_beats_every_transfer():
+    rng = np.random.default_rng(2)
+    losses = {"t1": _synthetic_target(rng, 200), "t2": _synthetic_target(rng, 150)}
+    # t2's task network loses to its second-order transfer but still beats every first-order one
+    losses["t2"]["self"] = losses["t2"]["a__b"] * 1.1
+    gold = gold_standard(affinity_table(losses))["gold_standard"]
+    assert gold["targets"] == 2 and gold["self_beats_first_order"] == 1.0 and gold["self_beats_every_order"] == 0.5
+    table = affinity_table(losses)
+    best = table[table.order >= 1].groupby("target").quality.max().mean()
+    assert gold["best_transfer_quality"] == pytest.approx(best, abs=1e-6)
 
 
 def test_table_names_the_bad_array():

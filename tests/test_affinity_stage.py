@@ -145,11 +145,15 @@ def test_taxonomy_stage_on_the_table(stage_run):
             "--solutions", str(out / "solutions"), "--metrics", str(out / "metrics.json"),
             "--grid", str(out / "grid.csv"), "--tree", str(out / "tree")]
     assert _load_stage("taxonomy").main(args) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"k1", "k2"} and set(metrics["k1"]) == {"b1", "b2", "b3"}
-    assert all(c["status"] == "optimal" for k in metrics.values() for c in k.values())
     grid = pd.read_csv(out / "grid.csv")
     assert len(grid) == 6 and {"budget", "max_order", "gain", "quality", "objective"} <= set(grid.columns)
+    assert (grid.status == "optimal").all()
+    # the headline: the largest max order at the smallest, middle and largest budget, as in the grid
+    metrics = json.loads((out / "metrics.json").read_text())["taxonomy"]
+    assert set(metrics) == {"k2"} and set(metrics["k2"]) == {"b1", "b2", "b3"}
+    for b, cell in metrics["k2"].items():
+        row = grid[(grid.max_order == 2) & (grid.budget == int(b[1:]))].iloc[0]
+        assert cell["objective"] == pytest.approx(row.objective, rel=1e-5)
     assert grid.groupby("max_order")["objective"].apply(lambda s: s.is_monotonic_increasing).all()
     # budget 3 with 3 targets: every target supervised, nothing transferred
     b3 = json.loads((out / "solutions" / "b3_k1.json").read_text())

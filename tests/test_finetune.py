@@ -18,7 +18,7 @@ from fake_bank import fake_split, write_fake_bank
 from taskonomy.baselines.finetune import (L2SP, SCRATCH, Run, build_network, choose_sources, encoder_blocks,
                                           plan_runs, schedule_loop, subset)
 from taskonomy.baselines.finetune_outputs import finetune_target
-from taskonomy.baselines.finetune_summary import compare, summarise
+from taskonomy.baselines.finetune_summary import compare, headline, summarise
 from taskonomy.config import FinetuneParams, TrainTaskParams, load_params
 from taskonomy.errors import DataError, ParamsError
 from taskonomy.nets.data import fit_stats, load_task_data
@@ -239,6 +239,19 @@ def test_a_supervised_target_says_so_and_the_summary_compares(setup):
     assert findings["class_scene"].startswith("class_scene: the taxonomy chose no source")
     assert "differences are its test loss minus the other's" in findings["rgb2depth"]
     assert "scratch" in findings["rgb2depth"]
+    # the DVC metrics: per target at its smallest size (1x), each role's best mode, seed mean
+    metrics = headline(runs)["finetune"]
+    smallest = min(int(r["items"]) for r in runs if r["target"] == "rgb2depth")
+    for role, loss in metrics["rgb2depth"].items():
+        if role == "win_vs_scratch":
+            continue
+        by_mode = {}
+        for r in runs:
+            if r["target"] == "rgb2depth" and r["role"] == role and int(r["items"]) == smallest \
+                    and float(r["schedule"]) == 1.0:
+                by_mode.setdefault(r["mode"], []).append(float(r["mean_loss"]))
+        assert loss == pytest.approx(min(np.mean(v) for v in by_mode.values()), rel=1e-5)
+    assert "scratch" in metrics["rgb2depth"] and 0 <= metrics["rgb2depth"]["win_vs_scratch"] <= 1
 
 
 @pytest.mark.parametrize("edit, message", [

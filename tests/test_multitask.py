@@ -310,7 +310,8 @@ def test_stage_runs_every_grouping_and_reuses_stored_runs(setup):
         assert sorted(len(g.split("+")) for g in rows.group.unique()) == [1, 3]
 
     table = root / "summary.csv"
-    record = write_summary(params, root / "out", root / "models", root / "first.csv", table, root / "summary")
+    record = write_summary(params, root / "out", root / "models", root / "first.csv", table, root / "summary",
+                           root / "metrics/multitask.json")
     df = pd.read_csv(table, keep_default_na=False)
     assert set(df.grouping) == {"single", "taxonomy", "all", "random"}
     assert np.allclose(df.rel_improvement, (df.single_loss - df.test_loss) / df.single_loss)
@@ -331,8 +332,8 @@ def test_stage_runs_every_grouping_and_reuses_stored_runs(setup):
     assert any(line.startswith("equal weighting, the taxonomy's groups against random groups") for line in record["findings"])
     tag_rows = pd.read_csv(root / "summary/tag.csv")
     assert len(tag_rows) == 12 and set(tag_rows.source) == set(tag_rows.target)
-    metrics = json.loads((root / "summary/metrics.json").read_text())
-    assert "taxonomy/equal" in metrics["delta_p"] and "tag_spearman" in metrics
+    metrics = json.loads((root / "metrics/multitask.json").read_text())["multitask"]
+    assert "equal" in metrics["delta_p"]["taxonomy"] and "tag_spearman" in metrics
     assert (root / "summary/multitask.png").stat().st_size > 0
 
     # the report's section: the protocol, the findings, the left-out task, the figure, Delta_p per setting

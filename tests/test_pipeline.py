@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import make_dvc_repo
+from conftest import BIN, make_dvc_repo
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,7 @@ def pipeline(tmp_path_factory):
 
 def test_every_stage_ran(pipeline):
     _, ran = pipeline
-    expected = {"render", "task_list", "pixels", "affinity_first", "checks", "transfer_high", "affinity", "taxonomy",
+    expected = {"check_params", "render", "task_list", "pixels", "affinity_first", "checks", "transfer_high", "affinity", "taxonomy",
                 "finetune_summary", "multitask_summary", "render_target", "adapt_summary", "adapt_taxonomy",
                 "report"} | {f"finetune@{t}" for t in FINETUNE}
     expected |= {f"adapt@{t}" for t in TINY["adapt"]["tasks"]}
@@ -113,9 +113,9 @@ def test_outputs_are_consistent(pipeline):
                     "similarity-tree", "known-structure", "finetune", "multitask", "adapt", "provenance"):
         assert f'id="{section}"' in html
     # every stage before the report timed itself, and the provenance table shows it
-    stages = [s for s in yaml.safe_load((path / "dvc.lock").read_text())["stages"] if s != "report"]
-    for stage in stages:
-        seconds = json.loads((path / f"reports/timings/{stage}.json").read_text())["seconds"]
+    _, ran = pipeline
+    for stage in ran - {"report", "check_params"}:
+        seconds = json.loads((path / f"logs/timings/{stage}.json").read_text())["seconds"]
         assert 0 < seconds < 600, stage
     assert f"<td>transfer@rgb2depth</td><td>{_fmt(path, 'transfer@rgb2depth')}</td>" in html
 
@@ -143,8 +143,6 @@ def test_multitask_groups_by_the_taxonomy_and_compares_with_the_task_networks(pi
     assert "fix_pose" in findings["left_out"]
     html = (path / "reports/index.html").read_text()
     assert "fix_pose: its items are 2-view tuples" in html
-    metrics = json.loads(repo.dvc("metrics", "show", "--json").stdout)
-    assert any("reports/multitask/metrics.json" in str(v) for v in metrics.values())
 
 
 def test_finetune_reads_the_taxonomy_and_compares_every_run(pipeline):
@@ -173,8 +171,6 @@ def test_finetune_reads_the_taxonomy_and_compares_every_run(pipeline):
         assert (compared.diff_vs_scratch <= compared.diff_vs_scratch_hi + 1e-9).all()
     findings = json.loads((path / "reports/finetune/findings.json").read_text())["findings"]
     assert set(findings) == set(FINETUNE) and all("scratch" in text for text in findings.values())
-    metrics = json.loads(repo.dvc("metrics", "show", "--json").stdout)
-    assert any("reports/finetune/metrics.json" in str(v) for v in metrics.values())
 
 
 def test_adapt_compares_every_method_between_source_only_and_the_oracle(pipeline):
@@ -205,12 +201,55 @@ def test_adapt_compares_every_method_between_source_only_and_the_oracle(pipeline
     assert set(best.target) == set(TARGETS)
     html = (path / "reports/index.html").read_text()
     assert "Selected on target labels" in html and "The taxonomy under the shift" in html
-    metrics = json.loads(repo.dvc("metrics", "show", "--json").stdout)
-    assert any("reports/adapt/metrics.json" in str(v) for v in metrics.values())
+
+
+# README, "Experiments": `dvc exp show --only-changed --drop` this, i.e. without the dependencies' hashes
+EXP_SHOW_DROP = "Created|models$|(data|outputs|stages|taskonomy)/|reports/(?!metrics/)"
+FAMILIES = ["affinity", "checks", "taxonomy", "finetune", "multitask", "adapt", "adapt_taxonomy"]
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def test_metrics_are_headlines_by_family_in_git(pipeline):
+    """`dvc metrics show` reads the headline files under reports/metrics (tracked in git), one per family
+    and one per task network, and nothing from the ignored folders; each is short and agrees with the
+    full record it summarises."""
+    repo, _ = pipeline
+    path = repo.path
+    shown = json.loads(repo.dvc("metrics", "show", "--json").stdout)
+    files = {f: m["data"] for rev in shown.values() for f, m in rev["data"].items()}
+    expected = {f"reports/metrics/networks/{t}.json" for t in TASKS} | {f"reports/metrics/{f}.json" for f in FAMILIES}
+    assert set(files) == expected
+    assert not repo.run("git", "check-ignore", *sorted(expected), check=False).stdout.strip()
+    for family in FAMILIES:
+        numbers = _flat(files[f"reports/metrics/{family}.json"])
+        assert 0 < len(numbers) <= 30, (family, len(numbers))
+        assert all(k.startswith(f"{family}.") or family == "affinity" for k in numbers), family  # unique column names
+    record = json.loads((path / "models/rgb2depth/metrics.json").read_text())
+    network = files["reports/metrics/networks/rgb2depth.json"]
+    assert network["test_loss"] == pytest.approx(np.load(path / "models/rgb2depth/test_losses.npy").mean(), rel=1e-5)
+    assert network == {k: pytest.approx(record[k], abs=1e-6) for k in network}
+    assert files["reports/metrics/networks/random.json"] == {}
+    grid = pd.read_csv(path / "reports/taxonomy/grid.csv")
+    for budget, cell in files["reports/metrics/taxonomy.json"]["taxonomy"]["k2"].items():
+        row = grid[(grid.max_order == 2) & (grid.budget == int(budget[1:]))].iloc[0]
+        assert cell["objective"] == pytest.approx(row.objective, rel=1e-5)
+    assert set(files["reports/metrics/finetune.json"]["finetune"]) == set(FINETUNE)
+    assert set(files["reports/metrics/adapt.json"]["adapt"]) <= set(TINY["adapt"]["tasks"])
+    gold = files["reports/metrics/affinity.json"]["gold_standard"]
+    assert gold["targets"] == len(TARGETS) and 0 <= gold["self_beats_every_order"] <= gold["self_beats_first_order"] <= 1
+    # the networks as one short table: a row per task, a column per number
+    table = repo.dvc("metrics", "show", "-R", "reports/metrics/networks").stdout.strip().splitlines()
+    assert len(table) == 1 + len(TASKS) and table[0].split() == ["Path", *sorted(network)]
 
 
 def _fmt(path, stage: str) -> str:
-    return f'{json.loads((path / f"reports/timings/{stage}.json").read_text())["seconds"]:.4g}'
+    return f'{json.loads((path / f"logs/timings/{stage}.json").read_text())["seconds"]:.4g}'
 
 
 def test_a_fresh_clone_with_the_cache_finds_nothing_changed(pipeline, tmp_path):
@@ -236,7 +275,16 @@ def test_one_task_edit_reruns_only_its_stages(pipeline):
     refused = repo.dvc("exp", "run", "-S", "tasks.rgb2depth.epochs=2", check=False)
     assert refused.returncode != 0 and "Running stage" not in refused.stdout
     assert "tasks.rgb2depth.epochs" in refused.stderr
-    # ... and added with a leading + (the README says so)
+    # a bad value stops at the first stage, check_params, with the line `taskonomy check-params` gives
+    bad = repo.dvc("exp", "run", "-S", "train_task.arch=huge", check=False)
+    assert bad.returncode != 0 and _stages_run(bad.stdout) == {"check_params"}, bad.stdout[-2000:]
+    line = repo.run(str(BIN / "python"), "-m", "taskonomy", "check-params", "params.yaml", check=False).stderr.strip()
+    assert line.startswith("error: params.yaml: train_task.arch") and len(line.splitlines()) == 1
+    assert line in bad.stderr.splitlines()
+    repo.run("git", "checkout", "params.yaml")
+    # ... and added with a leading + (the README says so), on top of the committed run
+    repo.run("git", "add", "-A")
+    repo.run("git", "commit", "-qm", "the run, with its lock", "--allow-empty")
     proc = repo.dvc("exp", "run", "-S", "+tasks.rgb2depth.epochs=2", check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert yaml.safe_load((repo.path / "params.yaml").read_text())["tasks"]["rgb2depth"]["epochs"] == 2
@@ -249,3 +297,22 @@ def test_one_task_edit_reruns_only_its_stages(pipeline):
     # Nothing is stale afterwards.
     status = repo.dvc("status")
     assert "up to date" in status.stdout.lower() or status.stdout.strip() == ""
+    # committed, `dvc metrics diff` between the two commits lists rgb2depth's network and no other
+    repo.run("git", "add", "-A")
+    repo.run("git", "commit", "-qm", "rgb2depth: 2 epochs")
+    diff = json.loads(repo.dvc("metrics", "diff", "HEAD~1", "HEAD", "--json").stdout)
+    networks = {f for f in diff if f.startswith("reports/metrics/networks/")}
+    assert networks == {"reports/metrics/networks/rgb2depth.json"}, sorted(diff)
+    assert "test_loss" in diff["reports/metrics/networks/rgb2depth.json"]
+    # ... and `dvc plots diff` draws rgb2depth's training curves (DVCLive's files, in git) and the sweep
+    plots = json.loads(repo.dvc("plots", "diff", "HEAD~1", "HEAD", "--json").stdout)
+    names = set(plots.get("data", plots))
+    assert {"reports/curves/rgb2depth/plots/metrics/train_loss.tsv",
+            "reports/curves/rgb2depth/plots/metrics/test_loss.tsv"} <= names, sorted(names)[:20]
+    assert "reports/taxonomy/grid.csv" in names
+    # the README's `dvc exp show`: the two commits side by side, the changed param and metrics, no file hashes
+    shown = repo.dvc("exp", "show", "--csv", "-n", "2", "--only-changed", "--drop", EXP_SHOW_DROP).stdout
+    header = shown.splitlines()[0].split(",")
+    assert "tasks.rgb2depth.epochs" in header and any(c.endswith("test_loss") for c in header), header
+    assert not any(c.startswith(("data/", "stages/", "taskonomy/", "outputs/")) or c == "models" for c in header)
+    assert not any("networks/" in c and "rgb2depth" not in c for c in header)

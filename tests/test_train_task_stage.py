@@ -28,14 +28,15 @@ def params(tmp_path_factory):
     return write_tiny_train_params(tmp_path_factory.mktemp("params") / "params.yaml", threads=1)
 
 
-def _run(task: str, bank: Path, out: Path, params: Path) -> subprocess.CompletedProcess:
+def _run(task: str, bank: Path, out: Path, params: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), task, "--bank", str(bank), "--out", str(out),
-                           "--params", str(params)], capture_output=True, text=True, env=ENV, timeout=300)
+                           "--params", str(params), *extra], capture_output=True, text=True, env=ENV, timeout=300)
 
 @pytest.mark.parametrize("task, items", [("segmentsemantic", 16), ("fix_pose", 12)])
 def test_trained_task_writes_every_output(task, items, bank, params, tmp_path):
     out = tmp_path / task
-    proc = _run(task, bank, out, params)
+    proc = _run(task, bank, out, params, "--metrics", str(tmp_path / "metrics" / f"{task}.json"),
+                "--curves", str(tmp_path / "curves"))
     assert proc.returncode == 0, proc.stderr
     losses = np.load(out / "test_losses.npy")
     assert losses.dtype == np.float32 and losses.shape == (items,) and np.isfinite(losses).all()
@@ -43,8 +44,17 @@ def test_trained_task_writes_every_output(task, items, bank, params, tmp_path):
     assert metrics["task"] == task and metrics["trained"] is True
     assert metrics["test_loss"] == pytest.approx(float(losses.mean()), rel=1e-5)
     assert metrics["trivial_loss"] > 0 and metrics["train_seconds"] > 0 and metrics["epochs"] == 2
+    # the DVC metrics: the headline numbers alone, rounded, no times (a rerun's diff shows results only)
+    headline = json.loads((tmp_path / "metrics" / f"{task}.json").read_text())
+    assert headline == {k: pytest.approx(metrics[k], abs=1e-6) for k in ("test_loss", "trivial_loss", "loss_ratio", "beats_trivial")}
     rows = list(csv.DictReader((out / "curve.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2] and all(float(r["train_loss"]) > 0 for r in rows)
+    # the same curves in DVCLive's layout, one TSV per loss with the epoch as step, for `dvc plots`
+    for name in ("train_loss", "test_loss"):
+        live = list(csv.DictReader((tmp_path / "curves/plots/metrics" / f"{name}.tsv").open(), delimiter="\t"))
+        assert [int(r["step"]) for r in live] == [1, 2]
+        assert [float(r[name]) for r in live] == pytest.approx([float(r[name]) for r in rows], rel=1e-6)
+    assert sorted(p.name for p in (tmp_path / "curves").rglob("*") if p.is_file()) == ["test_loss.tsv", "train_loss.tsv"]
     assert (out / "samples.png").read_bytes()[:4] == b"\x89PNG"
     assert not (out / "checkpoint.pt").exists()
     from taskonomy.nets.train import load_checkpoint, load_encoder
@@ -68,13 +78,15 @@ def test_per_task_epoch_items_override(bank, params, tmp_path):
 def test_random_saves_a_seeded_untrained_encoder(bank, params, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     for out in (first, second):
-        proc = _run("random", bank, out, params)
+        proc = _run("random", bank, out, params, "--metrics", str(out / "headline.json"), "--curves", str(out / "curves"))
         assert proc.returncode == 0, proc.stderr
     from taskonomy.nets.train import load_checkpoint
     a, b = load_checkpoint(first / "model.pt"), load_checkpoint(second / "model.pt")
     assert a["head"] is None and all(np.array_equal(a["encoder"][k], b["encoder"][k]) for k in a["encoder"])
     assert np.load(first / "test_losses.npy").shape == (0,)
     assert json.loads((first / "metrics.json").read_text()) == {"task": "random", "trained": False}
+    assert json.loads((first / "headline.json").read_text()) == {}         # nothing trained, nothing to show
+    assert (first / "curves/plots/metrics/train_loss.tsv").read_text() == "step\ttrain_loss\n"
     assert (first / "samples.png").exists()
 
 def _one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -192,3 +192,22 @@ def first_order_matrices(losses: Mapping[str, Mapping[str, np.ndarray]], clip: f
     affinity = pd.DataFrame(columns_aff).reindex(index=list(sources))
     mean_loss.index.name = affinity.index.name = "source"
     return mean_loss, affinity
+
+
+def gold_standard(table: pd.DataFrame) -> dict:
+    """How the task networks ("self", the gold standard) fare against the transfers into them, from an
+    :func:`affinity_table`: the share of targets whose task network has a lower mean test loss than
+    every first-order transfer, and than every transfer of any order, and the mean over targets of the
+    best transfer's quality (its win rate against self). For ``dvc metrics`` (reports/metrics/affinity.json)."""
+    wins_first, wins_any, best_quality = [], [], []
+    for _, rows in table.groupby("target", sort=False):
+        own = rows.loc[rows.sources == "self", "mean_loss"]
+        transfers = rows[rows.order >= 1]
+        if own.empty or transfers.empty:
+            continue
+        wins_first.append(bool(own.iloc[0] < transfers.loc[transfers.order == 1, "mean_loss"].min()))
+        wins_any.append(bool(own.iloc[0] < transfers.mean_loss.min()))
+        best_quality.append(float(transfers.quality.max()))
+    share = (lambda xs: round(float(np.mean(xs)), 6) if xs else None)
+    return {"gold_standard": {"targets": len(wins_first), "self_beats_first_order": share(wins_first),
+                              "self_beats_every_order": share(wins_any), "best_transfer_quality": share(best_quality)}}

@@ -233,9 +233,8 @@ def run_checks(affinities: pd.DataFrame, losses: Mapping[str, Mapping[str, np.nd
 
 
 def metrics(result: dict) -> dict:
-    """The numbers of :func:`run_checks` for ``dvc metrics show``: checks passed, evaluated, and per
-    check 1 / 0 and its pass share (n/a checks left out)."""
-    per_check = {c["name"]: {"pass": int(c["status"] == PASS), "pass_share": c["pass_share"]}
-                 for c in result["checks"] if c["status"] != NA}
-    return {"passed": result["passed"], "evaluated": result["evaluated"], "checks": per_check}
+    """The numbers of :func:`run_checks` for ``dvc metrics`` (reports/metrics/checks.json): checks passed,
+    evaluated, and each evaluated check's pass share over the bootstrap resamples (n/a checks left out)."""
+    shares = {c["name"]: c["pass_share"] for c in result["checks"] if c["status"] != NA}
+    return {"checks": {"passed": result["passed"], "evaluated": result["evaluated"], **shares}}
 

@@ -342,6 +342,13 @@ def metrics(rows: Sequence[BestSource], shifts: Sequence[BudgetShift], rounds: i
     return out
 
 
+def headline(numbers: dict) -> dict:
+    """The headline of :func:`metrics` for ``dvc metrics`` / ``dvc exp show`` (reports/metrics/adapt_taxonomy.json):
+    best sources unchanged (share of targets, and mean share of resamples) and the mean rho with its interval."""
+    keys = ("best_unchanged", "best_unchanged_share", "rho_mean", "rho_mean_lo", "rho_mean_hi")
+    return {"adapt_taxonomy": {k: numbers[k] for k in keys}}
+
+
 def _span(x: float, lo: float, hi: float) -> str:
     return f"{x:.2f} [{lo:.2f}, {hi:.2f}]"
 

@@ -600,18 +600,30 @@ def sweep(transfers: Sequence[Transfer], roles: Roles, budgets: Sequence[float],
     return results
 
 
-def sweep_cells(results: Sequence[Taxonomy]) -> tuple[dict, list[dict]]:
-    """The sweep as ``dvc metrics`` (``{"k<k>": {"b<b>": cell}}``) and as rows (max_order, budget, cell),
-    a cell being the objective, mean gain and quality over the transferred targets, the numbers of
-    supervised and transferred tasks, and the solver status."""
-    metrics, rows = {}, []
-    for r in results:
-        cell = {"objective": nan_or(r.objective), "gain": nan_or(r.mean("gain")),
-                "quality": nan_or(r.mean("quality")), "supervised": len(r.supervised),
-                "transferred": len(r.transfers), "status": r.status}
-        metrics.setdefault(f"k{r.max_order}", {})[f"b{r.budget:g}"] = cell
-        rows.append({"max_order": r.max_order, "budget": r.budget, **cell})
-    return metrics, rows
+def sweep_cells(results: Sequence[Taxonomy]) -> list[dict]:
+    """The sweep as rows (max_order, budget, cell), a cell being the objective, mean gain and quality over
+    the transferred targets, the numbers of supervised and transferred tasks, and the solver status."""
+    return [{"max_order": r.max_order, "budget": r.budget, "objective": nan_or(r.objective),
+             "gain": nan_or(r.mean("gain")), "quality": nan_or(r.mean("quality")), "supervised": len(r.supervised),
+             "transferred": len(r.transfers), "status": r.status} for r in results]
+
+
+def headline(results: Sequence[Taxonomy]) -> dict:
+    """The sweep's headline for ``dvc metrics`` (reports/metrics/taxonomy.json; the whole grid is
+    grid.csv): at the largest max order, the objective and mean gain at the smallest, middle and
+    largest budget, ``{"taxonomy": {"k<k>": {"b<b>": {objective, gain}}}}``."""
+    if not results:
+        return {"taxonomy": {}}
+    k = max(r.max_order for r in results)
+    top = sorted((r for r in results if r.max_order == k), key=lambda r: r.budget)
+    picked = {id(r): r for r in (top[0], top[len(top) // 2], top[-1])}.values()
+    return {"taxonomy": {f"k{k}": {f"b{r.budget:g}": {"objective": _rounded(r.objective), "gain": _rounded(r.mean("gain"))}
+                                   for r in sorted(picked, key=lambda r: r.budget)}}}
+
+
+def _rounded(x: float | None) -> float | None:
+    x = nan_or(x)
+    return None if x is None else round(float(x), 6)
 
 
 LINKAGES = ("average", "complete", "single", "ward")

@@ -157,8 +157,10 @@ def figure(gaps: Sequence[dict[str, Any]], table: Sequence[dict[str, Any]], task
     save_figure(fig, path, dpi=110)
 
 
-def write_summary(params: Params, runs_dir: Path, table: Path, out: Path, rounds: int | None = None) -> dict[str, Any]:
-    """Everything the stage writes; returns the findings record."""
+def write_summary(params: Params, runs_dir: Path, table: Path, out: Path, metrics_path: Path,
+                  rounds: int | None = None) -> dict[str, Any]:
+    """Everything the stage writes (the DVC metrics, gap closed per task and method with its interval,
+    to ``metrics_path``); returns the findings record."""
     import json
 
     summary = summarise(params, runs_dir, rounds)
@@ -172,11 +174,9 @@ def write_summary(params: Params, runs_dir: Path, table: Path, out: Path, rounds
                                                    for g in adapted])
     record = {"findings": findings(params, summary["gaps"], domain), "domain": domain}
     atomic_write_json(out / "findings.json", record)
-    metrics = {g["task"]: {} for g in summary["gaps"]}
-    for g in summary["gaps"]:
-        metrics[g["task"]][g["method"]] = {"target_loss": g["target_loss"], "source_loss": g["source_loss"],
-                                           **({"gap_closed": g["gap_closed"], "gap_lo": g["gap_lo"], "gap_hi": g["gap_hi"]}
-                                              if g in adapted else {})}
-    atomic_write_json(out / "metrics.json", metrics)
+    metrics = {}
+    for g in adapted:
+        metrics.setdefault(g["task"], {})[g["method"]] = {"gap_closed": g["gap_closed"], "lo": g["gap_lo"], "hi": g["gap_hi"]}
+    atomic_write_json(metrics_path, {"adapt": metrics})
     figure(summary["gaps"], summary["table"], params.adapt.tasks, out / "adapt.png")
     return record

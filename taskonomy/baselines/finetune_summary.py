@@ -133,19 +133,46 @@ def finding(target: str, rows: Sequence[dict], losses: dict[str, np.ndarray], ro
     return f"{target}: " + "; ".join(parts) + "."
 
 
+def headline(runs: list[dict[str, Any]]) -> dict:
+    """The DVC metrics (reports/metrics/finetune.json): per target, at its smallest size and the 1x
+    schedule, each role's test loss in its best mode (means over seeds; ``scratch`` for training from
+    scratch) and the lead role's (taxonomy, else best) win rate against scratch in that mode."""
+    out: dict[str, dict] = {}
+    for target in dict.fromkeys(r["target"] for r in runs):
+        rows = [r for r in runs if r["target"] == target and float(r["schedule"]) == 1.0]
+        if not rows:
+            continue
+        smallest = min(int(r["items"]) for r in rows)
+        cells: dict[tuple[str, str], list[dict]] = {}
+        for r in rows:
+            if int(r["items"]) == smallest:
+                cells.setdefault((r["role"], r["mode"]), []).append(r)
+
+        def mean(key: str, rs: list[dict]) -> float:
+            values = [float(r[key]) for r in rs if r.get(key, "") != ""]
+            return float(np.mean(values)) if values else float("nan")
+
+        best = {}
+        for (role, mode), rs in cells.items():
+            if role not in best or mean("mean_loss", rs) < mean("mean_loss", cells[(role, best[role])]):
+                best[role] = mode
+        entry = {role: round(mean("mean_loss", cells[(role, mode)]), 6) for role, mode in best.items()}
+        lead = "taxonomy" if "taxonomy" in best else "best" if "best" in best else None
+        if lead is not None:
+            win = mean("win_vs_scratch", cells[(lead, best[lead])])
+            if win == win:
+                entry["win_vs_scratch"] = round(win, 4)
+        out[target] = entry
+    return {"finetune": out}
+
+
 def write_summary(params: Params, runs_dir: Path, table_path: Path, metrics_path: Path, plot_path: Path,
                   findings_path: Path, figure_path: Path) -> None:
     """``reports/finetune.csv``, its DVC metrics and plot data, the findings and the figure."""
     table, findings = summarise(params, runs_dir)
     atomic_write_csv(table_path, SUMMARY_FIELDS, table)
     runs = [r for r in table if r["mode"]]
-    metrics = {}
-    for r in runs:
-        key = f"{r['role']}/{r['mode']}/n{r['items']}/x{float(r['schedule']):g}/s{r['seed']}"
-        metrics.setdefault(r["target"], {})[key] = {"loss": round(float(r["mean_loss"]), 6),
-                                                   **({"win_vs_scratch": round(float(r["win_vs_scratch"]), 4)}
-                                                      if r.get("win_vs_scratch", "") != "" else {})}
-    atomic_write_json(metrics_path, metrics)
+    atomic_write_json(metrics_path, headline(runs))
     atomic_write_csv(plot_path, ["variant", "items", "mean_loss"],
                      ({"variant": f"{r['target']} {r['role']} {r['mode']} x{float(r['schedule']):g}",
                        "items": r["items"], "mean_loss": r["mean_loss"]} for r in runs))

@@ -203,8 +203,8 @@ def figure(deltas: Sequence[dict[str, Any]], tag_rows: Sequence[dict[str, Any]],
 
 
 def write_summary(params: Params, runs_dir: Path, models: Path, first_order: Path, table: Path, out: Path,
-                  rounds: int | None = None) -> dict[str, Any]:
-    """Everything the stage writes; returns the findings record."""
+                  metrics_path: Path, rounds: int | None = None) -> dict[str, Any]:
+    """Everything the stage writes (the DVC metrics to ``metrics_path``); returns the findings record."""
     from taskonomy.analysis.tables import read_first_order
 
     summary = summarise(params, runs_dir, models, rounds)
@@ -217,10 +217,12 @@ def write_summary(params: Params, runs_dir: Path, models: Path, first_order: Pat
     _, left_out = studied_tasks(params)
     record = {"findings": findings(params, summary["deltas"], tag), "left_out": left_out, "tag": tag}
     atomic_write_json(out / "findings.json", record)
-    metrics = {"delta_p": {f"{d['grouping']}/{d['weighting']}": round(d["delta_p"], 4) for d in summary["deltas"]},
-               "delta_p_std": {f"{d['grouping']}/{d['weighting']}": round(d["delta_p_std"], 4) for d in summary["deltas"]}}
+    metrics: dict[str, Any] = {"delta_p": {}, "delta_p_std": {}}     # grouping -> weighting -> number
+    for d in summary["deltas"]:
+        for key in ("delta_p", "delta_p_std"):
+            metrics[key].setdefault(d["grouping"], {})[d["weighting"]] = round(d[key], 4)
     if tag.get("pooled_rho") is not None:
         metrics["tag_spearman"] = round(tag["pooled_rho"], 4)
-    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(metrics_path, {"multitask": metrics})
     figure(summary["deltas"], tag_rows, tag, out / "multitask.png")
     return record

@@ -7,6 +7,7 @@ is saved, with empty test losses and a sheet of its representation.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 from taskonomy.bank import check_same_bank, load_split
 from taskonomy.config import Params, as_dict
 from taskonomy.losses import SELF_FILE, write_self
+from taskonomy.nets.curves import write_curves
 from taskonomy.nets.models import build_encoder
 from taskonomy.nets.samples import prediction_sheet, random_encoder_sheet
 from taskonomy.nets.train import (predict, save_checkpoint, set_threads, task_checkpoint, task_seed,
@@ -30,8 +32,9 @@ def _write_curve(path: Path, history: list[dict]) -> None:
     atomic_write_csv(path, CURVE_FIELDS, history, extrasaction="ignore")
 
 
-def make_task_network(name: str, params: Params, bank: Path, out: Path) -> None:
-    """Train task ``name`` (or build the untrained ``random`` encoder) on ``bank`` and write ``out``."""
+def make_task_network(name: str, params: Params, bank: Path, out: Path, curves: Path | None = None) -> None:
+    """Train task ``name`` (or build the untrained ``random`` encoder) on ``bank`` and write ``out``; with
+    ``curves``, its training curves there too (DVCLive; taskonomy.nets.curves)."""
     task, task_params, cfg = get_task(name), params.tasks[name], params.train_task
     ensure_writable(out)
     set_threads(cfg.threads)
@@ -45,6 +48,8 @@ def make_task_network(name: str, params: Params, bank: Path, out: Path) -> None:
         write_self(out / SELF_FILE, np.zeros(0))
         atomic_write_json(out / "metrics.json", {"task": task.name, "trained": False})
         _write_curve(out / "curve.csv", [])
+        if curves is not None:
+            write_curves(curves, [])
         image = torch.from_numpy(np.asarray(test_split["rgb"][:cfg.samples], dtype=np.float32)) / 127.5 - 1
         with torch.no_grad():
             random_encoder_sheet(image, encoder(image), out / "samples.png")
@@ -68,6 +73,19 @@ def make_task_network(name: str, params: Params, bank: Path, out: Path) -> None:
         "test_items": len(run.test), "device": run.fit.device,
         "threads": torch.get_num_threads(), "loadavg": round(os.getloadavg()[0], 2)})
     _write_curve(out / "curve.csv", run.fit.history)
+    if curves is not None:
+        write_curves(curves, run.fit.history)
     items = torch.linspace(0, len(run.test) - 1, min(cfg.samples, len(run.test))).round().long()
     prediction_sheet(run.test, predict(run.network, run.test, items), items, out / "samples.png")
     resume.unlink(missing_ok=True)
+
+
+NETWORK_METRICS = ("test_loss", "trivial_loss", "loss_ratio", "beats_trivial")
+
+
+def write_network_metrics(record: Path, path: Path) -> None:
+    """A task network's headline numbers from its ``metrics.json`` record, rounded for diffs (DVC
+    metrics, one file per network so that ``dvc metrics show -R`` prints one row per task); empty
+    for an untrained encoder (``random``)."""
+    numbers = json.loads(Path(record).read_text())
+    atomic_write_json(path, {k: round(float(numbers[k]), 6) for k in NETWORK_METRICS if numbers.get(k) is not None})

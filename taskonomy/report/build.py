@@ -118,12 +118,22 @@ def top_sources(affinities: pd.DataFrame, k: int) -> list[tuple]:
     return rows
 
 
+def defined(stage: str, params: Params) -> bool:
+    """Whether ``stage`` of dvc.lock is a stage of these params: DVC keeps the lock entries of stages a
+    params edit removed (a task, a fine-tuned target, a grouping), which the timings table leaves out."""
+    name, _, key = stage.partition("@")
+    keys = {"train_task": params.tasks, "transfer": params.tasks, "finetune": params.finetune.targets,
+            "multitask": params.multitask.groupings, "adapt": params.adapt.tasks}.get(name)
+    return not key or keys is None or key in keys
+
+
 def stage_timings(stages: list[str], timings: Path | None, models: Path, transfer: Path) -> list[tuple]:
     """(stage, seconds, detail) per stage of dvc.lock, and their total.
 
     Seconds: the stage process's wall clock from start to its last write, imports included, as the
-    stage wrote it to
-    ``<timings>/<stage>.json`` (``--timing``); DVC's own bookkeeping between stages is not in it.
+    stage wrote it to ``<timings>/<stage>.json`` (``--timing``; dvc.yaml: logs/timings, git-ignored and
+    not a stage output, so a stage restored from the cache or run on another machine has none here);
+    DVC's own bookkeeping between stages is not in it.
     Detail: what the stage's metrics add (training time, load + encode + readouts).
     """
     rows, total = [], 0.0
@@ -149,6 +159,8 @@ def stage_timings(stages: list[str], timings: Path | None, models: Path, transfe
             detail = "this page (timed after it is written)"
         else:
             detail = ""
+        if seconds != seconds:
+            detail = "; ".join(filter(None, (f"not timed here ({path} missing)" if path is not None else "not timed", detail)))
         if seconds == seconds:
             total += seconds
         rows.append((stage, seconds, detail))
@@ -282,10 +294,11 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
     # provenance
     stages = list(yaml.safe_load(inputs.lock.read_text()).get("stages", {})) \
         if inputs.lock is not None and inputs.lock.is_file() else []
+    stages = [s for s in stages if s != "check_params" and defined(s, params)]  # the params check: nothing to time
     prov_blocks = [Text(f"Code version: {code_version(root)}."), Text("Parameters:"),
                    Pre(yaml.safe_dump(as_dict(params), sort_keys=False)), Text("Machine:"),
-                   Table(("", "value"), tuple(machine())), Text("Per-stage wall-clock seconds, as each stage recorded them (process start to its "
-                                                     "last write, imports included):")]
+                   Table(("", "value"), tuple(machine())), Text("Per-stage wall-clock seconds, as each stage recorded them on the machine that ran it "
+                                                     "(process start to its last write, imports included):")]
     if stages:
         prov_blocks.append(Table(("stage", "seconds", "what"), tuple(stage_timings(stages, inputs.timings, inputs.models, inputs.transfer))))
     else:
