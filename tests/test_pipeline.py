@@ -189,6 +189,9 @@ def test_adapt_compares_every_method_between_source_only_and_the_oracle(pipeline
         reused = rows[(rows.method == "source_only") & (rows.seed == "0")]
         assert float(reused.source_loss.iloc[0]) == pytest.approx(np.load(path / f"models/{task}/test_losses.npy").mean(),
                                                                   rel=1e-5)
+        # ... and scored on the target domain as adapt_taxonomy rescored it
+        rescored = np.load(path / f"outputs/adapt_taxonomy/models/{task}/test_losses.npy").mean()
+        assert float(reused.target_loss.iloc[0]) == pytest.approx(rescored, rel=1e-6)
         means = rows[rows.seed == "mean"].set_index("method")
         if float(means.loc["oracle", "target_loss"]) < float(means.loc["source_only", "target_loss"]):
             assert float(means.loc["source_only", "gap_closed"]) == 0.0 and float(means.loc["oracle", "gap_closed"]) == 1.0

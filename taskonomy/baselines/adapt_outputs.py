@@ -21,10 +21,11 @@ from taskonomy.config import Params
 from taskonomy.errors import DataError, ParamsError
 from taskonomy.losses import LOSS_FILE, load_npy, self_path, write_keyed
 from taskonomy.nets.data import fit_stats, hash_tensors, input_views, load_task_data
-from taskonomy.nets.train import evaluate_per_item, load_task_network, resolve_device, task_loss
+from taskonomy.nets.train import resolve_device
 from taskonomy.storage import atomic_write_csv, atomic_write_json, ensure_writable
 from taskonomy.tasks import get_task
 from taskonomy.transfer.engine import executor_spec
+from taskonomy.transfer.rescore import score_self
 
 RUN_FIELDS = ["task", "method", "seed", "source_loss", "target_loss", "selected_epoch", "epochs",
               "target_selected_loss", "key", "note"]
@@ -97,8 +98,8 @@ def adapt_task(name: str, params: Params, bank: Path, target: Path, models: Path
     for run in runs:
         key = run.label
         if reused(run, params):
-            network, _ = load_task_network(network_path, train.task)
-            on_target = evaluate_per_item(network, target_test, task_loss(train.task))
+            # scored as train_task and adapt_taxonomy score it (its threads, its memory format)
+            on_target = score_self(models, {name: target_test}, resolve_device(device), params.train_task.threads)[name]
             losses[f"{key}|source"], losses[f"{key}|target"] = self_losses, on_target
             rows.append({"task": name, "method": run.method, "seed": run.seed, "source_loss": float(self_losses.mean()),
                          "target_loss": float(on_target.mean()), "selected_epoch": "", "epochs": "",

@@ -159,7 +159,7 @@ def stage_timings(stages: list[str], timings: Path | None, models: Path, transfe
             detail = "this page (timed after it is written)"
         else:
             detail = ""
-        if seconds != seconds:
+        if seconds != seconds and name != "report":
             detail = "; ".join(filter(None, (f"not timed here ({path} missing)" if path is not None else "not timed", detail)))
         if seconds == seconds:
             total += seconds
