@@ -3,6 +3,7 @@
 Subcommands:
   check-params [PATH]   validate a params file and print its sections (--stamp FILE: the pipeline's
                         first stage, check_params, which every other stage runs after)
+  repro --jobs N        bring the pipeline up to date, N ready stages at a time (DVC still the record)
   solve ...             solve a taxonomy (BIP) on an affinity table or Taskonomy's published pickle
 """
 from __future__ import annotations
@@ -147,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", default="params.yaml")
     p.add_argument("--stamp", type=Path, help="write a fixed line here instead of printing the params (dvc.yaml's check_params)")
     p.set_defaults(func=_check_params)
+    p = sub.add_parser("repro", help="dvc repro, N ready stages at a time (taskonomy.runner)")
+    p.add_argument("--jobs", "-j", type=int, default=2, help="stages at a time (default 2)")
+    p.set_defaults(func=lambda args: __import__("taskonomy.runner", fromlist=["repro"]).repro(args.jobs))
     _add_solve(sub)
     return parser
 

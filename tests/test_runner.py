@@ -1,0 +1,116 @@
+"""taskonomy.runner (`taskonomy repro --jobs N`) on a small DVC project: ready stages at once, and
+dvc.lock, the cache and `dvc status` as a serial `dvc repro` leaves them."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BIN
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# four independent stages that record when they ran, and one after two of them
+WORK = '''import json, os, sys, time
+name, fail = sys.argv[1], os.environ.get("FAIL_STAGE")
+start = time.time()
+time.sleep(0.5)
+if name == fail:
+    sys.exit(3)
+inputs = "".join(open(p).read() for p in sys.argv[2:])
+os.makedirs("out", exist_ok=True)
+params = open("params.yaml").read()
+open(f"out/{name}.txt", "w").write(f"{name} {params!r} {inputs!r}\\n")
+with open(f"spans/{name}.json", "w") as f:
+    json.dump([start, time.time()], f)
+'''
+DVC_YAML = {"stages": {
+    "a": {"foreach": ["t1", "t2", "t3", "t4"],
+          "do": {"cmd": "python work.py ${item}", "deps": ["work.py"], "params": ["n"], "outs": ["out/${item}.txt"]}},
+    "b": {"cmd": "python work.py b out/t1.txt out/t2.txt b_input.txt",
+          "deps": ["work.py", "out/t1.txt", "out/t2.txt", "b_input.txt"], "outs": ["out/b.txt"]},
+}}
+
+
+def _project(path: Path) -> dict:
+    path.mkdir()
+    env = {**os.environ, "HOME": str(path / "home"), "DVC_NO_ANALYTICS": "1",
+           "DVC_SITE_CACHE_DIR": str(path / "site"), "DVC_GLOBAL_CONFIG_DIR": str(path / "global"),
+           "DVC_SYSTEM_CONFIG_DIR": str(path / "system"), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com", "PYTHONPATH": str(ROOT),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    (path / "home").mkdir()
+    (path / "spans").mkdir()
+    (path / "work.py").write_text(WORK)
+    (path / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML, sort_keys=False))
+    (path / "params.yaml").write_text("n: 3\n")
+    (path / "b_input.txt").write_text("one\n")
+    (path / ".gitignore").write_text("/spans/\n/logs/\n")
+    for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=path, env=env, check=True, capture_output=True)
+    return env
+
+
+def _runner(path: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "taskonomy", "repro", *args], cwd=path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _ran(proc: subprocess.CompletedProcess) -> set[str]:
+    return {line.split(":")[0] for line in proc.stderr.splitlines() if line.endswith(": done, recorded in dvc.lock")}
+
+
+def _lock(path: Path) -> dict:
+    return yaml.safe_load((path / "dvc.lock").read_text())["stages"]
+
+
+def test_ready_stages_run_at_once_and_the_record_is_a_serial_repros(tmp_path):
+    serial, concurrent = tmp_path / "serial", tmp_path / "concurrent"
+    env_s, env_c = _project(serial), _project(concurrent)
+    subprocess.run([str(BIN / "dvc"), "repro", "-q"], cwd=serial, env=env_s, check=True, capture_output=True)
+    proc = _runner(concurrent, env_c, "--jobs", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert _ran(proc) == {"a@t1", "a@t2", "a@t3", "a@t4", "b"}
+    # the same lock entries (DVC writes a new entry where the stage finished: the order may differ)
+    assert _lock(concurrent) == _lock(serial)
+    status = subprocess.run([str(BIN / "dvc"), "status"], cwd=concurrent, env=env_c, capture_output=True, text=True)
+    assert "up to date" in status.stdout
+    # two stages ran at once: some pair of the independent stages overlaps in time
+    spans = {p.stem: json.loads(p.read_text()) for p in (concurrent / "spans").glob("*.json")}
+    overlaps = [(x, y) for x in spans for y in spans if x < y and spans[x][0] < spans[y][1] and spans[y][0] < spans[x][1]]
+    assert overlaps
+    # b started after both of its inputs were written
+    assert spans["b"][0] >= max(spans["t1"][1], spans["t2"][1])
+    # an edit reruns only what DVC finds changed; nothing to do is nothing run
+    (concurrent / "b_input.txt").write_text("two\n")
+    again = _runner(concurrent, env_c, "--jobs", "2")
+    assert again.returncode == 0 and _ran(again) == {"b"}, again.stderr
+    assert _ran(_runner(concurrent, env_c, "--jobs", "2")) == set()
+
+
+def test_a_failing_stage_is_named_and_the_others_are_recorded(tmp_path):
+    path = tmp_path / "p"
+    env = {**_project(path), "FAIL_STAGE": "t3"}
+    proc = _runner(path, env, "--jobs", "2")
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: stage 'a@t3' (exit 3) failed; the stages that finished are recorded in dvc.lock"]
+    lock = _lock(path)
+    assert "a@t3" not in lock and set(lock) == _ran(proc) and {"a@t1", "a@t2"} & set(lock)
+    assert (path / "logs/stages/a@t3.log").exists()
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1"])
+def test_jobs_below_one_is_one_line(tmp_path, jobs):
+    path = tmp_path / "p"
+    env = _project(path)
+    proc = _runner(path, env, "--jobs", jobs)
+    assert proc.returncode == 2 and proc.stderr == f"error: --jobs: {jobs}: run at least 1 stage at a time\n"
+    assert not (path / "dvc.lock").exists()
