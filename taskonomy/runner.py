@@ -9,8 +9,9 @@ the scheduling:
   instead of run, as ``dvc repro`` does;
 - its outputs are removed and its command runs in a subprocess (``DVC_ROOT`` / ``DVC_STAGE`` set as DVC
   sets them), its output going to ``logs/stages/<stage>.log``;
-- once it succeeds the stage is saved, its outputs committed to the cache and its ``dvc.lock`` entry
-  written (``Stage.save`` with the run cache, ``commit``, ``dump``), under the repository lock.
+- once it succeeds, or has been restored, the stage is saved, its outputs committed to the cache and its
+  ``dvc.lock`` entry written (``Stage.save`` with the run cache, ``commit``, ``dump``), under the
+  repository lock.
 
 So ``dvc.lock``, the cache and ``dvc status`` end as a serial ``dvc repro`` leaves them, and an edit of
 one task's params reruns only the stages DVC finds changed. A stage that fails is named; the stages
@@ -51,6 +52,16 @@ def _run_command(stage, root: Path) -> int:
     return 0
 
 
+def _record(stage) -> None:
+    """What ``dvc repro`` does once a stage has run or been restored from the run cache (call it under
+    the repository lock): hash its dependencies and outputs and save the run to the run cache (unless
+    an output outside metrics and plots is uncached), commit the outputs to the cache, write the lock entry."""
+    no_cache = any(not o.use_cache for o in stage.outs if not (o.is_metric or o.is_plot))
+    stage.save(run_cache=not no_cache)
+    stage.commit()
+    stage.dump(update_pipeline=False)
+
+
 def repro(jobs: int, root: Path | str = ".") -> int:
     """Bring every stage of the DVC project at ``root`` up to date, ``jobs`` stages at a time; 0 on
     success, 1 if a stage failed (the failure named on stderr, with its log)."""
@@ -88,7 +99,7 @@ def repro(jobs: int, root: Path | str = ".") -> int:
                             continue
                         try:
                             repo.stage_cache.restore(stage)
-                            stage.dump(update_pipeline=False)
+                            _record(stage)
                             _say(f"{name}: restored from the run cache")
                             done.add(name)
                             continue
@@ -108,12 +119,8 @@ def repro(jobs: int, root: Path | str = ".") -> int:
                     failed.append((name, code))
                     _say(f"{name}: failed (exit {code}); see {LOG_DIR / (name.replace('/', '_') + '.log')}")
                     continue
-                stage = stages[name]
                 with repo.lock:
-                    no_cache = any(not o.use_cache for o in stage.outs if not (o.is_metric or o.is_plot))
-                    stage.save(run_cache=not no_cache)
-                    stage.commit()
-                    stage.dump(update_pipeline=False)
+                    _record(stages[name])
                 done.add(name)
                 ran.append(name)
                 _say(f"{name}: done, recorded in dvc.lock")

@@ -46,20 +46,26 @@ class DvcRepo:
         return self.run(str(BIN / "dvc"), *args, check=check)
 
 
+def isolated_env(tmp_path: Path, pythonpath: Path) -> dict[str, str]:
+    """The environment for git and DVC in a temporary repository: HOME, DVC's config and cache dirs in
+    ``tmp_path``, no analytics, a git identity, this environment's executables first on PATH."""
+    home = tmp_path / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    return {**os.environ,
+            "HOME": str(home), "DVC_NO_ANALYTICS": "1",
+            "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"), "DVC_GLOBAL_CONFIG_DIR": str(tmp_path / "dvc-global"),
+            "DVC_SYSTEM_CONFIG_DIR": str(tmp_path / "dvc-system"),
+            "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+            "GIT_CONFIG_NOSYSTEM": "1", "PYTHONPATH": str(pythonpath),
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 def make_dvc_repo(tmp_path: Path, params_overrides: dict | None = None) -> DvcRepo:
     """A committed git + DVC copy of the project in ``tmp_path / "repo"`` with params overridden."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    home = tmp_path / "home"
-    env = {**os.environ,
-           "HOME": str(home), "DVC_NO_ANALYTICS": "1",
-           "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"), "DVC_GLOBAL_CONFIG_DIR": str(tmp_path / "dvc-global"),
-           "DVC_SYSTEM_CONFIG_DIR": str(tmp_path / "dvc-system"),
-           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
-           "GIT_CONFIG_NOSYSTEM": "1", "PYTHONPATH": str(repo),
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    home.mkdir()
+    env = isolated_env(tmp_path, repo)
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split("\0")
     for name in filter(None, files):

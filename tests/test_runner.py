@@ -3,7 +3,6 @@ dvc.lock, the cache and `dvc status` as a serial `dvc repro` leaves them."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN
+from conftest import BIN, isolated_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,13 +38,7 @@ DVC_YAML = {"stages": {
 
 def _project(path: Path) -> dict:
     path.mkdir()
-    env = {**os.environ, "HOME": str(path / "home"), "DVC_NO_ANALYTICS": "1",
-           "DVC_SITE_CACHE_DIR": str(path / "site"), "DVC_GLOBAL_CONFIG_DIR": str(path / "global"),
-           "DVC_SYSTEM_CONFIG_DIR": str(path / "system"), "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com", "PYTHONPATH": str(ROOT),
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    (path / "home").mkdir()
+    env = isolated_env(path.parent / f"{path.name}-env", ROOT)     # DVC's and git's own files, beside it
     (path / "spans").mkdir()
     (path / "work.py").write_text(WORK)
     (path / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML, sort_keys=False))
@@ -93,6 +86,11 @@ def test_ready_stages_run_at_once_and_the_record_is_a_serial_repros(tmp_path):
     again = _runner(concurrent, env_c, "--jobs", "2")
     assert again.returncode == 0 and _ran(again) == {"b"}, again.stderr
     assert _ran(_runner(concurrent, env_c, "--jobs", "2")) == set()
+    # the edit undone: b's earlier run comes back from DVC's run cache, recorded as a run would be
+    (concurrent / "b_input.txt").write_text("one\n")
+    restored = _runner(concurrent, env_c, "--jobs", "2")
+    assert restored.returncode == 0 and "b: restored from the run cache" in restored.stderr, restored.stderr
+    assert _lock(concurrent) == _lock(serial)
 
 
 def test_a_failing_stage_is_named_and_the_others_are_recorded(tmp_path):
