@@ -3,7 +3,9 @@
 Subcommands:
   check-params [PATH]   validate a params file and print its sections (--stamp FILE: the pipeline's
                         first stage, check_params, which every other stage runs after)
-  repro --jobs N        bring the pipeline up to date, N ready stages at a time (DVC still the record)
+  repro [STAGES] --jobs N [--ray ADDRESS]
+                        bring the pipeline up to date, N ready stages at a time, here or on a Ray
+                        cluster (DVC still the record)
   solve ...             solve a taxonomy (BIP) on an affinity table or Taskonomy's published pickle
 """
 from __future__ import annotations
@@ -139,6 +141,19 @@ def _add_solve(sub) -> None:
     p.set_defaults(func=_solve)
 
 
+def _repro(args: argparse.Namespace) -> int:
+    from taskonomy.runner import repro
+
+    if args.ray is None and (args.cpus_per_stage != 1.0 or args.gpus_per_stage != 0.0):
+        raise TaskonomyError("--cpus-per-stage / --gpus-per-stage: they apply to --ray; here each stage gets one GPU "
+                             "when there are GPUs, and the threads its params give it")
+    for flag, value in (("--cpus-per-stage", args.cpus_per_stage), ("--gpus-per-stage", args.gpus_per_stage)):
+        if value < 0 or value != value:
+            raise TaskonomyError(f"{flag}: {value}: must be a number >= 0")
+    return repro(args.jobs, targets=args.targets, ray_address=args.ray, cpus_per_stage=args.cpus_per_stage,
+                 gpus_per_stage=args.gpus_per_stage)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="taskonomy", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"taskonomy {__version__}")
@@ -149,8 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stamp", type=Path, help="write a fixed line here instead of printing the params (dvc.yaml's check_params)")
     p.set_defaults(func=_check_params)
     p = sub.add_parser("repro", help="dvc repro, N ready stages at a time (taskonomy.runner)")
+    p.add_argument("targets", nargs="*", help="stages or foreach groups (default: every stage), with what they depend on")
     p.add_argument("--jobs", "-j", type=int, default=2, help="stages at a time (default 2)")
-    p.set_defaults(func=lambda args: __import__("taskonomy.runner", fromlist=["repro"]).repro(args.jobs))
+    p.add_argument("--ray", metavar="ADDRESS", help="run each stage as a task on this Ray cluster (e.g. head:6379, "
+                   "auto); every node must see the repository at the same path")
+    p.add_argument("--cpus-per-stage", type=float, default=1.0, help="with --ray: CPUs a stage asks for (default 1)")
+    p.add_argument("--gpus-per-stage", type=float, default=0.0, help="with --ray: GPUs a stage asks for (default 0)")
+    p.set_defaults(func=_repro)
     _add_solve(sub)
     return parser
 

@@ -57,7 +57,7 @@ def _runner(path: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 def _ran(proc: subprocess.CompletedProcess) -> set[str]:
-    return {line.split(":")[0] for line in proc.stderr.splitlines() if line.endswith(": done, recorded in dvc.lock")}
+    return {line.split(":")[0] for line in proc.stderr.splitlines() if ": done, recorded in dvc.lock" in line}
 
 
 def _lock(path: Path) -> dict:
