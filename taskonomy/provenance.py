@@ -10,7 +10,9 @@ import taskonomy
 PACKAGE_DIR = Path(taskonomy.__file__).parent
 
 
-OUTPUTS = "reports"   # the pipeline's own tracked outputs: a run rewrites them, so they do not make code dirty
+# the pipeline's own tracked files: a run rewrites them, so they do not make the code dirty (and a stage's
+# checkpoint does not record "-dirty" for a lock that the stages before it happened to have rewritten)
+OUTPUTS = ("reports", "dvc.lock")
 
 
 def _git(where: Path, *args: str) -> str | None:
@@ -23,7 +25,7 @@ def _git(where: Path, *args: str) -> str | None:
 
 def git_describe(where: Path) -> str | None:
     """``git describe --always --tags`` of the checkout at ``where``, with ``-dirty`` when a tracked file
-    other than the pipeline's outputs under ``reports/`` differs from the commit; None outside git.
+    other than the pipeline's own (``reports/``, ``dvc.lock``) differs from the commit; None outside git.
 
     (``git describe --dirty`` counts every tracked file, so a run marks itself dirty as soon as its first
     stage rewrites ``reports/``; the code and params are what the version must vouch for.)"""
@@ -31,7 +33,7 @@ def git_describe(where: Path) -> str | None:
     if not describe:
         return None
     changed = _git(where, "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
-                   f":(top,exclude){OUTPUTS}")
+                   *(f":(top,exclude){path}" for path in OUTPUTS))
     return f"{describe}-dirty" if changed else describe
 
 

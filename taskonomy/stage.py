@@ -6,7 +6,9 @@ and exits 2 for a :class:`~taskonomy.errors.TaskonomyError` instead of showing a
 Every stage also takes ``--timing PATH`` through :func:`run_stage`: on success it writes the stage's
 wall-clock seconds since its process started (imports included) as JSON, which the report collects
 (dvc.yaml passes ``logs/timings/<stage>.json``: git-ignored and not a stage output, since a timing is no
-result and, as an output, would make every checkout or rerun look like a change).
+result and, as an output, would make every checkout or rerun look like a change). What a stage times
+inside itself (training, encoding) it adds with :func:`note_timing`: no stage output holds a time or a
+load average, so a stage run twice on one machine writes the same bytes and ``dvc.lock`` the same hashes.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Callable, NoReturn
 from taskonomy.errors import TaskonomyError
 
 _IMPORTED = time.time()
+_NOTES: dict[str, object] = {}
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -47,11 +50,21 @@ def _pop_timing(argv: list[str]) -> tuple[Path | None, list[str]]:
     return None, argv
 
 
+def note_timing(**fields: object) -> None:
+    """Add ``fields`` (e.g. ``train_seconds``) to this stage's timing record (with ``--timing``)."""
+    _NOTES.update(fields)
+
+
+def timing_notes() -> dict[str, object]:
+    """What this process has noted so far (:func:`note_timing`)."""
+    return dict(_NOTES)
+
+
 def write_timing(path: Path, argv: list[str]) -> None:
     from taskonomy.storage import atomic_write_json
 
     atomic_write_json(path, {"seconds": round(process_seconds(), 2), "loadavg": round(os.getloadavg()[0], 2),
-                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                             **_NOTES, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                              "command": " ".join([Path(sys.argv[0]).name, *argv])})
 
 

@@ -136,7 +136,12 @@ def test_a_write_without_room_or_permission_names_the_path_and_the_cause(tmp_pat
     from taskonomy.nets.train import save_checkpoint
     Usage = namedtuple("Usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10, 10, 0))
-    monkeypatch.setattr(torch, "save", lambda obj, f: (_ for _ in ()).throw(RuntimeError("unexpected pos 44992 vs 44888")))
+    with pytest.raises(DataError, match=r"a.pt: cannot write it: no space left on the device"):
+        with storage.atomic_path(tmp_path / "a.pt") as tmp:                 # torch.save to a full disk
+            torch.save({"x": 1}, tmp)
+            raise RuntimeError("unexpected pos 44992 vs 44888")
+    monkeypatch.setattr(storage.Path, "write_bytes",                            # a checkpoint's bytes
+                        lambda self, data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
     with pytest.raises(DataError, match=r"model.pt: cannot write it: no space left on the device"):
         save_checkpoint(tmp_path / "model.pt", {"x": 1})
     assert list(tmp_path.iterdir()) == []

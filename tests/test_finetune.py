@@ -15,6 +15,7 @@ import yaml
 from conftest import write_tiny_train_params
 from fake_bank import fake_split, write_fake_bank
 
+from taskonomy.stage import timing_notes
 from taskonomy.baselines.finetune import (L2SP, SCRATCH, Run, build_network, choose_sources, encoder_blocks,
                                           plan_runs, schedule_loop, subset)
 from taskonomy.baselines.finetune_outputs import finetune_target
@@ -208,13 +209,14 @@ def test_stage_trains_every_run_once_and_reuses_stored_runs(setup):
     assert set(rows[rows.role == "taxonomy"].sources) == set(rows[rows.role == "best"].sources) == {"rgb2sfnorm"}
     metrics = json.loads((out / "metrics.json").read_text())
     # 3 source sets x 2 modes x 2 sizes + 2 schedules x 2 sizes
-    assert metrics["runs"] == metrics["trained"] == 16 and metrics["reused"] == 0
+    assert metrics["runs"] == timing_notes()["trained"] == 16 and timing_notes()["reused"] == 0
+    written = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
     with np.load(out / "losses.npz") as z:
         first = {k: z[k].copy() for k in z.files}
     assert set(first) == set(rows.label.dropna()) and len({v.shape for v in first.values()}) == 1
     out = _run(setup)
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["trained"] == 0 and metrics["reused"] == 16
+    assert timing_notes()["trained"] == 0 and timing_notes()["reused"] == 16
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == written     # resumed: the same bytes
     with np.load(out / "losses.npz") as z:
         assert all(np.array_equal(z[k], first[k]) for k in first)
     again = _run(setup, out="fresh")                              # trained afresh: the same numbers

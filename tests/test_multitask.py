@@ -13,6 +13,7 @@ import yaml
 from conftest import write_tiny_train_params
 from fake_bank import fake_split, write_fake_bank
 
+from taskonomy.stage import timing_notes
 from taskonomy.baselines import multitask as mt
 from taskonomy.baselines.multitask import (DWAWeighting, FixedWeighting, MultiTaskData, MultiTaskLoss, TagProbe,
                                            UncertaintyWeighting, build_network, make_groups, make_weighting,
@@ -292,12 +293,14 @@ def test_stage_runs_every_grouping_and_reuses_stored_runs(setup):
     assert set(alone.note) == {"a group of one: its task network, reused"}
     assert np.allclose(alone.test_loss, np.load(root / "models/class_scene/test_losses.npy").mean())
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["runs"] == metrics["trained"] == 4          # 1 group x 2 weightings x 2 seeds
+    assert metrics["runs"] == timing_notes()["trained"] == 4      # 1 group x 2 weightings x 2 seeds
+    written = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
     with np.load(out / "losses.npz") as z:
         first = {k: z[k].copy() for k in z.files}
     assert set(rows.key) == set(first)
     again = _stage(setup, "taxonomy")
-    assert json.loads((again / "metrics.json").read_text())["reused"] == 4
+    assert timing_notes()["reused"] == 4
+    assert {f.name: f.read_bytes() for f in again.iterdir() if f.is_file()} == written
     fresh = _stage(setup, "taxonomy", out="fresh")                 # trained afresh: the same numbers
     with np.load(fresh / "losses.npz") as z:
         assert all(np.array_equal(z[k], first[k]) for k in first)

@@ -25,16 +25,18 @@ def repo(tmp_path):
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "README.md").write_text("old report\n")
     (tmp_path / "params.yaml").write_text("a: 1\n")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
     _git(tmp_path, "init", "-q")
     _git(tmp_path, "add", "-A")
     _git(tmp_path, "commit", "-q", "-m", "c")
     return tmp_path
 
 
-def test_a_run_rewriting_its_reports_stays_clean(repo):
+def test_a_run_rewriting_its_reports_and_lock_stays_clean(repo):
     clean = git_describe(repo / "taskonomy")
     assert clean and not clean.endswith("-dirty")
     (repo / "reports" / "README.md").write_text("new report\n")
+    (repo / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")  # the stages before this one, recorded
     (repo / "reports" / "new.png").write_bytes(b"x")               # untracked: never dirty
     assert git_describe(repo / "taskonomy") == clean
 

@@ -36,14 +36,21 @@ def _run(task: str, bank: Path, out: Path, params: Path, *extra: str) -> subproc
 def test_trained_task_writes_every_output(task, items, bank, params, tmp_path):
     out = tmp_path / task
     proc = _run(task, bank, out, params, "--metrics", str(tmp_path / "metrics" / f"{task}.json"),
-                "--curves", str(tmp_path / "curves"))
+                "--curves", str(tmp_path / "curves"), "--timing", str(tmp_path / "timing.json"))
     assert proc.returncode == 0, proc.stderr
+    # no output holds a time: trained again, every file has the same bytes (so dvc.lock the same hashes)
+    again = _run(task, bank, tmp_path / "again", params)
+    assert again.returncode == 0, again.stderr
+    files = sorted(p.name for p in out.iterdir())
+    assert "model.pt" in files and files == sorted(p.name for p in (tmp_path / "again").iterdir())
+    assert all((out / f).read_bytes() == (tmp_path / "again" / f).read_bytes() for f in files)
+    assert json.loads((tmp_path / "timing.json").read_text())["train_seconds"] > 0
     losses = np.load(out / "test_losses.npy")
     assert losses.dtype == np.float32 and losses.shape == (items,) and np.isfinite(losses).all()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == task and metrics["trained"] is True
     assert metrics["test_loss"] == pytest.approx(float(losses.mean()), rel=1e-5)
-    assert metrics["trivial_loss"] > 0 and metrics["train_seconds"] > 0 and metrics["epochs"] == 2
+    assert metrics["trivial_loss"] > 0 and metrics["epochs"] == 2 and "train_seconds" not in metrics
     # the DVC metrics: the headline numbers alone, rounded, no times (a rerun's diff shows results only)
     headline = json.loads((tmp_path / "metrics" / f"{task}.json").read_text())
     assert headline == {k: pytest.approx(metrics[k], abs=1e-6) for k in ("test_loss", "trivial_loss", "loss_ratio", "beats_trivial")}

@@ -8,7 +8,6 @@ every finished run (taskonomy.baselines.runs). ``adapt_summary`` reads every tas
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from taskonomy.errors import DataError, ParamsError
 from taskonomy.losses import LOSS_FILE, load_npy, self_path, write_keyed
 from taskonomy.nets.data import fit_stats, hash_tensors, input_views, load_task_data
 from taskonomy.nets.train import resolve_device
+from taskonomy.stage import note_timing
 from taskonomy.storage import atomic_write_csv, atomic_write_json, ensure_writable
 from taskonomy.tasks import get_task
 from taskonomy.transfer.engine import executor_spec
@@ -117,5 +117,5 @@ def adapt_task(name: str, params: Params, bank: Path, target: Path, models: Path
     atomic_write_csv(Path(out) / RUNS_FILE, RUN_FIELDS, rows)
     write_keyed(Path(out) / LOSS_FILE, losses)
     atomic_write_json(Path(out) / "metrics.json", {
-        "task": name, "domain": domain, "runs": len(runs), "trained": len(todo), "reused": len(runs) - len(todo),
-        "device": device, "train_seconds": round(time.perf_counter() - t0, 3), "loadavg": round(os.getloadavg()[0], 2)})
+        "task": name, "domain": domain, "runs": len(runs), "device": device})
+    note_timing(trained=len(todo), reused=len(runs) - len(todo), train_seconds=round(time.perf_counter() - t0, 3))

@@ -10,7 +10,6 @@ its label) and ``metrics.json``; ``runs/`` keeps every finished run (see taskono
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from taskonomy.losses import LOSS_FILE, write_keyed
 from taskonomy.nets.data import fit_stats, load_task_data
 from taskonomy.nets.train import resolve_device
 from taskonomy.sources import set_key
+from taskonomy.stage import note_timing
 from taskonomy.storage import atomic_write_csv, atomic_write_json, ensure_writable
 from taskonomy.tasks import get_task
 from taskonomy.transfer.engine import executor_spec, load_source_encoder
@@ -79,9 +79,8 @@ def finetune_target(target: str, params: Params, bank: Path, models: Path, taxon
     atomic_write_csv(Path(out) / RUNS_FILE, RUN_FIELDS, rows)
     write_keyed(Path(out) / LOSS_FILE, {label: v[0] for label, v in done.items()})
     atomic_write_json(Path(out) / "metrics.json", {
-        "target": target, "runs": len(runs), "trained": len(todo), "reused": len(runs) - len(todo),
-        "device": device, "train_seconds": round(time.perf_counter() - t0, 3),
-        "loadavg": round(os.getloadavg()[0], 2)})
+        "target": target, "runs": len(runs), "device": device})
+    note_timing(trained=len(todo), reused=len(runs) - len(todo), train_seconds=round(time.perf_counter() - t0, 3))
 
 
 def _row(target: str, role: str, run: Run, record: dict[str, Any]) -> dict[str, Any]:

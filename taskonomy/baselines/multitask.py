@@ -536,13 +536,12 @@ def train_run(context: Context, run: Run) -> dict[str, Any]:
     record = {"run": asdict(run), "label": run.label, "epochs": loop.epochs, "selected_epoch": best["epoch"],
               "validation": best["score"], "weights": weights,
               "mean_loss": {t: float(test_losses[:, i].mean()) for i, t in enumerate(run.group)},
-              "history": result.history, "tag_probes": 0 if probe is None else probe.count,
-              "seconds": round(time.perf_counter() - t0, 3)}
+              "history": result.history, "tag_probes": 0 if probe is None else probe.count}
     arrays = {"losses": np.asarray(test_losses, dtype=np.float32), "record": np.array(json.dumps(record))}
     if probe is not None:
         arrays["tag"] = probe.affinity.astype(np.float64)
     atomic_savez(context.cache / f"{context.stamps[run.label]}.npz", arrays)
-    log.info("%s: selected epoch %d of %d, %.1f s", run.label, best["epoch"], loop.epochs, record["seconds"])
+    log.info("%s: selected epoch %d of %d, %.1f s", run.label, best["epoch"], loop.epochs, time.perf_counter() - t0)
     return record
 
 

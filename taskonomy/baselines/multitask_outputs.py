@@ -10,7 +10,6 @@ grouping; empty in the others) and ``metrics.json``; ``runs/`` keeps every finis
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from taskonomy.errors import DataError, ParamsError
 from taskonomy.losses import LOSS_FILE, load_npy, self_path, write_keyed
 from taskonomy.nets.data import fit_stats, load_task_data
 from taskonomy.nets.train import resolve_device
+from taskonomy.stage import note_timing
 from taskonomy.storage import atomic_write_csv, atomic_write_json, ensure_writable
 from taskonomy.tasks import get_task, trivial_losses
 from taskonomy.transfer.engine import executor_spec
@@ -136,7 +136,6 @@ def multitask_grouping(grouping: str, params: Params, bank: Path, models: Path, 
     write_keyed(Path(out) / LOSS_FILE, losses)
     atomic_write_json(Path(out) / "tag.json", {"every": m.tag_every, "seeds": tag})   # measured in `all` only
     atomic_write_json(Path(out) / "metrics.json", {
-        "grouping": grouping, "runs": len(runs), "trained": len(todo), "reused": len(runs) - len(todo),
-        "device": device, "train_seconds": round(time.perf_counter() - t0, 3),
-        "loadavg": round(os.getloadavg()[0], 2)})
+        "grouping": grouping, "runs": len(runs), "device": device})
+    note_timing(trained=len(todo), reused=len(runs) - len(todo), train_seconds=round(time.perf_counter() - t0, 3))
 

@@ -7,7 +7,7 @@ drawn against ``step``. The curve is written once training has ended, from the r
 resumed run restores from its checkpoint: a run interrupted and resumed writes the curve an
 uninterrupted one would. DVCLive's own summary (``metrics.json``, the last epoch's values) is left out:
 a network's numbers are its headline file (reports/metrics/networks/<task>.json), and the per-epoch
-record with learning rate and seconds stays in ``models/<task>/curve.csv``.
+record with the learning rate stays in ``models/<task>/curve.csv``.
 """
 from __future__ import annotations
 

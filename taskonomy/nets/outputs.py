@@ -8,7 +8,6 @@ is saved, with empty test losses and a sheet of its representation.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +21,11 @@ from taskonomy.nets.models import build_encoder
 from taskonomy.nets.samples import prediction_sheet, random_encoder_sheet
 from taskonomy.nets.train import (predict, save_checkpoint, set_threads, task_checkpoint, task_seed,
                                   train_task_network)
+from taskonomy.stage import note_timing
 from taskonomy.storage import atomic_write_csv, atomic_write_json, ensure_writable
 from taskonomy.tasks import get_task
 
-CURVE_FIELDS = ["epoch", "train_loss", "test_loss", "lr", "seconds"]
+CURVE_FIELDS = ["epoch", "train_loss", "test_loss", "lr"]
 
 
 def _write_curve(path: Path, history: list[dict]) -> None:
@@ -68,10 +68,11 @@ def make_task_network(name: str, params: Params, bank: Path, out: Path, curves: 
         "task": task.name, "trained": True, "kind": task.kind.value, "loss": task.loss.value,
         "test_loss": test, "trivial_loss": trivial, "loss_ratio": test / trivial if trivial else None,
         "beats_trivial": float((run.test_losses < run.trivial_losses).mean()),
-        "train_seconds": round(run.fit.seconds, 2), "epochs": run.loop.epochs,
+        "epochs": run.loop.epochs,
         "train_items": len(run.train), "epoch_items": run.loop.items_per_epoch(len(run.train)),
         "test_items": len(run.test), "device": run.fit.device,
-        "threads": torch.get_num_threads(), "loadavg": round(os.getloadavg()[0], 2)})
+        "threads": torch.get_num_threads()})
+    note_timing(train_seconds=round(run.fit.seconds, 2))
     _write_curve(out / "curve.csv", run.fit.history)
     if curves is not None:
         write_curves(curves, run.fit.history)

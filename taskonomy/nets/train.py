@@ -25,6 +25,7 @@ back (``load_encoder``), refusing another task's checkpoint.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import time
@@ -112,9 +113,13 @@ def set_threads(threads: int) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically: a crash leaves the previous file or the new one, never half of one."""
+    """Write atomically: a crash leaves the previous file or the new one, never half of one. Serialised in
+    memory first: torch names the archive inside the file after the file, and the temporary file's name
+    would make every save's bytes differ; so the same payload always gives the same bytes."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        Path(tmp).write_bytes(buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -324,11 +329,10 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
             row = {"epoch": epoch + 1, "train_loss": float(running / steps), "lr": optimizer.param_groups[0]["lr"]}
             if eval_data is not None:
                 row["test_loss"] = float(evaluate_per_item(model, eval_data, loss_fn, device=device).mean())
-            row["seconds"] = time.perf_counter() - t0
-            result.history.append(row)
+            result.history.append(row)      # no time in it: a checkpoint holds only what a rerun reproduces
             bar.set_postfix(loss=f"{row['train_loss']:.4f}")
-            log.info("%s: epoch %d/%d train loss %.4f%s", name, epoch + 1, cfg.epochs, row["train_loss"],
-                     f" test loss {row['test_loss']:.4f}" if "test_loss" in row else "")
+            log.info("%s: epoch %d/%d train loss %.4f%s (%.1f s)", name, epoch + 1, cfg.epochs, row["train_loss"],
+                     f" test loss {row['test_loss']:.4f}" if "test_loss" in row else "", time.perf_counter() - t0)
             if checkpoint is not None:
                 save_checkpoint(checkpoint, {
                     "format": 1, "fingerprint": stamp, "epoch": epoch + 1, "model": model.state_dict(),

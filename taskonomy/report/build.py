@@ -127,25 +127,24 @@ def defined(stage: str, params: Params) -> bool:
     return not key or keys is None or key in keys
 
 
-def stage_timings(stages: list[str], timings: Path | None, models: Path, transfer: Path) -> list[tuple]:
+def stage_timings(stages: list[str], timings: Path | None, models: Path) -> list[tuple]:
     """(stage, seconds, detail) per stage of dvc.lock, and their total.
 
     Seconds: the stage process's wall clock from start to its last write, imports included, as the
     stage wrote it to ``<timings>/<stage>.json`` (``--timing``; dvc.yaml: logs/timings, git-ignored and
     not a stage output, so a stage restored from the cache or run on another machine has none here);
     DVC's own bookkeeping between stages is not in it.
-    Detail: what the stage's metrics add (training time, load + encode + readouts).
+    Detail: what the stage timed inside itself (training time, load + encode + readouts; its timing file,
+    :func:`taskonomy.stage.note_timing`), or that an encoder was not trained (its metrics).
     """
     rows, total = [], 0.0
     for stage in stages:
         name, _, key = stage.partition("@")
         path = timings / f"{stage}.json" if timings is not None else None
-        seconds = float(json.loads(path.read_text())["seconds"]) if path is not None and path.is_file() else float("nan")
-        metrics = {"train_task": models / key / "metrics.json", "transfer": transfer / key / "metrics.json",
-                   "finetune": transfer.parent / "finetune" / key / "metrics.json",
-                   "multitask": transfer.parent / "multitask" / key / "metrics.json",
-                   "adapt": transfer.parent / "adapt" / key / "metrics.json"}.get(name)
-        m = json.loads(metrics.read_text()) if metrics is not None and metrics.is_file() else {}
+        m = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+        seconds = float(m.get("seconds", float("nan")))
+        if name == "train_task" and (models / key / "metrics.json").is_file():
+            m.setdefault("trained", json.loads((models / key / "metrics.json").read_text()).get("trained"))
         if name == "train_task" and "train_seconds" in m:
             detail = f"training {m['train_seconds']:.1f} s"
         elif name == "train_task" and m.get("trained") is False:
@@ -300,7 +299,7 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
                    Table(("", "value"), tuple(machine())), Text("Per-stage wall-clock seconds, as each stage recorded them on the machine that ran it "
                                                      "(process start to its last write, imports included):")]
     if stages:
-        prov_blocks.append(Table(("stage", "seconds", "what"), tuple(stage_timings(stages, inputs.timings, inputs.models, inputs.transfer))))
+        prov_blocks.append(Table(("stage", "seconds", "what"), tuple(stage_timings(stages, inputs.timings, inputs.models))))
     else:
         prov_blocks.append(Text(f"{inputs.lock}: not found, so no stage list; the stages run so far recorded "
                                 "their times in models/<task>/metrics.json and outputs/transfer/<source>/metrics.json."))

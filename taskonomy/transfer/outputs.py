@@ -10,7 +10,6 @@ writes ``<out>/<target>/losses.npz`` for every target (its readouts are not kept
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from taskonomy.errors import ParamsError
 from taskonomy.losses import LOSS_FILE, high_path, write_keyed
 from taskonomy.nets.train import resolve_device
 from taskonomy.sources import set_key
+from taskonomy.stage import note_timing
 from taskonomy.storage import atomic_write_json, ensure_writable
 from taskonomy.transfer.beam import high_order_sets
 from taskonomy.transfer.engine import (READOUT_FILE, TransferContext, encode_source_moments, executor_spec, load_reps,
@@ -52,9 +52,9 @@ def first_order(source: str, params: Params, bank: Path, model: Path, out: Path)
                   params.transfer, params.train_task, moments)
     atomic_write_json(out / "metrics.json", {
         "source": source, "targets": len(targets), "device": device, "executor": spec.kind,
-        "workers": spec.workers, "threads": spec.threads, "load_seconds": round(t_load - t0, 3),
-        "encode_seconds": round(t_encode - t_load, 3), "train_seconds": round(t_train - t_encode, 3),
-        "loadavg": round(os.getloadavg()[0], 2)})
+        "workers": spec.workers, "threads": spec.threads})
+    note_timing(load_seconds=round(t_load - t0, 3), encode_seconds=round(t_encode - t_load, 3),
+                train_seconds=round(t_train - t_encode, 3), targets=len(targets))
 
 
 def high_order(targets: list[str], params: Params, bank: Path, affinities: Path, reps: Path, out: Path) -> None:
