@@ -9,13 +9,13 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --upgrade --quiet pip
-	$(VENV)/bin/pip install --quiet -e '.[test,mtl]'
+	$(VENV)/bin/pip install --quiet -e '.[test,mtl,ray]'
 	touch $(STAMP)
 
 # The stages' commands (dvc.yaml) run `python`: the environment's, put first on PATH (a fresh shell's
-# `python` has no torch).
+# `python` has no torch). `make repro JOBS=2`: the ready stages 2 at a time (taskonomy repro --jobs 2).
 repro: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(if $(JOBS),$(VENV)/bin/taskonomy repro --jobs $(JOBS),$(VENV)/bin/dvc repro)
 
 # The renderer's tests again with every library's AVX-512 kernels turned off: its bytes and its exact
 # comparisons must hold on AVX2 machines too (docs/bank-format.md, "Determinism")

@@ -140,17 +140,6 @@ def test_reps_roundtrip_exactly_and_read_out_as_in_the_stage(tmp_path, targets):
     assert torch.allclose(flat[live].std(1, unbiased=False), torch.ones(int(live.sum())), atol=1e-3)
 
 
-def test_ray_executor_matches_local(all_pairs):
-    ray = pytest.importorskip("ray")
-    _, context, jobs, losses = all_pairs
-    try:
-        out = T.run_transfers(context, jobs[:2], ExecutorSpec(kind="ray", cpus_per_job=1.0))
-    finally:
-        ray.shutdown()
-    for sources, target in jobs[:2]:
-        np.testing.assert_array_equal(out[target][sources[0]], losses[target][sources[0]])
-
-
 # --------------------------------------------------------------------------------------------------
 # Stages: bad input is exit code 2 and one line
 # --------------------------------------------------------------------------------------------------

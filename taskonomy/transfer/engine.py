@@ -195,6 +195,23 @@ class TransferContext:
     device: str = "cpu"
     history: dict[str, Any] = field(default_factory=dict)
 
+    # What a job on another machine needs (taskonomy.transfer.executors, Ray): a job (sources, target)
+    # reads its sources' representations and its target's data, nothing else.
+    def job_parts(self, job: tuple[tuple[str, ...], str]) -> list[str]:
+        sources, target = job
+        return [f"rep:{s}" for s in sources if s in self.reps] + [f"target:{target}"]
+
+    def part(self, key: str) -> Any:
+        kind, name = key.split(":", 1)
+        return self.reps[name] if kind == "rep" else self.targets[name]
+
+    def shell(self) -> "TransferContext":
+        return replace(self, reps={}, targets={})
+
+    def assemble(self, parts: dict[str, Any], device: str) -> "TransferContext":
+        return replace(self, reps={k[4:]: v for k, v in parts.items() if k.startswith("rep:")},
+                       targets={k[7:]: v for k, v in parts.items() if k.startswith("target:")}, device=device)
+
 
 def build_readout(sources: Sequence[str], task: Task, in_channels: int, width: int, rep_hw: int,
                   params: TransferParams, net: TrainTaskParams) -> Readout:
@@ -275,7 +292,7 @@ def executor_spec(params: Any, device: str) -> ExecutorSpec:
     if ray is None:
         return ExecutorSpec(kind=executor, workers=workers, threads=threads)
     return ExecutorSpec(kind=executor, workers=workers, threads=threads, ray_address=ray.address,
-                        cpus_per_job=ray.cpus_per_job, gpus_per_job=ray.gpus_per_job)
+                        cpus_per_job=ray.cpus_per_job, gpus_per_job=ray.gpus_per_job, device=params.device)
 
 
 def run_readouts(context: TransferContext, jobs: Sequence[tuple[tuple[str, ...], str]],

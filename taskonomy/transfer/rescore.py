@@ -127,6 +127,24 @@ class ScoreContext:
     where: dict[str, str]                            # source or pixels -> its readouts file, for messages
     device: str = "cpu"
 
+    # What a job on another machine needs (Ray): its source's readouts and representations, every target.
+    def job_parts(self, source: str) -> list[str]:
+        return [f"readouts:{source}"] + ([f"reps:{source}"] if source in self.reps else []) + [f"data:{t}" for t in self.data]
+
+    def part(self, key: str) -> Any:
+        kind, name = key.split(":", 1)
+        return getattr(self, kind)[name]
+
+    def shell(self) -> "ScoreContext":
+        return replace(self, data={}, readouts={}, reps={})
+
+    def assemble(self, parts: dict[str, Any], device: str) -> "ScoreContext":
+        grouped: dict[str, dict[str, Any]] = {"data": {}, "readouts": {}, "reps": {}}
+        for key, value in parts.items():
+            kind, name = key.split(":", 1)
+            grouped[kind][name] = value
+        return replace(self, **grouped, device=device)
+
 
 def score_readouts(context: ScoreContext, source: str) -> dict[str, np.ndarray]:
     """A job: ``source -> t`` (or ``pixels`` on the images) for every target t, as trained, per item."""
