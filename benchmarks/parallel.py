@@ -85,14 +85,17 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="parallel-") as tmp:
         work = Path(tmp)
         serial, concurrent = prepare(work, "serial", source, env), prepare(work, "concurrent", source, env)
+        env_of = {clone: {**env, "PYTHONPATH": str(clone)} for clone in (serial, concurrent)}   # each its own code
         print(f"{len(stages)} task networks; bank from {source}; {os.cpu_count()} cores", flush=True)
-        t_serial = run([str(BIN / "dvc"), "repro", *targets], serial, env, work / "serial.log")
+        t_serial = run([str(BIN / "dvc"), "repro", *targets], serial, env_of[serial], work / "serial.log")
         print(f"serial dvc repro: {t_serial:.1f} s", flush=True)
         t_conc = run([str(BIN / "python"), "-m", "taskonomy", "repro", "--jobs", str(args.jobs), *targets],
-                     concurrent, env, work / "concurrent.log")
+                     concurrent, env_of[concurrent], work / "concurrent.log")
         print(f"taskonomy repro --jobs {args.jobs}: {t_conc:.1f} s", flush=True)
         a, b = lock_outs(serial / "dvc.lock", stages), lock_outs(concurrent / "dvc.lock", stages)
         same = [s for s in stages if a[s] == b[s]]
+        for s in sorted(set(stages) - set(same)):
+            print(f"{s}: differing outputs " + ", ".join(p for p in a[s] if a[s][p] != b[s].get(p)), flush=True)
         clean = "up to date" in subprocess.run([str(BIN / "dvc"), "status", *targets], cwd=concurrent, env=env,
                                                capture_output=True, text=True).stdout.lower()
     speedup = t_serial / t_conc

@@ -83,6 +83,7 @@ def pipeline(tmp_path_factory):
     repo.run("git", "commit", "-qm", "tiny task list")
     proc = repo.dvc("repro", check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    shutil.copy2(repo.path / "dvc.lock", tmp / "serial-dvc.lock")    # as serial `dvc repro` left it
     return repo, _stages_run(proc.stdout)
 
 
@@ -277,6 +278,31 @@ def test_a_fresh_clone_with_the_cache_finds_nothing_changed(pipeline, tmp_path):
     fresh.dvc("checkout", "-q")
     status = fresh.dvc("status")
     assert "up to date" in status.stdout.lower(), status.stdout[-3000:]
+
+
+def test_the_concurrent_runner_records_the_serial_runs_hashes(pipeline, tmp_path):
+    """`taskonomy repro --jobs 2` from the same commit, in a clone with an empty DVC cache: every stage
+    runs again, two at a time, and dvc.lock gets the serial run's entries, hash for hash (no output holds
+    a time), except the report's own page, which shows the timings."""
+    repo, _ = pipeline
+    start = repo.run("git", "log", "--format=%H", "--grep", "tiny task list").stdout.split()[0]
+    clone = tmp_path / "clone"
+    repo.run("git", "clone", "-q", str(repo.path), str(clone))
+    fresh = type(repo)(clone, {**repo.env, "PYTHONPATH": str(clone)})       # the clone's own code
+    fresh.run("git", "checkout", "-q", start)
+    proc = fresh.run(str(BIN / "python"), "-m", "taskonomy", "repro", "--jobs", "2", check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "running (2 of 2 at once)" in proc.stderr
+    serial = yaml.safe_load((repo.path.parent / "serial-dvc.lock").read_text())["stages"]
+    concurrent = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
+    assert set(concurrent) == set(serial)
+    differ = {s: sorted(o["path"] for o in serial[s].get("outs", []) + serial[s].get("deps", [])
+                        if o not in concurrent[s].get("outs", []) + concurrent[s].get("deps", []))
+              for s in serial if concurrent[s] != serial[s]}
+    assert list(differ) == ["report"], differ
+    report = {o["path"] for o in serial["report"]["outs"] if o not in concurrent["report"]["outs"]}
+    assert report <= {"reports/index.html", "reports/README.md"}, report
+    assert "up to date" in fresh.dvc("status").stdout.lower()
 
 
 def test_one_task_edit_reruns_only_its_stages(pipeline):

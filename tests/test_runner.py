@@ -112,3 +112,20 @@ def test_jobs_below_one_is_one_line(tmp_path, jobs):
     proc = _runner(path, env, "--jobs", jobs)
     assert proc.returncode == 2 and proc.stderr == f"error: --jobs: {jobs}: run at least 1 stage at a time\n"
     assert not (path / "dvc.lock").exists()
+
+
+def test_targets_bring_only_them_and_their_upstream_up_to_date(tmp_path):
+    path = tmp_path / "p"
+    env = _project(path)
+    proc = _runner(path, env, "--jobs", "2", "b")
+    assert proc.returncode == 0, proc.stderr
+    assert _ran(proc) == {"a@t1", "a@t2", "b"} and set(_lock(path)) == {"a@t1", "a@t2", "b"}
+    assert _ran(_runner(path, env, "--jobs", "2", "a")) == {"a@t3", "a@t4"}        # a foreach group
+
+
+def test_an_unknown_target_is_one_line(tmp_path):
+    path = tmp_path / "p"
+    env = _project(path)
+    proc = _runner(path, env, "nosuch")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("error: target 'nosuch': not a stage of this pipeline")
