@@ -7,8 +7,10 @@ Each variant runs in its own fresh clone of this repository's HEAD with its own 
 neither finds the other's runs in a run cache), after the rendered bank is copied in from ``--from`` (a
 DVC project whose ``render`` stage is up to date for HEAD's lock, default this repository) and recorded
 with ``dvc commit``. Serial: ``dvc repro train_task`` (or the listed tasks' stages); concurrent:
-``taskonomy repro --jobs N`` on the same targets. Stages keep the threads their params give them
-(``train_task.threads: 0``: every core, in each of the N stages at once).
+``taskonomy repro --jobs N`` on the same targets, stages keeping the threads their params give them
+(``train_task.threads: 0``: every core, in each of the N stages at once; their OpenMP threads wait
+passively); and ``--share-cores`` (``threads: 0`` = cores / N each: another thread count, so its losses
+differ in their last digits, and the table says by how much).
 
 The table gives each variant's wall time and the ratio to serial, then whether each task's network,
 per-item losses and headline metrics have the same hashes in both ``dvc.lock`` files. The last line is
@@ -18,6 +20,7 @@ per-item losses and headline metrics have the same hashes in both ``dvc.lock`` f
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -84,14 +87,21 @@ def main(argv: list[str] | None = None) -> None:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     with tempfile.TemporaryDirectory(prefix="parallel-") as tmp:
         work = Path(tmp)
-        serial, concurrent = prepare(work, "serial", source, env), prepare(work, "concurrent", source, env)
-        env_of = {clone: {**env, "PYTHONPATH": str(clone)} for clone in (serial, concurrent)}   # each its own code
+        serial, concurrent, shared = (prepare(work, name, source, env) for name in ("serial", "concurrent", "shared"))
+        env_of = {clone: {**env, "PYTHONPATH": str(clone)} for clone in (serial, concurrent, shared)}  # each its own code
         print(f"{len(stages)} task networks; bank from {source}; {os.cpu_count()} cores", flush=True)
         t_serial = run([str(BIN / "dvc"), "repro", *targets], serial, env_of[serial], work / "serial.log")
         print(f"serial dvc repro: {t_serial:.1f} s", flush=True)
         t_conc = run([str(BIN / "python"), "-m", "taskonomy", "repro", "--jobs", str(args.jobs), *targets],
                      concurrent, env_of[concurrent], work / "concurrent.log")
         print(f"taskonomy repro --jobs {args.jobs}: {t_conc:.1f} s", flush=True)
+        t_share = run([str(BIN / "python"), "-m", "taskonomy", "repro", "--jobs", str(args.jobs), "--share-cores",
+                       *targets], shared, env_of[shared], work / "shared.log")
+        print(f"taskonomy repro --jobs {args.jobs} --share-cores: {t_share:.1f} s", flush=True)
+        loss = {clone: {t: json.loads((clone / "reports/metrics/networks" / f"{t}.json").read_text()).get("test_loss")
+                        for t in tasks} for clone in (serial, shared)}
+        rel = max((abs(loss[shared][t] - loss[serial][t]) / abs(loss[serial][t]) for t in tasks if loss[serial][t]),
+                  default=0.0)
         a, b = lock_outs(serial / "dvc.lock", stages), lock_outs(concurrent / "dvc.lock", stages)
         same = [s for s in stages if a[s] == b[s]]
         for s in sorted(set(stages) - set(same)):
@@ -101,10 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     speedup = t_serial / t_conc
     print()
     print(f"| variant | wall s | ratio to serial |\n|---|---:|---:|\n| dvc repro (serial) | {t_serial:.1f} | 1.00 |\n"
-          f"| taskonomy repro --jobs {args.jobs} | {t_conc:.1f} | {t_conc / t_serial:.2f} |")
+          f"| taskonomy repro --jobs {args.jobs} | {t_conc:.1f} | {t_conc / t_serial:.2f} |\n"
+          f"| taskonomy repro --jobs {args.jobs} --share-cores | {t_share:.1f} | {t_share / t_serial:.2f} |")
     print(f"\nstages whose network, per-item losses and metrics hash the same in both locks: {len(same)}/{len(stages)}"
           f"{'' if len(same) == len(stages) else ' (differ: ' + ', '.join(sorted(set(stages) - set(same))) + ')'}; "
           f"dvc status after the concurrent run: {'up to date' if clean else 'CHANGED'}")
+    print(f"--share-cores ({max(1, os.cpu_count() // args.jobs)} thread(s) per network instead of all cores): test losses "
+          f"within {rel:.1e} of serial (largest relative difference), {t_serial / t_share:.2f}x speedup")
     verdict = "same losses" if len(same) == len(stages) else "different losses"
     print(f"parallel: {speedup:.2f}x speedup of the task networks with {args.jobs} workers over serial dvc repro, {verdict}")
 

@@ -150,8 +150,10 @@ def _repro(args: argparse.Namespace) -> int:
     for flag, value in (("--cpus-per-stage", args.cpus_per_stage), ("--gpus-per-stage", args.gpus_per_stage)):
         if value < 0 or value != value:
             raise TaskonomyError(f"{flag}: {value}: must be a number >= 0")
+    if args.ray is not None and args.share_cores:
+        raise TaskonomyError("--share-cores: on Ray each stage is given the CPUs it asks for (--cpus-per-stage)")
     return repro(args.jobs, targets=args.targets, ray_address=args.ray, cpus_per_stage=args.cpus_per_stage,
-                 gpus_per_stage=args.gpus_per_stage)
+                 gpus_per_stage=args.gpus_per_stage, share_cores=args.share_cores)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "auto); every node must see the repository at the same path")
     p.add_argument("--cpus-per-stage", type=float, default=1.0, help="with --ray: CPUs a stage asks for (default 1)")
     p.add_argument("--gpus-per-stage", type=float, default=0.0, help="with --ray: GPUs a stage asks for (default 0)")
+    p.add_argument("--share-cores", action="store_true", help="here: threads: 0 is cores / jobs for each stage (faster on "
+                   "a CPU; the thread count changes results in their last digits)")
     p.set_defaults(func=_repro)
     _add_solve(sub)
     return parser

@@ -22,12 +22,17 @@ already running finish and are recorded; no new stage starts.
 Where a stage runs:
 
 - on this machine (default): with GPUs, each running stage is given one (``CUDA_VISIBLE_DEVICES``; with
-  more jobs than GPUs, the least busy one). Cores are not divided: each stage runs with the threads its
-  params give it (``threads: 0`` is every core), because the thread count changes results in their last
-  digits and DVC records params, not the environment; set ``threads`` to cores / N to divide them.
+  more jobs than GPUs, the least busy one). With more than one job, OpenMP threads wait passively
+  (``OMP_WAIT_POLICY=PASSIVE``; it changes no result): two stages of every core each, spinning while the
+  other held the cores, ran 1.2x slower than one after the other, and in a full run task networks of
+  10 s took 40 to 105 s.
+  Cores are shared out only when asked (``share_cores``): ``threads: 0`` then means cores / N
+  (``TASKONOMY_CORES``), faster on a CPU but with a thread count that changes results in their last
+  digits, so the lock's hashes are then those of that sharing, not of a serial ``dvc repro``.
 - on a Ray cluster (``ray_address``): each stage's command is a Ray task asking for ``cpus_per_stage`` /
   ``gpus_per_stage``, placed by Ray on any node that has them and retried there if its worker or node
-  dies. Every node must see the repository at the same path (shared storage); the recording stays here.
+  dies; ``threads: 0`` is the CPUs it asked for. Every node must see the repository at the same path
+  (shared storage); the recording stays here.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ from typing import Sequence
 from taskonomy.errors import TaskonomyError
 
 LOG_DIR = Path("logs") / "stages"
+CORES_ENV = "TASKONOMY_CORES"   # taskonomy.nets.train.given_cores reads it (the runner imports no torch code)
 RAY_RETRIES = 2          # reruns of a stage whose Ray worker or node died (not of a stage that failed)
 
 
@@ -89,17 +95,23 @@ def _record(stage) -> None:
 class LocalPlacer:
     """Stages as subprocesses here; with GPUs, one per running stage."""
 
-    def __init__(self, root: Path, gpus: Sequence[str] | None = None):
+    def __init__(self, root: Path, jobs: int, share_cores: bool, gpus: Sequence[str] | None = None):
         self.root = root
         self.gpus = list(_visible_gpus() if gpus is None else gpus)
+        self.env: dict[str, str] = {}
+        if jobs > 1 and "OMP_WAIT_POLICY" not in os.environ:
+            self.env["OMP_WAIT_POLICY"] = "PASSIVE"
+        if share_cores:
+            self.env[CORES_ENV] = str(max(1, _cores() // jobs))
         self.busy: Counter[str] = Counter()
         self.lock = threading.Lock()
 
     def describe(self) -> str:
-        return f"this machine, {len(self.gpus)} GPU(s)" if self.gpus else "this machine"
+        shares = f", {self.env[CORES_ENV]} core(s) each" if CORES_ENV in self.env else ""
+        return f"this machine{f', {len(self.gpus)} GPU(s)' if self.gpus else ''}{shares}"
 
     def run(self, name: str, stage) -> tuple[int, str]:
-        env = {**os.environ, "DVC_ROOT": str(self.root), "DVC_STAGE": name}
+        env = {**os.environ, **self.env, "DVC_ROOT": str(self.root), "DVC_STAGE": name}
         gpu = None
         if self.gpus:
             with self.lock:
@@ -113,6 +125,13 @@ class LocalPlacer:
             if gpu is not None:
                 with self.lock:
                     self.busy[gpu] -= 1
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _visible_gpus() -> list[str]:
@@ -152,13 +171,14 @@ class RayPlacer:
         self.address = address
         check_ray_resources(self.ray, cpus, gpus, what="--cpus-per-stage / --gpus-per-stage")
         self.remote = self.ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=RAY_RETRIES)(_ray_run_stage)
+        self.cores = str(max(1, int(cpus)))
 
     def describe(self) -> str:
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         return f"the Ray cluster at {self.address} ({len(nodes)} nodes)"
 
     def run(self, name: str, stage) -> tuple[int, str]:
-        dvc_env = {"DVC_ROOT": str(self.root), "DVC_STAGE": name}
+        dvc_env = {"DVC_ROOT": str(self.root), "DVC_STAGE": name, CORES_ENV: self.cores}
         try:
             code, node, output = self.ray.get(self.remote.remote(_commands(stage), str(stage.wdir), dvc_env))
         except self.ray.exceptions.RayError as err:
@@ -201,19 +221,20 @@ def _collect(repo, targets: Sequence[str]) -> dict:
 
 
 def repro(jobs: int, root: Path | str = ".", targets: Sequence[str] = (), ray_address: str | None = None,
-          cpus_per_stage: float = 1.0, gpus_per_stage: float = 0.0, gpus: Sequence[str] | None = None) -> int:
+          cpus_per_stage: float = 1.0, gpus_per_stage: float = 0.0, gpus: Sequence[str] | None = None,
+          share_cores: bool = False) -> int:
     """Bring the stages of the DVC project at ``root`` (every one, or ``targets`` and their upstream) up
     to date, ``jobs`` stages at a time, here or on the Ray cluster at ``ray_address``; 0 on success, 1 if a
     stage failed (the failure named on stderr, with its log). ``gpus``: the GPU ids to hand out here
-    (default: those visible)."""
+    (default: those visible). ``share_cores``: ``threads: 0`` is cores / ``jobs`` for each stage here."""
     if jobs < 1:
         raise TaskonomyError(f"--jobs: {jobs}: run at least 1 stage at a time")
     root = Path(root).resolve()
     with _in(root):
-        return _repro(jobs, root, targets, ray_address, cpus_per_stage, gpus_per_stage, gpus)
+        return _repro(jobs, root, targets, ray_address, cpus_per_stage, gpus_per_stage, gpus, share_cores)
 
 
-def _repro(jobs, root, targets, ray_address, cpus_per_stage, gpus_per_stage, gpus) -> int:
+def _repro(jobs, root, targets, ray_address, cpus_per_stage, gpus_per_stage, gpus, share_cores) -> int:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
     from dvc.stage.cache import RunCacheNotFoundError
@@ -226,7 +247,8 @@ def _repro(jobs, root, targets, ray_address, cpus_per_stage, gpus_per_stage, gpu
     stages = _collect(repo, targets)
     upstream = {name: {d.addressing for d in graph.successors(s) if d.addressing in stages}
                 for name, s in stages.items()}
-    placer = RayPlacer(root, ray_address, cpus_per_stage, gpus_per_stage) if ray_address else LocalPlacer(root, gpus)
+    placer = (RayPlacer(root, ray_address, cpus_per_stage, gpus_per_stage) if ray_address
+              else LocalPlacer(root, jobs, share_cores, gpus))
     _say(f"repro: {len(stages)} stages, up to {jobs} at a time on {placer.describe()}")
     done: set[str] = set()
     running: dict[str, Future] = {}

@@ -3,6 +3,7 @@ dvc.lock, the cache and `dvc status` as a serial `dvc repro` leaves them."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,8 @@ params = open("params.yaml").read()
 open(f"out/{name}.txt", "w").write(f"{name} {params!r} {inputs!r}\\n")
 with open(f"spans/{name}.json", "w") as f:
     json.dump([start, time.time()], f)
+with open(f"spans/{name}.env", "w") as f:
+    json.dump({k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "TASKONOMY_CORES", "CUDA_VISIBLE_DEVICES")}, f)
 '''
 DVC_YAML = {"stages": {
     "a": {"foreach": ["t1", "t2", "t3", "t4"],
@@ -129,3 +132,63 @@ def test_an_unknown_target_is_one_line(tmp_path):
     proc = _runner(path, env, "nosuch")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith("error: target 'nosuch': not a stage of this pipeline")
+
+
+def _envs(path: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (path / "spans").glob("*.env")}
+
+
+def test_stages_at_once_wait_passively_and_share_cores_or_gpus_when_asked(tmp_path):
+    """OpenMP threads wait passively with more than one job (no result changes); ``--share-cores`` gives
+    each stage cores / jobs (``threads: 0`` reads it); GPUs are handed out one per running stage."""
+    path = tmp_path / "p"
+    env = {k: v for k, v in _project(path).items() if k not in ("OMP_WAIT_POLICY", "TASKONOMY_CORES")}
+    assert _runner(path, env, "--jobs", "2", "--share-cores", "a").returncode == 0
+    cores = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert {n: (e["OMP_WAIT_POLICY"], e["TASKONOMY_CORES"]) for n, e in _envs(path).items()} == {
+        t: ("PASSIVE", cores) for t in ("t1", "t2", "t3", "t4")}
+    one = tmp_path / "one"
+    _project(one)
+    assert _runner(one, env, "--jobs", "1", "b").returncode == 0         # one at a time: as dvc repro runs them
+    assert {(e["OMP_WAIT_POLICY"], e["TASKONOMY_CORES"]) for e in _envs(one).values()} == {(None, None)}
+
+
+def test_gpus_are_handed_out_one_per_running_stage(tmp_path, monkeypatch):
+    from taskonomy.runner import repro
+
+    path = tmp_path / "p"
+    env = _project(path)
+    monkeypatch.setattr(os, "environ", {**env, "CUDA_VISIBLE_DEVICES": "4,7"})
+    assert repro(2, path, targets=["a"]) == 0
+    gpus = [e["CUDA_VISIBLE_DEVICES"] for e in _envs(path).values()]
+    assert len(gpus) == 4 and set(gpus) == {"4", "7"}                # the first two at once: one each
+
+
+def test_share_cores_with_ray_is_one_line(tmp_path):
+    path = tmp_path / "p"
+    env = _project(path)
+    proc = _runner(path, env, "--ray", "127.0.0.1:9", "--share-cores")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --share-cores: on Ray") and len(proc.stderr.splitlines()) == 1
+
+
+def test_threads_zero_is_the_cores_a_stage_was_given(monkeypatch):
+    import torch
+
+    from taskonomy.config import TransferParams
+    from taskonomy.errors import TaskonomyError
+    from taskonomy.nets.train import set_threads
+    from taskonomy.transfer.engine import executor_spec
+
+    previous = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("TASKONOMY_CORES", "1")
+        set_threads(0)
+        assert torch.get_num_threads() == 1
+        assert (executor_spec(TransferParams(), "cpu").workers, executor_spec(TransferParams(), "cpu").threads) == (1, 1)
+        monkeypatch.setenv("TASKONOMY_CORES", "two")
+        with pytest.raises(TaskonomyError, match="TASKONOMY_CORES='two': expected a whole number"):
+            set_threads(0)
+        monkeypatch.delenv("TASKONOMY_CORES")
+        assert executor_spec(TransferParams(), "cpu").workers == (os.cpu_count() or 1)
+    finally:
+        torch.set_num_threads(previous)

@@ -28,6 +28,7 @@ import contextlib
 import io
 import logging
 import math
+import os
 import time
 import zlib
 from collections.abc import Iterator
@@ -106,10 +107,27 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+CORES_ENV = "TASKONOMY_CORES"
+
+
+def given_cores() -> int:
+    """The cores this stage is given: ``TASKONOMY_CORES`` where a concurrent runner shares the machine
+    out (``taskonomy repro --jobs N --share-cores``: cores / N), else every core."""
+    value = os.environ.get(CORES_ENV, "").strip()
+    if not value:
+        return os.cpu_count() or 1
+    if not value.isdigit() or int(value) < 1:
+        raise TaskonomyError(f"{CORES_ENV}={value!r}: expected a whole number of cores >= 1")
+    return int(value)
+
+
 def set_threads(threads: int) -> None:
-    """torch CPU threads (0 keeps torch's default: all cores)."""
+    """torch CPU threads; 0 keeps torch's default (all cores), or the cores this stage was given when a
+    concurrent runner shares them out (:func:`given_cores`)."""
     if threads > 0:
         torch.set_num_threads(threads)
+    elif os.environ.get(CORES_ENV, "").strip():
+        torch.set_num_threads(given_cores())
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ from taskonomy.config import TrainTaskParams, TransferParams, as_dict, from_dict
 from taskonomy.errors import DataError, TaskonomyError
 from taskonomy.nets.data import Batch, TaskData, fit_stats, load_task_data
 from taskonomy.nets.models import build_head
-from taskonomy.nets.train import LoopConfig, cpu_kernels, evaluate_per_item, fit, save_checkpoint
+from taskonomy.nets.train import LoopConfig, cpu_kernels, evaluate_per_item, fit, given_cores, save_checkpoint
 from taskonomy.sources import PIXELS, set_key
 from taskonomy.storage import atomic_savez
 from taskonomy.tasks import Task, get_task, per_item_loss
@@ -278,11 +278,9 @@ def train_readout(context: TransferContext, job: tuple[tuple[str, ...], str], ke
 
 def executor_spec(params: Any, device: str) -> ExecutorSpec:
     """Local: ``workers`` processes of ``threads`` threads (0 = the measured default: one
-    single-threaded worker per core on CPU, one process on CUDA); or the Ray cluster (a section with
+    single-threaded worker per core the stage is given on CPU, one process on CUDA); or the Ray cluster (a section with
     ``executor`` and ``ray``, as ``transfer``; a section without them runs locally)."""
-    import os
-
-    cores = os.cpu_count() or 1
+    cores = given_cores()
     if device != "cpu":
         workers, threads = 1, params.threads
     else:
