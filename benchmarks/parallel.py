@@ -10,7 +10,7 @@ with ``dvc commit``. Serial: ``dvc repro train_task`` (or the listed tasks' stag
 ``taskonomy repro --jobs N`` on the same targets, stages keeping the threads their params give them
 (``train_task.threads: 0``: every core, in each of the N stages at once; their OpenMP threads wait
 passively); and ``--share-cores`` (``threads: 0`` = cores / N each: another thread count, so its losses
-differ in their last digits, and the table says by how much).
+differ, and the table says by how much).
 
 The table gives each variant's wall time and the ratio to serial, then whether each task's network,
 per-item losses and headline metrics have the same hashes in both ``dvc.lock`` files. The last line is

@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-stage", type=float, default=1.0, help="with --ray: CPUs a stage asks for (default 1)")
     p.add_argument("--gpus-per-stage", type=float, default=0.0, help="with --ray: GPUs a stage asks for (default 0)")
     p.add_argument("--share-cores", action="store_true", help="here: threads: 0 is cores / jobs for each stage (faster on "
-                   "a CPU; the thread count changes results in their last digits)")
+                   "a CPU; the thread count changes the results)")
     p.set_defaults(func=_repro)
     _add_solve(sub)
     return parser

@@ -27,8 +27,9 @@ Where a stage runs:
   other held the cores, ran 1.2x slower than one after the other, and in a full run task networks of
   10 s took 40 to 105 s.
   Cores are shared out only when asked (``share_cores``): ``threads: 0`` then means cores / N
-  (``TASKONOMY_CORES``), faster on a CPU but with a thread count that changes results in their last
-  digits, so the lock's hashes are then those of that sharing, not of a serial ``dvc repro``.
+  (``TASKONOMY_CORES``), faster on a CPU (1.33x for the default's task networks on 2 cores) but with a
+  thread count that changes results (their test losses by up to 3.4%), so the lock's hashes are then
+  those of that sharing, not of a serial ``dvc repro``.
 - on a Ray cluster (``ray_address``): each stage's command is a Ray task asking for ``cpus_per_stage`` /
   ``gpus_per_stage``, placed by Ray on any node that has them and retried there if its worker or node
   dies; ``threads: 0`` is the CPUs it asked for. Every node must see the repository at the same path
