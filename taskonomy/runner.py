@@ -120,8 +120,8 @@ class LocalPlacer:
                 self.busy[gpu] += 1
             env["CUDA_VISIBLE_DEVICES"] = gpu
         try:
-            return run_commands(_commands(stage), stage.wdir, env, _log_path(self.root, name)), \
-                (f"GPU {gpu}" if gpu is not None else "here")
+            code = run_commands(_commands(stage), stage.wdir, env, _log_path(self.root, name))
+            return code, f"GPU {gpu}" if gpu is not None else "here"
         finally:
             if gpu is not None:
                 with self.lock:

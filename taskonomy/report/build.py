@@ -303,7 +303,7 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
         prov_blocks.append(Table(("stage", "seconds", "what"), tuple(stage_timings(stages, inputs.timings, inputs.models))))
     else:
         prov_blocks.append(Text(f"{inputs.lock}: not found, so no stage list; the stages run so far recorded "
-                                "their times in models/<task>/metrics.json and outputs/transfer/<source>/metrics.json."))
+                                "their times in logs/timings/<stage>.json."))
 
     return [
         Section("task-bank", "Task bank", [Text(f"A sample of every task's label ({len(tasks)} tasks, "
