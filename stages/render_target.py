@@ -24,6 +24,7 @@ from taskonomy.bank.render import render_split, render_target_bank
 from taskonomy.bank.render.domain import Domain
 from taskonomy.bank.render.sheet import domain_sheet
 from taskonomy.config import load_params
+from taskonomy.errors import DataError
 from taskonomy.stage import run_stage
 from taskonomy.storage import ensure_writable
 
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = load_params(args.params)
     r, domain = p.render, Domain.from_params(p.adapt)
+    if r.source != "synthetic":
+        raise DataError(f"{args.params}: render.source is {r.source}: the target domain is rendered from the "
+                        f"synthetic rooms, so the adaptation stages need render.source: synthetic (with real data, "
+                        f"run the taxonomy half: dvc repro taxonomy; docs/real-data.md)")
     ensure_writable(args.out, Path(args.figures).parent)
     torch.set_num_threads(1)      # as stage render: parallel in render.workers' processes, bytes the same
     start = time.perf_counter()

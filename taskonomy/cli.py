@@ -32,6 +32,11 @@ def _check_params(args: argparse.Namespace) -> int:
     from taskonomy.config import as_dict, load_params
 
     params = load_params(args.path)
+    if params.render.source == "taskonomy":
+        # a listing, no decoding: a listed task whose domain is not downloaded stops the run here
+        from taskonomy.bank.real import check_tasks_present
+
+        check_tasks_present(params.render, list(params.tasks))
     if args.stamp is not None:
         # the same bytes for every valid params file, so the stages after it rerun only for their own
         # params (DVC compares their dependencies' hashes), while a bad value stops the run here

@@ -59,8 +59,42 @@ class SplitSizes:
 
 
 @dataclass(frozen=True)
+class BuildingLists:
+    """The buildings of each bank split, by name (real Taskonomy data)."""
+    train: list[str] = param(default_factory=list)
+    transfer: list[str] = param(default_factory=list)
+    test: list[str] = param(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PointCaps:
+    """At most this many points (each with all its views) per bank split; 0 = every point."""
+    train: int = param(0, ge=0)
+    transfer: int = param(0, ge=0)
+    test: int = param(0, ge=0)
+
+
+@dataclass(frozen=True)
+class TaskonomyDataParams:
+    """A folder of real Taskonomy data read into the bank format (docs/real-data.md)."""
+    root: str = param("", doc="the download's folder (omnitools' --dest, or the folder holding the buildings)")
+    layout: Literal["auto", "omnidata", "flat", "legacy"] = param(
+        "auto", doc="<root>/<domain>/taskonomy/<building>/, <root>/<domain>/<building>/ or <root>/<building>/<domain>/")
+    split_file: str = param("", doc="an official split CSV (id,train,val,test): train -> train, val -> transfer, "
+                                    "test -> test; '' = the building lists below")
+    buildings: BuildingLists = param(default_factory=BuildingLists, doc="each split's buildings (override the CSV)")
+    domains: list[str] = param(default_factory=list, doc="domain folders to read; [] = every known one present")
+    max_points: PointCaps = param(default_factory=PointCaps)
+    pairs_per_point: int = param(12, ge=1, le=10_000, doc="at most this many non-fixated pairs, triplets and "
+                                                          "point-match negatives per point")
+
+
+@dataclass(frozen=True)
 class RenderParams:
-    """The synthetic task bank (see docs/bank-format.md)."""
+    """The task bank: rendered synthetic rooms (see docs/bank-format.md) or real Taskonomy data read from a
+    folder (``source: taskonomy``, the ``taskonomy`` section; docs/real-data.md)."""
+    source: Literal["synthetic", "taskonomy"] = param("synthetic", doc="render rooms, or read real Taskonomy data")
+    taskonomy: TaskonomyDataParams = param(default_factory=TaskonomyDataParams)
     seed: int = param(0, ge=0, doc="base seed; each split derives a disjoint stream from it")
     resolution: int = param(32, ge=8, le=1024, doc="image height = width, pixels")
     fov_deg: float = param(70.0, gt=10, lt=150, doc="horizontal = vertical field of view")
@@ -416,6 +450,9 @@ def _check_params(p: Params) -> None:
     if not p.targets():
         raise ParamsError("tasks: every task is source_only; at least one target is needed")
     r = p.render
+    if r.source == "taskonomy" and not r.taskonomy.root:
+        raise ParamsError("render.taskonomy.root: the folder of the Taskonomy download is needed with "
+                          "render.source: taskonomy")
     if r.views_per_scene % FIXATED_VIEWS:
         raise ParamsError(f"render.views_per_scene: must be a multiple of {FIXATED_VIEWS} (groups of views that "
                           f"fixate one point), got {r.views_per_scene}")

@@ -19,6 +19,7 @@ the number a transfer is judged on is the number it was trained on. Choices agai
 - vanishing points: a room axis and its negative are the same vanishing point (and a box room looks
   the same turned by 180 degrees), so each axis v is encoded as the 6 entries of v v^T (Taskonomy
   rotated the labels to make them "well defined" instead);
+- dense class labels may be ``IGNORE_INDEX`` (no loss; the per-item loss is the mean over labelled pixels);
 - soft labels (class_object): the per-item loss is KL(y || p), i.e. the soft cross-entropy minus the
   label's entropy: the same gradients and the same per-item ranking of models, but 0 = perfect;
 - colorization regresses the standardised RGB image from its grayscale (L1), not 313 ab bins;
@@ -92,6 +93,7 @@ class Transform(str, Enum):
     TILES = "tiles"              # 3x3 grid cells shuffled by the item's permutation
 
 
+IGNORE_INDEX = 255   # a dense class label with no loss (real Taskonomy's "uncertain" semantic pixels)
 METRIC_PIXELS = 128  # pixels sampled per image for the metric loss (Taskonomy: 300 of 65k; its cost is n^2)
 POSE_DIM = 6         # one relative pose: 3 Euler angles + 3 translation components
 
@@ -272,8 +274,13 @@ def per_item_loss(task: Task, pred: torch.Tensor, target: torch.Tensor,
     if task.loss is Loss.L2:
         return _dense_mean((pred - target).square(), mask) if task.kind.dense else (pred - target).square().mean(1)
     if task.loss is Loss.CROSS_ENTROPY:
-        ce = F.cross_entropy(pred, target, reduction="none")               # (B,) or (B, H, W)
-        return ce.flatten(1).mean(1) if ce.dim() > 1 else ce
+        if not task.kind.dense:
+            return F.cross_entropy(pred, target, reduction="none")         # (B,)
+        ce = F.cross_entropy(pred, target, reduction="none", ignore_index=IGNORE_INDEX).flatten(1)
+        ignored = target.flatten(1) == IGNORE_INDEX
+        if ignored.any():                                                  # the mean over labelled pixels
+            return ce.sum(1) / (~ignored).sum(1).clamp(min=1)
+        return ce.mean(1)
     if task.loss is Loss.SOFT_CROSS_ENTROPY:
         return (target * (target.clamp(min=1e-12).log() - F.log_softmax(pred, dim=1))).sum(1)  # KL(y || p)
     if task.loss is Loss.METRIC:
@@ -302,8 +309,9 @@ def trivial_losses(task: Task, train_target: torch.Tensor, test_target: torch.Te
         return _pair_bce(sigma, test_target[..., 1])
     if task.encoding is Encoding.INDEX:
         k = task.out_channels
-        onehot = F.one_hot(train_target, k).double()                       # (N, [H, W,] K)
-        counts = onehot.sum(0) + 1
+        labelled = train_target != IGNORE_INDEX if task.kind.dense else torch.ones_like(train_target, dtype=torch.bool)
+        onehot = F.one_hot(torch.where(labelled, train_target, 0), k).double() * labelled.unsqueeze(-1)
+        counts = onehot.sum(0) + 1                                         # (N, [H, W,] K) summed
         logp = (counts / counts.sum(-1, keepdim=True)).log()
         mean = logp.movedim(-1, 0) if task.kind.dense else logp            # (K, H, W) or (K,)
     elif task.encoding is Encoding.SOFT:

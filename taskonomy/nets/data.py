@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from taskonomy.errors import DataError
-from taskonomy.tasks import METRIC_PIXELS, Encoding, Task, Transform
+from taskonomy.tasks import IGNORE_INDEX, METRIC_PIXELS, Encoding, Task, Transform
 
 NOISE_STD = 0.1         # Taskonomy's denoise: skimage random_noise with var 0.01, on [0, 1]
 TILE_GRID = 3           # jigsaw: 3 x 3 cells
@@ -233,7 +233,8 @@ def load_task_data(split: Any, task: Task, stats: dict[str, list[float]],
     target = encode_target(task, split, stats)
     if task.encoding is Encoding.INDEX and target.numel():
         # class ids index the output (and jigsaw's, the permutations): out of range crashes inside torch
-        lo, hi = int(target.min()), int(target.max())
+        labelled = target[target != IGNORE_INDEX] if task.kind.dense else target
+        lo, hi = (int(labelled.min()), int(labelled.max())) if labelled.numel() else (0, 0)
         if lo < 0 or hi >= task.out_channels:
             raise DataError(f"{task.name}: {_split_name(split)}/{task.label}.npy: class id {lo if lo < 0 else hi} "
                             f"out of range 0..{task.out_channels - 1}")

@@ -114,6 +114,22 @@ def bank_sheet(split: Split, scenes: int, path: str | Path) -> Path:
     return save_figure(fig, path, dpi=90)
 
 
+def views_sheet(split: Split, views: int, path: str | Path) -> Path:
+    """Write, for the first ``views`` views of ``split``, a row of the image and every dense label the split
+    has (a bank read from real data, whose views are not grouped in scenes of a fixed size)."""
+    plt = pyplot()
+    names = [name for name in DENSE if name in split]
+    views = min(views, split.n_views)
+    fig, axes = plt.subplots(views, len(names), figsize=(1.6 * len(names), 1.7 * views), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for v in range(views):
+        for ax, name in zip(axes[v], names):
+            _show(ax, name, split[name][v])
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=90)
+
+
 SHARED = ("rgb2depth", "segmentsemantic")       # labels of the domain sheet: the same in both domains
 
 

@@ -559,9 +559,10 @@ def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progr
     return arrays, meta
 
 
-# Settings of ``render`` that cannot change a split's bytes (tests/test_render.py): the manifests leave
-# them out, so that changing one leaves data/bank's hash, and every later stage, as they were.
-NOT_IN_BYTES = ("chunk_scenes", "workers", "sample_scenes")
+# Settings of ``render`` that cannot change a rendered split's bytes (tests/test_render.py; ``source`` and
+# ``taskonomy`` choose and describe a bank read from real data instead): the manifests leave them out,
+# so that changing one leaves data/bank's hash, and every later stage, as they were.
+NOT_IN_BYTES = ("chunk_scenes", "workers", "sample_scenes", "source", "taskonomy")
 
 
 def bank_params(r: RenderParams) -> dict:
