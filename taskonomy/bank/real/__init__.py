@@ -181,7 +181,7 @@ def pairs(views: list[tuple[str, View]], visible: list[list[int]], cap: int, see
             candidates += [(a, c) for m in near for c in m]
         chosen = capped(candidates, cap)
         free += chosen
-        negatives += capped(candidates, min(cap, len(list(itertools.permutations(members, 2)))))
+        negatives += capped(candidates, min(cap, len(members) * (len(members) - 1)))   # as many as positives
     arr = lambda x, k: np.array(x, dtype=np.int64).reshape(-1, k)          # noqa: E731
     match = arr(fixed, 2), arr(negatives, 2)
     return dict(fix_pose_index=arr(fixed, 2), ego_motion_index=arr(triplets, 3), non_fixated_pose_index=arr(free, 2),
