@@ -325,3 +325,12 @@ def test_the_taxonomy_half_runs_on_real_format_data(tmp_path):
     grid = (repo.path / "reports/taxonomy/grid.csv").read_text().splitlines()
     assert len(grid) > 1
     assert repo.dvc("status", "taxonomy").stdout.strip().endswith("up to date.")
+
+
+def test_domains_restrict_what_is_read_and_a_task_outside_them_is_named(scratch):
+    info, bank, before = scratch
+    message = _fails(info, bank, before, "not in render.taskonomy.domains", domains=["depth_zbuffer"])
+    assert "task rgb2mist needs the depth_euclidean domain" in message
+    read_taskonomy_bank(params(info["root"], domains=["depth_zbuffer"]), bank, ["rgb2depth", "autoencoder", "random"])
+    assert {"rgb", "rgb2depth", "mask", "jigsaw"} <= set(load_split(bank, "test").arrays)
+    assert "rgb2mist" not in load_split(bank, "test")

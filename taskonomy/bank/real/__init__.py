@@ -24,7 +24,8 @@ import numpy as np
 
 from taskonomy import bank
 from taskonomy.bank.real.decode import IGNORE, SEMANTIC_CLASSES, decode_view
-from taskonomy.bank.real.layout import DOMAIN_OF_ARRAY, Download, View, check_complete, list_download
+from taskonomy.bank.real.layout import (DOMAIN_OF_ARRAY, PATTERNS, Download, View, check_complete, detect_layout,
+                                        domain_folder, list_download, present_domains)
 from taskonomy.bank.render.split import render_workers, split_seed
 from taskonomy.bank.render.views import jigsaw_permutations, pair_poses, triplet_poses
 from taskonomy.config import RenderParams, as_dict
@@ -250,24 +251,30 @@ def tasks_served(domains: list[str]) -> list[str]:
     return [a for a, d in DOMAIN_OF_ARRAY.items() if d in domains]
 
 
-def check_tasks_present(r: RenderParams, tasks: list[str], download: Download | None = None) -> Download:
-    """Every listed task's domain is in the download, or a DataError naming the folder looked for."""
+def check_tasks_present(r: RenderParams, tasks: list[str]) -> None:
+    """Every listed task's domain is in the download, or a DataError naming the folder looked for. Folder
+    names only, no file listing: ``taskonomy check-params`` (the pipeline's first stage) runs it too."""
     from taskonomy.tasks import get_task
-    download = download or list_download(r.taskonomy.root, r.taskonomy.layout, r.taskonomy.domains or None)
+    t = r.taskonomy
+    layout = detect_layout(t.root, t.layout)
+    found, buildings = present_domains(t.root, layout)
+    if not buildings:
+        raise DataError(f"{t.root}: no rgb folder of any building ({PATTERNS[layout].replace('<domain>', 'rgb')})")
+    read = [d for d in found if not t.domains or d in t.domains or d == "rgb"]
     for name in tasks:
         task = get_task(name)
         domain = DOMAIN_OF_ARRAY.get(task.label or "rgb", "rgb")
-        if domain not in download.files:
-            example = download.folder(domain, download.buildings[0])
-            skipped = " (not in render.taskonomy.domains)" if r.taskonomy.domains and domain not in r.taskonomy.domains else ""
+        if domain not in read:
+            example = domain_folder(Path(t.root), layout, domain, buildings[0])
+            skipped = " (not in render.taskonomy.domains)" if domain in found else ""
             raise DataError(f"{example}: missing{skipped}: task {name} needs the {domain} domain (found: "
-                            f"{', '.join(download.domains)}); remove {name} from the task list or download {domain}")
-    return download
+                            f"{', '.join(read)}); remove {name} from the task list or download {domain}")
 
 
 def read_taskonomy_bank(r: RenderParams, out: str | Path, tasks: list[str], progress: bool = False) -> None:
     """Read the download that ``r.taskonomy`` names into a bank at ``out`` (atomically, as a whole)."""
-    download = check_tasks_present(r, tasks)
+    check_tasks_present(r, tasks)
+    download = list_download(r.taskonomy.root, r.taskonomy.layout, r.taskonomy.domains or None)
     log.info("%s: %s layout, %d buildings, domains %s; serves %s", download.root, download.layout,
              len(download.buildings), ", ".join(download.domains), ", ".join(tasks_served(download.domains)))
     buildings = split_buildings(r, download)

@@ -107,6 +107,14 @@ def _has_views(folder: Path) -> bool:
     return any(_NAME.match(p.name) for p in folder.iterdir())
 
 
+def present_domains(root: str | Path, layout: str) -> tuple[list[str], list[str]]:
+    """The known domains with a folder at ``root`` and the buildings with an rgb folder, from folder names
+    alone (no file listing: cheap on a download of millions of files, so the params check can use it)."""
+    root = Path(root)
+    domains = [d for d in DOMAINS if _building_folders(root, layout, d)]
+    return domains, [name for name, _ in _building_folders(root, layout, "rgb")]
+
+
 @dataclass(frozen=True)
 class Download:
     """A listed download: for each domain present, each building's files by (point, view)."""
