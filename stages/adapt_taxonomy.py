@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
-    targets, sources = params.targets(), list(params.tasks)
+    targets, sources = params.targets(), params.sources()       # a target-only task is no source
     # every input, before any work: the banks, the stored losses, what the rescoring reads
     check_inputs([(args.bank / "train" / MANIFEST, "render"),
                   (args.target_bank / args.split / MANIFEST, "render_target"),
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, aff_source, aff_target = shift.best_sources(source_losses, target_losses, clip=clip, rounds=rounds)
     source_only = [t for t, p in params.tasks.items() if p.source_only]
     per_budget = shift.taxonomy_shift(source_losses, target_losses, source_only, tp.budgets, clip=clip,
-                                   objective=tp.objective, sqrt=tp.sqrt, rounds=taxonomy_rounds)
+                                   objective=tp.objective, sqrt=tp.sqrt, rounds=taxonomy_rounds,
+                                   target_only=params.target_only())
 
     report = args.report
     atomic_write_text(report / "first_order_affinities.csv", aff_target.to_csv(float_format="%.8g"))

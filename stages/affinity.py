@@ -54,14 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         raise TaskonomyError("stages/affinity.py: --metrics needs --table (the gold standard is read from the full table)")
 
     params = load_params(args.params)
-    targets, sources = params.targets(), list(params.tasks)
+    targets, sources = params.targets(), params.sources()       # a target-only task is no source
     losses = read_target_losses(targets, sources, models=args.models, transfer=args.transfer,
                                 pixels=args.pixels, high=args.high)
     if args.table is not None:
         table = affinity_table(losses, clip=params.affinity.clip)
         atomic_write_text(args.table, table.to_csv(index=False, float_format="%.8g"))
         if args.metrics is not None:
-            atomic_write_json(args.metrics, gold_standard(table))
+            # the gold standard is the task networks trained on the train split: not a novel task's
+            atomic_write_json(args.metrics, gold_standard(table[~table.target.isin(params.target_only())]))
         print(f"affinity: {len(table)} transfers into {len(targets)} targets -> {args.table}")
     if args.first_order is not None:
         mean_loss, affinity = first_order_matrices(losses, clip=params.affinity.clip, sources=sources)

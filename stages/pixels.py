@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from taskonomy.bank import load_splits  # after the checks: a bad input fails fast
 
     splits = load_splits(args.bank)
-    targets = load_targets(splits, params.targets(), params.transfer.images)
+    targets = load_targets(splits, params.targets(), params.transfer.images, params.target_only())
     context = TransferContext({}, targets, params.transfer, params.train_task, device)
     readouts = run_readouts(context, [((PIXELS,), t) for t in targets], executor_spec(params.transfer, device),
                             keep=True)

@@ -12,7 +12,11 @@ Reads the affinity table (stage ``affinity``) and its first-order affinity matri
 - ``--metrics``: the headline for ``dvc metrics`` / ``dvc exp show`` (reports/metrics/taxonomy.json): at
   the largest max order, objective and gain at the smallest, middle and largest budget;
 - ``--tree DIR``: ``similarity_tree.json`` (scipy linkage matrix + dendrogram leaves) and
-  ``similarity_tree.png`` (agglomerative clustering of the first-order affinity columns).
+  ``similarity_tree.png`` (agglomerative clustering of the first-order affinity columns);
+- ``--novel``: for every target-only (novel) task and every solution, the transfer chosen for it against
+  the best single source and the network trained from scratch on the same small data, with bootstrap
+  intervals over the test images (taskonomy.analysis.novel; read from the per-item losses under
+  ``--models``, ``--transfer``, ``--pixels``, ``--high``); a header only when there is none.
 """
 from __future__ import annotations
 
@@ -45,14 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", type=Path, required=True)
     ap.add_argument("--grid", type=Path, required=True)
     ap.add_argument("--tree", type=Path, required=True)
+    ap.add_argument("--novel", type=Path, help="the novel tasks' table (CSV) to write")
+    ap.add_argument("--models", type=Path, help="models/<task>/test_losses.npy (with --novel)")
+    ap.add_argument("--transfer", type=Path, help="<dir>/<source>/losses.npz (with --novel)")
+    ap.add_argument("--pixels", type=Path, help="the pixels baseline's losses.npz (with --novel)")
+    ap.add_argument("--high", type=Path, help="<dir>/<target>/losses.npz of higher orders (with --novel)")
     args = ap.parse_args(argv)
+    if args.novel is not None and None in (args.models, args.transfer, args.pixels):
+        raise TaskonomyError("stages/taxonomy.py: --novel needs --models, --transfer and --pixels")
 
     params = load_params(args.params)
     tp = params.taxonomy
     transfers = load_table(args.affinities)
     source_only = [t for t, p in params.tasks.items() if p.source_only]
-    roles = assign_roles(transfers, source_only=source_only)
-    results = sweep(transfers, roles, tp.budgets, tp.max_orders, objective=tp.objective, sqrt=tp.sqrt)
+    roles = assign_roles(transfers, source_only=source_only, target_only=params.target_only())
+    costs = {name: e.cost for name, e in params.encoders.items()}      # the user's encoders: as params say
+    results = sweep(transfers, roles, tp.budgets, tp.max_orders, objective=tp.objective, sqrt=tp.sqrt, costs=costs)
 
     for r in results:
         name = solution_name(r.budget, r.max_order)
@@ -69,6 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     leaves = dendrogram(z, targets, args.tree / "similarity_tree.png", tp.tree_linkage)
     atomic_write_json(args.tree / "similarity_tree.json", {
         "method": tp.tree_linkage, "metric": "euclidean", "labels": targets, "linkage": z.tolist(), "leaves": leaves})
+
+    if args.novel is not None:
+        from taskonomy.analysis.novel import novel_table
+        from taskonomy.losses import read_target_losses
+
+        novel = params.target_only()
+        losses = read_target_losses(novel, params.sources(), models=args.models, transfer=args.transfer,
+                                    pixels=args.pixels, high=args.high) if novel else {}
+        table = novel_table(losses, [r.to_dict() for r in results], tp.bootstrap, params.transfer.seed)
+        atomic_write_text(args.novel, table.to_csv(index=False, float_format="%.6g"))
 
     solved = sum(r.optimal for r in results)
     print(f"taxonomy: {solved}/{len(results)} (budget, max order) pairs solved -> {args.solutions}; "

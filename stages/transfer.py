@@ -1,7 +1,7 @@
 """DVC stage ``transfer@<source>``: every first-order readout from one frozen source encoder.
 
-    python stages/transfer.py SOURCE --bank data/bank --model models/SOURCE/model.pt \
-        --out outputs/transfer/SOURCE [--params params.yaml]
+    python stages/transfer.py SOURCE --bank data/bank --models models --out outputs/transfer/SOURCE \
+        [--params params.yaml]
 
 Reads the ``transfer`` and ``train_task`` sections and the task list. The source encoder runs once over
 the transfer and test splits; a readout into every target of the task list (t <- t included) trains
@@ -13,6 +13,11 @@ on the cached representation (taskonomy.transfer.engine). Writes to ``--out``:
 - ``readouts.pt``: every trained readout (weights and what rebuilds it) and the standardisation moments of
   the source per input transform, for scoring another split later (``adapt_taxonomy``);
 - ``metrics.json``: timings, executor, load average.
+
+SOURCE is a task (its encoder: ``<models>/SOURCE/model.pt``) or one of the user's own encoders
+(``encoders.SOURCE`` in params, DVC stage ``encoder@SOURCE``; taskonomy.nets.external).
+A ``target_only`` (novel) task is never a source: its outputs are written empty (``metrics.json`` says
+``target_only``), so the stage's outputs exist for every task of the list.
 """
 from __future__ import annotations
 
@@ -34,15 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source")
     parser.add_argument("--bank", type=Path, default=Path("data/bank"))
-    parser.add_argument("--model", type=Path, required=True, help="the source's models/<source>/model.pt")
+    parser.add_argument("--models", type=Path, default=Path("models"), help="the task networks' folder")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
 
     params = load_params(args.params)
-    check_tasks(params, [args.source], args.params)
-    first_order(args.source, params, args.bank, args.model, args.out)
+    if args.source not in params.encoders:
+        check_tasks(params, [args.source], args.params)
+    first_order(args.source, params, args.bank, args.models, args.out)
     return 0
 
 

@@ -37,6 +37,11 @@ def _check_params(args: argparse.Namespace) -> int:
         from taskonomy.bank.real import check_tasks_present
 
         check_tasks_present(params.render, list(params.tasks))
+    for name, encoder in params.encoders.items():       # the user's weight files: present (read by encoder@)
+        if not Path(encoder.path).is_file():
+            from taskonomy.errors import DataError
+
+            raise DataError(f"{encoder.path}: no such weight file (encoders.{name}.path)")
     if args.stamp is not None:
         # the same bytes for every valid params file, so the stages after it rerun only for their own
         # params (DVC compares their dependencies' hashes), while a bad value stops the run here

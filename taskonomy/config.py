@@ -45,6 +45,8 @@ def param(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=N
 class TaskParams:
     """One entry of the ``tasks`` mapping: the task's role and its own training overrides."""
     source_only: bool = param(False, doc="never a target: only its encoder serves as a source")
+    target_only: bool = param(False, doc="a novel task: no task network on the train split, never a source; "
+                                         "served from the others' encoders with the small transfer split only")
     epochs: int | None = param(None, ge=1, le=100_000, doc="overrides train_task.epochs for this task")
     lr: float | None = param(None, gt=0, doc="overrides train_task.lr for this task")
     epoch_items: int | None = param(None, ge=0, doc="overrides train_task.epoch_items for this task")
@@ -191,6 +193,7 @@ class TaxonomyParams:
     sqrt: bool = param(True, doc="use sqrt(affinity) as the official solver did")
     tree_linkage: Literal["average", "complete", "single", "ward"] = param(
         "average", doc="linkage of the task similarity tree (clusters first-order affinity columns)")
+    bootstrap: int = param(1000, ge=1, le=100_000, doc="resamples of the test images for the novel tasks' intervals")
 
 
 FINETUNE_ROLES = ("taxonomy", "best", "worst", "random")
@@ -323,6 +326,18 @@ class ReportParams:
 
 
 @dataclass(frozen=True)
+class EncoderParams:
+    """One of the user's own encoders (``encoders.<name>``): a local weight file the transfer matrix reads as
+    a source beside the task networks (taskonomy.nets.external)."""
+    path: str = param(doc="the weight file (nothing is downloaded)")
+    arch: Literal["taskonomy", "checkpoint"] = param(
+        "taskonomy", doc="taskonomy: the original task bank's ResNet-50 encoder (its PyTorch ports' state dict); "
+                         "checkpoint: a task-network checkpoint of this project")
+    normalize: bool = param(True, doc="taskonomy: the ports' parameter-free GroupNorm on the output")
+    cost: float = param(0.0, ge=0, doc="its supervision cost in the taxonomy's budget (0: it exists already)")
+
+
+@dataclass(frozen=True)
 class Params:
     tasks: dict[str, TaskParams]
     render: RenderParams = param(default_factory=RenderParams)
@@ -335,10 +350,20 @@ class Params:
     multitask: MultitaskParams = param(default_factory=MultitaskParams)
     adapt: AdaptParams = param(default_factory=AdaptParams)
     report: ReportParams = param(default_factory=ReportParams)
+    encoders: dict[str, EncoderParams] = param(default_factory=dict)
 
     def targets(self) -> list[str]:
         """Tasks that are solved (not source-only), in params order."""
         return [name for name, t in self.tasks.items() if not t.source_only]
+
+    def sources(self) -> list[str]:
+        """Every source of a transfer: the tasks whose encoder is one (not target-only), in params order, then
+        the user's own encoders."""
+        return [name for name, t in self.tasks.items() if not t.target_only] + list(self.encoders)
+
+    def target_only(self) -> list[str]:
+        """The novel tasks: only the transfer split's labels, never a source."""
+        return [name for name, t in self.tasks.items() if t.target_only]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -449,6 +474,20 @@ def _check_params(p: Params) -> None:
         raise ParamsError(f"tasks.{unknown[0]}: not a task of the bank (known: {', '.join(TASKS)})")
     if not p.targets():
         raise ParamsError("tasks: every task is source_only; at least one target is needed")
+    both = [name for name, t in p.tasks.items() if t.source_only and t.target_only]
+    if both:
+        raise ParamsError(f"tasks.{both[0]}: source_only and target_only exclude each other")
+    untrained = [name for name in p.target_only() if name in TASKS and not TASKS[name].trainable]
+    if untrained:
+        raise ParamsError(f"tasks.{untrained[0]}.target_only: has no label, so it cannot be a target")
+    if not [name for name in p.sources() if name in TASKS and TASKS[name].trainable]:
+        raise ParamsError("tasks: every trained task is target_only; at least one source network is needed")
+    for name, spec in p.encoders.items():
+        if name in p.tasks or name in TASKS or name in ("self", "pixels") or "__" in name or not name.isidentifier():
+            raise ParamsError(f"encoders.{name}: a source's name must be a new identifier without '__' "
+                              f"(not a task, self or pixels)")
+        if not spec.path:
+            raise ParamsError(f"encoders.{name}.path: the weight file is needed")
     r = p.render
     if r.source == "taskonomy" and not r.taskonomy.root:
         raise ParamsError("render.taskonomy.root: the folder of the Taskonomy download is needed with "
@@ -493,9 +532,17 @@ def _check_in_sweep(p: Params, section: str, budget: int, max_order: int) -> Non
         raise ParamsError(f"{section}.max_order: {max_order} is not among taxonomy.max_orders {p.taxonomy.max_orders}")
 
 
+def _check_not_novel(p: Params, key: str, names: Iterable[str]) -> None:
+    """No target-only task among ``names``: the sibling stages compare with or start from its task network."""
+    for name in names:
+        if name in p.tasks and p.tasks[name].target_only:
+            raise ParamsError(f"{key}: '{name}' is target_only (a novel task without a task network of its own)")
+
+
 def _check_finetune(p: Params) -> None:
     f = p.finetune
     _check_targets(p, "finetune.targets", f.targets)
+    _check_not_novel(p, "finetune.targets", f.targets)
     _check_unique("finetune", (("targets", f.targets), ("roles", f.roles), ("modes", f.modes), ("sizes", f.sizes),
                                ("scratch_schedules", f.scratch_schedules), ("seeds", f.seeds)))
     if "taxonomy" in f.roles:
@@ -507,6 +554,7 @@ def _check_multitask(p: Params) -> None:
     _check_unique("multitask", (("tasks", m.tasks), ("groupings", m.groupings), ("weightings", m.weightings),
                                 ("seeds", m.seeds)))
     _check_targets(p, "multitask.tasks", m.tasks)
+    _check_not_novel(p, "multitask.tasks", m.tasks)
     for name, groups in m.custom.items():
         if name in MULTITASK_GROUPINGS:
             raise ParamsError(f"multitask.custom.{name}: a built-in grouping's name; choose another")
@@ -546,6 +594,7 @@ def _check_adapt(p: Params) -> None:
         if name not in ADAPT_SHIFTS:
             raise ParamsError(f"adapt.shift: unknown shift {name!r} (known: {', '.join(ADAPT_SHIFTS)})")
     _check_targets(p, "adapt.tasks", a.tasks)
+    _check_not_novel(p, "adapt.tasks", a.tasks)
     from taskonomy.tasks import Kind, get_task
     for name in a.tasks:
         task = get_task(name)

@@ -276,11 +276,9 @@ def per_item_loss(task: Task, pred: torch.Tensor, target: torch.Tensor,
     if task.loss is Loss.CROSS_ENTROPY:
         if not task.kind.dense:
             return F.cross_entropy(pred, target, reduction="none")         # (B,)
+        # the mean over labelled pixels (no data-dependent branch: no device sync on CUDA)
         ce = F.cross_entropy(pred, target, reduction="none", ignore_index=IGNORE_INDEX).flatten(1)
-        ignored = target.flatten(1) == IGNORE_INDEX
-        if ignored.any():                                                  # the mean over labelled pixels
-            return ce.sum(1) / (~ignored).sum(1).clamp(min=1)
-        return ce.mean(1)
+        return ce.sum(1) / (target.flatten(1) != IGNORE_INDEX).sum(1).clamp(min=1)
     if task.loss is Loss.SOFT_CROSS_ENTROPY:
         return (target * (target.clamp(min=1e-12).log() - F.log_softmax(pred, dim=1))).sum(1)  # KL(y || p)
     if task.loss is Loss.METRIC:

@@ -97,15 +97,15 @@ def write_params(path: Path, sections: dict) -> Path:
 
     raw = {**{f.name: {} for f in fields(Params)}, **sections}
     if not raw["finetune"] and isinstance(raw["tasks"], dict):   # the default targets may not be listed
-        targets = [t for t, p in raw["tasks"].items() if not (p or {}).get("source_only")]
+        targets = [t for t, p in raw["tasks"].items() if not (p or {}).get("source_only") and not (p or {}).get("target_only")]
         raw["finetune"] = {"targets": targets[:1], **{key: raw["taxonomy"][sweep][0] for key, sweep in
                                                        (("budget", "budgets"), ("max_order", "max_orders"))
                                                        if sweep in raw["taxonomy"]}}
     if not raw["multitask"] and isinstance(raw["tasks"], dict):  # nor the default multi-task tasks
-        targets = [t for t, p in raw["tasks"].items() if not (p or {}).get("source_only")]
+        targets = [t for t, p in raw["tasks"].items() if not (p or {}).get("source_only") and not (p or {}).get("target_only")]
         raw["multitask"] = {"tasks": targets[:2], "groupings": ["single"]}
     if not raw["adapt"] and isinstance(raw["tasks"], dict):      # nor the default adapted tasks
-        targets = [t for t, p in raw["tasks"].items() if not (p or {}).get("source_only")]
+        targets = [t for t, p in raw["tasks"].items() if not (p or {}).get("source_only") and not (p or {}).get("target_only")]
         raw["adapt"] = {"tasks": targets[:1], "methods": {}}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

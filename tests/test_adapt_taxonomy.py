@@ -64,7 +64,7 @@ def pipeline(tmp_path_factory):
     params = load_params(params_path)
     for task in TASKS:
         make_task_network(task, params, bank, root / "models" / task)
-        first_order(task, params, bank, root / "models" / task / "model.pt", root / "outputs" / "transfer" / task)
+        first_order(task, params, bank, root / "models", root / "outputs" / "transfer" / task)
     assert _load_stage("pixels").main(["--bank", str(bank), "--out", str(root / "outputs" / "pixels"),
                                        "--params", str(params_path)]) == 0
     # the target domain: the test split's views with other colours (same labels), renamed target_test

@@ -94,7 +94,8 @@ def test_a_stage_in_a_python_without_the_project_reruns_with_the_checkouts_venv(
     assert done.returncode == 0, done.stderr
     assert f"running the stage with {tmp_path / '.venv' / 'bin' / 'python'}" in done.stderr
     roles = json.loads((tmp_path / "roles.json").read_text())
-    assert roles == {"tasks": ["rgb2depth", "random"], "targets": ["rgb2depth"], "source_only": ["random"]}
+    assert roles == {"tasks": ["rgb2depth", "random"], "targets": ["rgb2depth"], "source_only": ["random"],
+                     "target_only": [], "encoders": []}
 
 
 def test_a_stage_reruns_with_the_venv_once_and_never_loops(tmp_path):

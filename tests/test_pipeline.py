@@ -35,11 +35,14 @@ TASKS = {
     "fix_pose": {"source_only": False},
     "point_match": {"source_only": False},
     "ego_motion": {"source_only": False},
+    "reshade": {"source_only": False, "target_only": True},       # a novel task: no network on the train split
     "colorization": {"source_only": True},
     "jigsaw": {"source_only": True},
     "random": {"source_only": True},
 }
 TARGETS = [t for t, p in TASKS.items() if not p["source_only"]]
+NOVEL = [t for t, p in TASKS.items() if p.get("target_only")]
+SOURCES = [t for t in TASKS if t not in NOVEL]
 TINY = {
     "tasks": TASKS,
     "render": {"resolution": 16, "scenes": {"train": 6, "transfer": 4, "test": 3}, "chunk_scenes": 4,
@@ -107,7 +110,7 @@ def test_outputs_are_consistent(pipeline):
         # AHP: one eigenvector per target over all its transfers (pixels stays out).
         assert rows.loc[rows.sources != "pixels", "affinity"].sum() == pytest.approx(1.0, abs=1e-6)
         first = rows[rows.order == 1]
-        assert set(first.sources) == set(TASKS)  # every source, incl. source-only, random and t <- t
+        assert set(first.sources) == set(SOURCES)  # every source, incl. source-only, random and t <- t
         assert (rows.order == 2).any()  # the beam formed pairs
         assert rows.quality.between(0, 1).all() and rows.gain.between(0, 1).all()
         n_items = len(np.load(path / f"models/{target}/test_losses.npy"))
@@ -117,6 +120,7 @@ def test_outputs_are_consistent(pipeline):
     assert solution["status"] == "optimal" and len(solution["supervised"]) <= 2
     served = set(solution["supervised"]) | set(solution["transfers"])
     assert set(TARGETS) <= served
+    assert not set(NOVEL) & set(solution["supervised"]) and set(NOVEL) <= set(solution["transfers"])
     html = (path / "reports/index.html").read_text()
     for section in ("task-bank", "task-networks", "affinities", "taxonomy", "gain-quality",
                     "similarity-tree", "known-structure", "finetune", "multitask", "adapt", "provenance"):
@@ -127,6 +131,32 @@ def test_outputs_are_consistent(pipeline):
         seconds = json.loads((path / f"logs/timings/{stage}.json").read_text())["seconds"]
         assert 0 < seconds < 600, stage
     assert f"<td>transfer@rgb2depth</td><td>{_fmt(path, 'transfer@rgb2depth')}</td>" in html
+
+
+def test_a_novel_task_is_served_from_the_others_and_compared_with_scratch(pipeline):
+    repo, _ = pipeline
+    path = repo.path
+    for task in NOVEL:
+        record = json.loads((path / f"models/{task}/metrics.json").read_text())
+        assert record["trained_on"] == "transfer"                # from scratch on the small data only
+        assert json.loads((path / f"outputs/transfer/{task}/metrics.json").read_text())["target_only"] is True
+        with np.load(path / f"outputs/transfer/{task}/losses.npz") as z:
+            assert not z.files                                     # never a source
+    first = pd.read_csv(path / "reports/affinity/first_order_affinities.csv", index_col=0)
+    assert not set(NOVEL) & set(first.index) and set(NOVEL) <= set(first.columns)
+    gold = json.loads((path / "reports/metrics/affinity.json").read_text())["gold_standard"]
+    assert gold["targets"] == len(TARGETS) - len(NOVEL)
+    novel = pd.read_csv(path / "reports/taxonomy/novel.csv")
+    params = yaml.safe_load((path / "params.yaml").read_text())["taxonomy"]
+    assert len(novel) == len(NOVEL) * len(params["budgets"]) * len(params["max_orders"])
+    assert set(novel.task) == set(NOVEL) and novel.chosen.notna().all()
+    for _, row in novel.iterrows():
+        assert row.vs_scratch_lo <= row.vs_scratch <= row.vs_scratch_hi
+        assert row.vs_scratch == pytest.approx(row.chosen_loss - row.scratch_loss, abs=1e-5)
+        assert row.best_single_loss <= row.chosen_loss + 1e-6 or "__" in row.chosen   # best first-order source
+    html = (path / "reports/index.html").read_text()
+    section = re.search(r'<section id="novel-tasks">.*?</section>', html, re.S).group(0)
+    assert all(f"<td>{t}</td>" in section for t in NOVEL)
 
 
 def test_multitask_groups_by_the_taxonomy_and_compares_with_the_task_networks(pipeline):
@@ -254,7 +284,7 @@ def test_metrics_are_headlines_by_family_in_git(pipeline):
     assert set(files["reports/metrics/finetune.json"]["finetune"]) == set(FINETUNE)
     assert set(files["reports/metrics/adapt.json"]["adapt"]) <= set(TINY["adapt"]["tasks"])
     gold = files["reports/metrics/affinity.json"]["gold_standard"]
-    assert gold["targets"] == len(TARGETS) and 0 <= gold["self_beats_every_order"] <= gold["self_beats_first_order"] <= 1
+    assert gold["targets"] == len(TARGETS) - len(NOVEL) and 0 <= gold["self_beats_every_order"] <= gold["self_beats_first_order"] <= 1
     # the networks as one short table: a row per task, a column per number
     table = repo.dvc("metrics", "show", "-R", "reports/metrics/networks").stdout.strip().splitlines()
     assert len(table) == 1 + len(TASKS) and table[0].split() == ["Path", *sorted(network)]

@@ -313,6 +313,13 @@ def test_the_taxonomy_half_runs_on_real_format_data(tmp_path):
         "adapt": {"tasks": ["rgb2depth"]}})
     params = yaml.safe_load((repo.path / "params.yaml").read_text())
     params["tasks"], params["adapt"]["methods"] = tasks, {}      # replaced, not merged
+    # a user's own encoder (the original task bank's architecture) as a source beside the task networks
+    from taskonomy.nets.external import TaskbankEncoder
+    torch.manual_seed(0)
+    weights = tmp_path / "weights" / "taskbank_normal.pth"
+    weights.parent.mkdir()
+    torch.save({"state_dict": TaskbankEncoder().state_dict()}, weights)
+    params["encoders"] = {"taskbank_normal": {"path": str(weights), "arch": "taskonomy"}}
     (repo.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     repo.run("git", "commit", "-qam", "real data")
     proc = repo.dvc("repro", "taxonomy", check=False)
@@ -324,6 +331,11 @@ def test_the_taxonomy_half_runs_on_real_format_data(tmp_path):
         assert target in affinities
     grid = (repo.path / "reports/taxonomy/grid.csv").read_text().splitlines()
     assert len(grid) > 1
+    assert "Running stage 'encoder@taskbank_normal'" in proc.stdout
+    first = (repo.path / "reports/affinity/first_order_affinities.csv").read_text().splitlines()
+    assert any(line.startswith("taskbank_normal,") for line in first)
+    with np.load(repo.path / "outputs/transfer/taskbank_normal/losses.npz") as z:
+        assert set(z.files) == {t for t, p in tasks.items() if not p["source_only"]}
     assert repo.dvc("status", "taxonomy").stdout.strip().endswith("up to date.")
 
 

@@ -186,6 +186,12 @@ def write_report_inputs(root: Path) -> tuple[ReportInputs, Params]:
             rows.append({"max_order": k, "budget": b, "objective": 1.0 + b, "gain": 0.5 + 0.1 * k,
                          "quality": 0.25 * b, "supervised": b, "transferred": 4 - b, "status": "optimal"})
     pd.DataFrame(rows).to_csv(inputs.taxonomy / "grid.csv", index=False)
+    # a novel task at two budgets: served within noise of scratch, then better than it
+    novel = [{"task": "edge2d", "budget": b, "max_order": max(MAX_ORDERS), "chosen": "rgb2mist", "chosen_loss": 0.5,
+              "best_single": "rgb2mist", "best_single_loss": 0.5, "scratch_loss": 0.6, "pixels_loss": 0.7,
+              "vs_scratch": -0.1, "vs_scratch_lo": lo, "vs_scratch_hi": hi, "vs_best_single": 0.0,
+              "vs_best_single_lo": 0.0, "vs_best_single_hi": 0.0} for b, lo, hi in ((1, -0.2, 0.01), (2, -0.2, -0.02))]
+    pd.DataFrame(novel).to_csv(inputs.taxonomy / "novel.csv", index=False)
     _png(inputs.taxonomy / "tree" / "similarity_tree.png", 2)
     (inputs.taxonomy / "tree" / "similarity_tree.json").write_text(json.dumps({"leaves": targets[::-1]}))
     # check_params has nothing to time, and DVC keeps a removed task's entries (curvature) in the lock
@@ -237,6 +243,14 @@ def test_page_findings(built):
     assert "<td>train_task@random</td><td>8</td><td>untrained encoder (nothing to train)</td>" in page
     total = sum(4.0 + i for i in range(len(FIXTURE_TASKS))) + 5.0 * len(FIXTURE_TASKS)
     assert f"<td>total (sum of the stages)</td><td>{total:g}</td>" in page
+
+
+def test_novel_tasks_are_compared_with_scratch_and_the_best_single_source(built):
+    page = (built / "index.html").read_text()
+    section = re.search(r'<section id="novel-tasks">.*?</section>', page, re.S).group(0)
+    assert "<td>edge2d</td><td>1</td><td>rgb2mist</td><td>rgb2mist</td><td>0.6000</td>" in section
+    assert "-0.1000 [-0.2000, +0.0100]</td><td>+0.0000 [+0.0000, +0.0000]</td><td>within noise of scratch</td>" in section
+    assert "<td>beats scratch</td>" in section
 
 
 def test_markdown_mentions_the_same_findings(built):

@@ -149,7 +149,7 @@ def run_stage(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_missing_source_network(tmp_path):
-    result = run_stage("stages/transfer.py", "edge2d", "--model", str(tmp_path / "models/edge2d/model.pt"),
+    result = run_stage("stages/transfer.py", "edge2d", "--models", str(tmp_path / "models"),
                        "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

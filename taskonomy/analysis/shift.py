@@ -189,10 +189,12 @@ def first_order_transfers(losses: Losses, clip: float = 0.001) -> list[Transfer]
 
 
 def solve_first_order(losses: Losses, source_only: Sequence[str], budgets: Sequence[float], *, clip: float = 0.001,
-                      objective: str = "affinity", sqrt: bool = True) -> list[Taxonomy]:
-    """The first-order taxonomy (max order 1) at every budget, as stage taxonomy solves it."""
+                      objective: str = "affinity", sqrt: bool = True, target_only: Sequence[str] = ()) -> list[Taxonomy]:
+    """The first-order taxonomy (max order 1) at every budget, as stage taxonomy solves it (``target_only``:
+    the novel tasks, never supervised)."""
     transfers = first_order_transfers(losses, clip)
-    roles = assign_roles(transfers, source_only=[s for s in source_only if any(s in tr.sources for tr in transfers)])
+    roles = assign_roles(transfers, source_only=[s for s in source_only if any(s in tr.sources for tr in transfers)],
+                         target_only=[t for t in target_only if t in losses])
     return sweep(transfers, roles, budgets, [1], objective=objective, sqrt=sqrt)
 
 
@@ -243,7 +245,7 @@ def resample(losses: Losses, draws: Mapping[str, np.ndarray], r: int) -> dict[st
 
 def taxonomy_shift(source: Losses, target: Losses, source_only: Sequence[str], budgets: Sequence[float], *,
                    clip: float = 0.001, objective: str = "affinity", sqrt: bool = True, rounds: int = 100,
-                   seed: int = SEED) -> list[BudgetShift]:
+                   seed: int = SEED, target_only: Sequence[str] = ()) -> list[BudgetShift]:
     """The first-order taxonomy at every budget in both domains; over ``rounds`` paired resamples of
     every target's items, the share in which each target keeps its choice, and per resample the shares
     of edges and supervised tasks of the source domain's solution kept in the target domain's."""
@@ -252,7 +254,8 @@ def taxonomy_shift(source: Losses, target: Losses, source_only: Sequence[str], b
         raise ValueError(f"rounds must be >= 1, got {rounds}")
 
     def solve(losses: Losses) -> list[Taxonomy]:
-        return solve_first_order(losses, source_only, budgets, clip=clip, objective=objective, sqrt=sqrt)
+        return solve_first_order(losses, source_only, budgets, clip=clip, objective=objective, sqrt=sqrt,
+                                 target_only=target_only)
 
     point_s, point_t = solve(source), solve(target)
     draws = {t: item_draws(t, len(per[SELF]), rounds, seed + 1) for t, per in source.items()}

@@ -29,7 +29,7 @@ from taskonomy.sources import set_key
 from taskonomy.stage import note_timing
 from taskonomy.storage import atomic_write_csv, atomic_write_json, ensure_writable
 from taskonomy.tasks import get_task
-from taskonomy.transfer.engine import executor_spec, load_source_encoder
+from taskonomy.transfer.engine import executor_spec, source_encoder, source_file
 
 log = logging.getLogger("taskonomy.finetune")
 
@@ -48,8 +48,8 @@ def finetune_target(target: str, params: Params, bank: Path, models: Path, taxon
     chosen = choose_sources(target, f.roles, solution, read_first_order(first_order))
     runs = plan_runs(chosen, f)
     sources = sorted({s for run in runs for s in run.sources})
-    model_paths = {s: Path(models) / s / "model.pt" for s in sources}
-    encoders = {s: load_source_encoder(p, s) for s, p in model_paths.items()}  # before the bank: fails fast
+    model_paths = {s: source_file(s, params, models) for s in sources}
+    encoders = {s: source_encoder(s, params, models) for s in sources}  # before the bank: fails fast
 
     task = get_task(target)
     train_split, test_split = load_split(bank, f.split), load_split(bank, "test")

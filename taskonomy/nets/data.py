@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -196,6 +196,16 @@ def fit_stats(task: Task, split: Any) -> dict[str, list[float]]:
     dims = [d for d in range(raw.dim()) if d != 1]                          # all but channels
     mean, std = raw.mean(dims), raw.std(dims).clamp(min=1e-6)
     return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+STATS_SPLIT = {False: "train", True: "transfer"}   # a novel (target-only) task has only the transfer split's labels
+
+
+def label_stats(task: Task, splits: Mapping[str, Any], novel: bool = False) -> dict[str, list[float]]:
+    """:func:`fit_stats` on the split a task's labels are standardised with: the train split, or for a novel
+    (``target_only``) task the transfer split, the only labels it has. Its network, every readout into it
+    and every rescoring standardise with the same numbers, so their losses compare."""
+    return fit_stats(task, splits[STATS_SPLIT[novel]])
 
 
 def encode_target(task: Task, split: Any, stats: dict[str, list[float]]) -> torch.Tensor:

@@ -17,6 +17,7 @@ from taskonomy.bank import check_same_bank, load_split
 from taskonomy.config import Params, as_dict
 from taskonomy.losses import SELF_FILE, write_self
 from taskonomy.nets.curves import write_curves
+from taskonomy.nets.data import STATS_SPLIT
 from taskonomy.nets.models import build_encoder
 from taskonomy.nets.samples import prediction_sheet, random_encoder_sheet
 from taskonomy.nets.train import (predict, save_checkpoint, set_threads, task_checkpoint, task_seed,
@@ -56,8 +57,11 @@ def make_task_network(name: str, params: Params, bank: Path, out: Path, curves: 
         return
 
     resume = out / "checkpoint.pt"
-    train_split = load_split(bank, "train")
-    check_same_bank({"train": train_split, "test": test_split})
+    # a novel (target-only) task has only the small transfer split: its network, trained from scratch on
+    # it, is what the taxonomy's transfers into it are compared with
+    trained_on = STATS_SPLIT[task_params.target_only]
+    train_split = load_split(bank, trained_on)
+    check_same_bank({trained_on: train_split, "test": test_split})
     run = train_task_network(task, train_split, test_split, cfg,
                              epochs=task_params.epochs, lr=task_params.lr, epoch_items=task_params.epoch_items,
                              checkpoint=resume)
@@ -65,7 +69,7 @@ def make_task_network(name: str, params: Params, bank: Path, out: Path, curves: 
     write_self(out / SELF_FILE, run.test_losses)
     test, trivial = float(run.test_losses.mean()), float(run.trivial_losses.mean())
     atomic_write_json(out / "metrics.json", {
-        "task": task.name, "trained": True, "kind": task.kind.value, "loss": task.loss.value,
+        "task": task.name, "trained": True, "trained_on": trained_on, "kind": task.kind.value, "loss": task.loss.value,
         "test_loss": test, "trivial_loss": trivial, "loss_ratio": test / trivial if trivial else None,
         "beats_trivial": float((run.test_losses < run.trivial_losses).mean()),
         "epochs": run.loop.epochs,

@@ -11,6 +11,7 @@ globbed) and builds one list of sections (:mod:`taskonomy.report.page`), each wi
 ``gain-quality``     gain and quality over budget x max order (reports/taxonomy/grid.csv);
 ``similarity-tree``  the task similarity tree;
 ``known-structure``  the synthetic bank's known ties, checked on the affinities (taskonomy.analysis.checks);
+``novel-tasks``      the target-only tasks: the taxonomy's transfer against the best single source and scratch;
 ``provenance``       params, code version, per-stage timings that stages record, the machine.
 
 A missing input stops the stage with one line naming the file and the command that makes it.
@@ -40,7 +41,7 @@ from taskonomy.analysis.taxonomy import solution_name
 
 
 SECTION_IDS = ("task-bank", "task-networks", "affinities", "taxonomy", "gain-quality", "similarity-tree",
-               "known-structure", "finetune", "multitask", "adapt", "provenance")
+               "known-structure", "novel-tasks", "finetune", "multitask", "adapt", "provenance")
 
 
 @dataclass(frozen=True)
@@ -207,9 +208,11 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
     tp = params.taxonomy
     solutions = {(b, k): _read_json(inputs.taxonomy / "solutions" / f"{solution_name(b, k)}.json", "taxonomy")
                  for k in tp.max_orders for b in tp.budgets}
+    novel = set(task_list.get("target_only", []))
     self_losses = {}
     for t in targets:
-        self_losses[t] = float(np.mean(load_npy(self_path(inputs.models, t), f"train_task@{t}")))
+        if t not in novel:     # a novel task's own network is trained on the small data: no gold standard
+            self_losses[t] = float(np.mean(load_npy(self_path(inputs.models, t), f"train_task@{t}")))
 
     # task networks
     nets = network_rows(metrics)
@@ -231,7 +234,10 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
     ])
 
     # affinities
+    own = [f"{name} ({e.arch}, {e.path})" for name, e in params.encoders.items()]
     aff_section = Section("affinities", "First-order affinities", [
+        *([Text("Your own encoders, read out as sources beside the task networks (params `encoders`): "
+                + "; ".join(own) + ".")] if own else []),
         Text("Left: mean test loss of every first-order transfer (rows: sources, columns: targets; each column "
              "divided by its mean). Right: the same transfers after the AHP (win rates -> principal eigenvector; "
              "higher = better source), as the paper's Fig. 7."),
@@ -287,6 +293,7 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
               status_column="result"),
     ])
 
+    novel_section = novel_tasks_section(inputs.taxonomy / "novel.csv", params)
     finetune = finetune_section(inputs.finetune, params)
     multitask = multitask_section(inputs.multitask, params)
     adapt = adapt_section(inputs.adapt, params)
@@ -310,7 +317,7 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
                                                  f"{len(targets)} targets)."),
                                             Image(inputs.bank_samples, "the bank's sample sheet")]),
         net_section, aff_section, Section("taxonomy", "Taxonomy", tax_blocks), gq,
-        Section("similarity-tree", "Task similarity tree", tree_blocks), known, finetune, multitask, adapt,
+        Section("similarity-tree", "Task similarity tree", tree_blocks), known, novel_section, finetune, multitask, adapt,
         Section("provenance", "Provenance", prov_blocks),
     ]
 
@@ -319,6 +326,45 @@ def _fmt_diff(row: pd.Series, ref: str) -> str:
     if pd.isna(row.get(f"diff_vs_{ref}")):
         return ""
     return f"{row[f'diff_vs_{ref}']:+.3f} [{row[f'diff_vs_{ref}_lo']:+.3f}, {row[f'diff_vs_{ref}_hi']:+.3f}]"
+
+
+def novel_tasks_section(table: Path, params: Params) -> Section:
+    """Stage taxonomy's novel (target-only) tasks: the transfer the taxonomy chose for each, against the best
+    single source and the network trained from scratch on the same small data (reports/taxonomy/novel.csv)."""
+    title = "Novel tasks (target-only)"
+    df = _read_csv(table, "taxonomy", dtype={"chosen": str, "best_single": str}, keep_default_na=False)
+    if df.empty:
+        return Section("novel-tasks", title, [Text(
+            "No task of this run is target_only. A target_only task has no network trained on the train split and is "
+            "never a source; the taxonomy serves it from the others with the small transfer split only, and this "
+            "section compares that with the best single source and with a network trained from scratch on the same "
+            "data (`dvc exp run -S tasks.<task>.target_only=true`).")])
+    kmax = max(params.taxonomy.max_orders)
+    shown = df[df.max_order == kmax]
+
+    def diff(row, name: str) -> str:
+        if row[name] == "" or pd.isna(row[name]):
+            return "not served"
+        return f"{float(row[name]):+.4f} [{float(row[name + '_lo']):+.4f}, {float(row[name + '_hi']):+.4f}]"
+
+    def verdict(row) -> str:
+        if row["vs_scratch"] == "" or pd.isna(row["vs_scratch"]):
+            return ""
+        hi_s, lo_s = float(row["vs_scratch_hi"]), float(row["vs_scratch_lo"])
+        return "beats scratch" if hi_s < 0 else ("loses to scratch" if lo_s > 0 else "within noise of scratch")
+
+    rows = tuple((r["task"], f"{float(r['budget']):g}", r["chosen"] or "-", r["best_single"],
+                  f"{float(r['scratch_loss']):.4f}", diff(r, "vs_scratch"), diff(r, "vs_best_single"), verdict(r))
+                 for _, r in shown.iterrows())
+    return Section("novel-tasks", title, [
+        Text(f"Each novel task at every budget, max order {kmax}: the taxonomy's chosen transfer (trained on the transfer "
+             f"split only) minus the network trained from scratch on that split, and minus the best single first-order "
+             f"source, as differences of mean test loss (negative: the taxonomy's transfer is better) with 95% bootstrap "
+             f"intervals over the test images ({params.taxonomy.bootstrap} resamples). Every (budget, max order): "
+             f"reports/taxonomy/novel.csv."),
+        Table(("task", "budget", "chosen transfer", "best single source", "scratch loss", "chosen - scratch",
+               "chosen - best single", "finding"), rows),
+    ])
 
 
 def finetune_section(table: Path | None, params: Params) -> Section:

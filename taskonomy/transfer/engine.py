@@ -35,15 +35,15 @@ import zlib
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from taskonomy.config import TrainTaskParams, TransferParams, as_dict, from_dict
+from taskonomy.config import Params, TrainTaskParams, TransferParams, as_dict, from_dict
 from taskonomy.errors import DataError, TaskonomyError
-from taskonomy.nets.data import Batch, TaskData, fit_stats, load_task_data
+from taskonomy.nets.data import Batch, TaskData, label_stats, load_task_data
 from taskonomy.nets.models import build_head
 from taskonomy.nets.train import LoopConfig, cpu_kernels, evaluate_per_item, fit, given_cores, save_checkpoint
 from taskonomy.sources import PIXELS, set_key
@@ -84,16 +84,18 @@ def training_items(data: TaskData, images: int) -> torch.Tensor:
     return torch.nonzero((data.index < images).all(1)).flatten()
 
 
-def load_targets(splits: Mapping[str, Any], targets: Sequence[str], images: int = 0) -> dict[str, dict[str, TaskData]]:
+def load_targets(splits: Mapping[str, Any], targets: Sequence[str], images: int = 0,
+                 novel: Collection[str] = ()) -> dict[str, dict[str, TaskData]]:
     """``target -> split -> TaskData`` for the transfer and test splits, labels standardised with the
-    train split's statistics (as the task networks were). ``splits``: name -> ``bank.Split``."""
+    train split's statistics (as the task networks were; the transfer split's for the ``novel``,
+    target-only, tasks: ``label_stats``). ``splits``: name -> ``bank.Split``."""
     out = {}
     shared: dict[str, dict] = {split: {} for split in SPLITS}     # inputs converted once per split and transform
     for target in targets:
         task = get_task(target)
         if not task.trainable:
             raise TaskonomyError(f"{target}: has no label, so it cannot be a transfer target (source_only)")
-        stats = fit_stats(task, splits["train"])
+        stats = label_stats(task, splits, target in novel)
         per_split = {split: load_task_data(splits[split], task, stats, shared[split]) for split in SPLITS}
         items = training_items(per_split["transfer"], images)
         if len(items) < 2:
@@ -332,6 +334,23 @@ def load_source_encoder(checkpoint: str | Path, source: str) -> nn.Module:
         raise DataError(f"{source}: {checkpoint} is missing (made by the stage train_task@{source}: "
                         f"dvc repro train_task@{source})")
     return load_encoder(checkpoint, task=source)
+
+
+def source_encoder(source: str, params: Params, models: str | Path) -> nn.Module:
+    """The frozen encoder of a transfer source: a task network's (``models/<source>/model.pt``) or one of the
+    user's own (``encoders.<source>``; taskonomy.nets.external), which sees the images resized so that its
+    representation has the task networks' size."""
+    if source in params.encoders:
+        from taskonomy.nets.external import load_user_encoder
+
+        rep_hw = params.render.resolution // params.train_task.bottleneck_stride
+        return load_user_encoder(source, params.encoders[source], rep_hw)
+    return load_source_encoder(Path(models) / source / "model.pt", source)
+
+
+def source_file(source: str, params: Params, models: str | Path) -> Path:
+    """The file a source's weights come from (what a stamp of its runs hashes)."""
+    return Path(params.encoders[source].path) if source in params.encoders else Path(models) / source / "model.pt"
 
 
 def save_reps(path: str | Path, reps: Mapping[str, torch.Tensor]) -> None:

@@ -24,20 +24,28 @@ from taskonomy.stage import note_timing
 from taskonomy.storage import atomic_write_json, ensure_writable
 from taskonomy.transfer.beam import high_order_sets
 from taskonomy.transfer.engine import (READOUT_FILE, TransferContext, encode_source_moments, executor_spec, load_reps,
-                                       load_source_encoder, load_targets, run_readouts, run_transfers, save_readouts,
-                                       save_reps, strip_views)
+                                       load_targets, run_readouts, run_transfers, save_readouts, save_reps,
+                                       source_encoder, strip_views)
 
 log = logging.getLogger("taskonomy.transfer")
 
 
-def first_order(source: str, params: Params, bank: Path, model: Path, out: Path) -> None:
+def first_order(source: str, params: Params, bank: Path, models: Path, out: Path) -> None:
     """Encode the transfer and test splits once with ``source``'s frozen encoder (``model``), train a
-    readout into every target on them and write ``out``."""
+    readout into every target on them and write ``out``. A target-only (novel) task is no source: its
+    outputs are written empty, and say so in ``metrics.json``."""
     ensure_writable(out)
-    encoder = load_source_encoder(model, source)       # before the bank: a bad checkpoint fails fast
+    if source in params.target_only():
+        write_keyed(out / LOSS_FILE, {})
+        save_reps(out / "reps.npz", {})
+        save_readouts(out / READOUT_FILE, source, {}, params.transfer, params.train_task, {})
+        atomic_write_json(out / "metrics.json", {"source": source, "targets": 0, "target_only": True})
+        log.info("%s: target_only, not a source: no readouts", source)
+        return
+    encoder = source_encoder(source, params, models)   # before the bank: a bad checkpoint fails fast
     device = str(resolve_device(params.transfer.device))
     t0 = time.perf_counter()
-    targets = load_targets(load_splits(bank), params.targets(), params.transfer.images)
+    targets = load_targets(load_splits(bank), params.targets(), params.transfer.images, params.target_only())
     t_load = time.perf_counter()
     reps, moments = encode_source_moments(encoder, targets, device=device)
     t_encode = time.perf_counter()
@@ -67,7 +75,7 @@ def high_order(targets: list[str], params: Params, bank: Path, affinities: Path,
         rows = read_affinity_rows(affinities)
         sets = {t: high_order_sets(rows, t, tp.max_order, tp.beam, tp.beam_order4) for t in targets}
     sources = sorted({s for groups in sets.values() for group in groups for s in group})
-    unknown = [s for s in sources if s not in params.tasks]
+    unknown = [s for s in sources if s not in params.sources()]
     if unknown:
         raise ParamsError(f"{affinities}: sources {', '.join(unknown)} are not in the task list; "
                           f"rerun the affinity_first stage")
@@ -75,7 +83,7 @@ def high_order(targets: list[str], params: Params, bank: Path, affinities: Path,
     losses = {}
     if jobs:
         device = str(resolve_device(tp.device))
-        data = strip_views(load_targets(load_splits(bank), list(sets), tp.images))
+        data = strip_views(load_targets(load_splits(bank), list(sets), tp.images, params.target_only()))
         cached = {s: load_reps(reps / s / "reps.npz", s) for s in sources}
         log.info("transfer_high: %d source sets into %d targets from %d sources", len(jobs), len(sets), len(sources))
         context = TransferContext(cached, data, tp, params.train_task, device)

@@ -33,12 +33,12 @@ from taskonomy.bank import MANIFEST, Split, check_same_bank, load_split
 from taskonomy.config import Params
 from taskonomy.errors import DataError
 from taskonomy.losses import LOSS_FILE, read_target_losses, self_path, source_path, write_keyed, write_self
-from taskonomy.nets.data import TaskData, fit_stats, load_task_data
+from taskonomy.nets.data import TaskData, label_stats, load_task_data
 from taskonomy.nets.train import evaluate_per_item, load_task_network, resolve_device, set_threads, task_loss
 from taskonomy.sources import PIXELS, SELF
 from taskonomy.tasks import get_task
 from taskonomy.transfer.engine import (READOUT_FILE, TaskLoss, encode_views, executor_spec, load_readouts,
-                                       load_source_encoder, rebuild_readout, standardise)
+                                       rebuild_readout, source_encoder, standardise)
 from taskonomy.transfer.executors import map_jobs
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ MODEL_FILE = "model.pt"
 def required_inputs(params: Params, models: Path, transfer: Path, pixels: Path) -> list[tuple[Path, str]]:
     """Every file :func:`rescore` reads besides the banks, with the stage that writes it."""
     needed = [(Path(models) / s / MODEL_FILE, f"train_task@{s}") for s in params.tasks]
-    needed += [(Path(transfer) / s / READOUT_FILE, f"transfer@{s}") for s in params.tasks]
+    needed += [(Path(e.path), f"encoders.{name}.path") for name, e in params.encoders.items()]
+    needed += [(Path(transfer) / s / READOUT_FILE, f"transfer@{s}") for s in params.sources()]
     return needed + [(Path(pixels) / READOUT_FILE, PIXELS)]
 
 
@@ -72,14 +73,17 @@ def paired_split(target_bank: Path, split: str, pairs_with: str = "test") -> Spl
 
 
 def load_scored(params: Params, bank: Path, target_bank: Path, split: str) -> dict[str, TaskData]:
-    """Every target's items of ``target_bank/split``, labels standardised with ``bank``'s train split."""
-    train, scored = load_split(bank, "train"), load_split(target_bank, split)
-    check_same_bank({"train": train, split: scored})
+    """Every target's items of ``target_bank/split``, labels standardised with ``bank``'s train split (its
+    transfer split for a target-only task: ``label_stats``)."""
+    source = {name: load_split(bank, name) for name in ("train", "transfer")}
+    scored = load_split(target_bank, split)
+    check_same_bank({"train": source["train"], split: scored})
     shared: dict[str, torch.Tensor] = {}       # one tensor of inputs per transform, shared by the targets
+    novel = set(params.target_only())
     out = {}
     for target in params.targets():
         task = get_task(target)
-        out[target] = load_task_data(scored, task, fit_stats(task, train), shared)
+        out[target] = load_task_data(scored, task, label_stats(task, source, target in novel), shared)
     return out
 
 
@@ -102,11 +106,11 @@ def score_self(models: Path, data: Mapping[str, TaskData], device: torch.device,
         torch.set_num_threads(previous)
 
 
-def encode_split(source: str, models: Path, payload: Mapping[str, Any], data: Mapping[str, TaskData],
+def encode_split(source: str, params: Params, models: Path, payload: Mapping[str, Any], data: Mapping[str, TaskData],
                  device: torch.device, where: str) -> dict[str, torch.Tensor]:
-    """``source``'s frozen encoder over the split's inputs, once per input transform of the targets,
-    standardised with the SAVED moments: transform -> (V, C, h, w)."""
-    encoder = load_source_encoder(Path(models) / source / MODEL_FILE, source)
+    """``source``'s frozen encoder (a task network's or a user's) over the split's inputs, once per input
+    transform of the targets, standardised with the SAVED moments: transform -> (V, C, h, w)."""
+    encoder = source_encoder(source, params, models)
     reps: dict[str, torch.Tensor] = {}
     for d in data.values():
         transform = d.task.transform.value
@@ -170,15 +174,15 @@ def rescore(params: Params, *, bank: Path, target_bank: Path, split: str, models
     device = resolve_device(device or params.transfer.device)
     data = load_scored(params, bank, target_bank, split)
     own = score_self(models, data, device, params.train_task.threads)
-    where = {s: str(Path(transfer) / s / READOUT_FILE) for s in params.tasks}
+    where = {s: str(Path(transfer) / s / READOUT_FILE) for s in params.sources()}
     where[PIXELS] = str(Path(pixels) / READOUT_FILE)
     readouts = {s: load_readouts(where[s], PIXELS if s == PIXELS else f"transfer@{s}") for s in where}
-    reps = {s: encode_split(s, models, readouts[s], data, device, where[s]) for s in params.tasks}
+    reps = {s: encode_split(s, params, models, readouts[s], data, device, where[s]) for s in params.sources()}
     log.info("rescore: %d sources encoded on %s/%s", len(reps), target_bank, split)
     context = ScoreContext(data, readouts, reps, where, str(device))
-    keys = [*params.tasks, PIXELS]
+    keys = [*params.sources(), PIXELS]
     scored = dict(zip(keys, map_jobs(score_readouts, context, keys, executor_spec(params.transfer, str(device)))))
-    return {t: {SELF: own[t], **{s: scored[s][t] for s in params.tasks}, PIXELS: scored[PIXELS][t]} for t in data}
+    return {t: {SELF: own[t], **{s: scored[s][t] for s in params.sources()}, PIXELS: scored[PIXELS][t]} for t in data}
 
 
 # --------------------------------------------------------------------------------------------------
