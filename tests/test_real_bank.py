@@ -247,6 +247,13 @@ def test_a_json_without_a_needed_key_names_the_file_and_key(scratch):
     assert str(path) in _fails(info, bank, before, "no key 'camera_rotation_final'")
 
 
+def test_class_files_of_different_lengths_name_the_file(scratch):
+    info, bank, before = scratch
+    path = info["files"][("allensville", 0, 2)]["class_object"]
+    np.save(path, np.zeros(999, np.float32))
+    assert str(path) in _fails(info, bank, before, "999 classes, but")
+
+
 def test_a_listed_task_whose_domain_is_missing_names_the_folder(scratch):
     info, bank, before = scratch
     import shutil

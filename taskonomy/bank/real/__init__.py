@@ -202,15 +202,19 @@ def build_split(r: RenderParams, download: Download, split: str, buildings: list
     log.info("%s: decoding %d views of %d buildings (%s)", split, len(views), len(buildings), ", ".join(download.domains))
     decoded = decode_views(download, views, r.resolution, workers, progress)
     arrays: dict[str, np.ndarray] = {}
+    # every class file of a split has the same number of classes (the first that differs is named)
+    for domain, length in (("class_object", lambda d: d["class_object"].size),
+                           ("class_scene", lambda d: d["class_scene_count"])):
+        if domain in download.domains:
+            first = length(decoded[0])
+            for (b, v), d in zip(views, decoded):
+                if length(d) != first:
+                    raise DataError(f"{download.files[domain][b][v]}: {length(d)} classes, but "
+                                    f"{download.files[domain][views[0][0]][views[0][1]]} has {first}")
     names = [k for k in decoded[0] if k not in ("camera", "class_scene_count")]
     for name in names:
         arrays[name] = np.stack([d[name] for d in decoded])
-    for key in ("class_object",):
-        if key in arrays and len({d[key].shape for d in decoded}) > 1:
-            raise DataError(f"{download.root}: class_object files of {split} have different lengths")
     scene_counts = {d["class_scene_count"] for d in decoded if "class_scene_count" in d}
-    if len(scene_counts) > 1:
-        raise DataError(f"{download.root}: class_scene files of {split} have different lengths {sorted(scene_counts)}")
     arrays["scene_id"] = np.array([buildings.index(b) for b, _ in views], dtype=np.int32)
     arrays["point_id"] = np.array([v[0] for _, v in views], dtype=np.int64)
     perms = jigsaw_permutations(r.jigsaw_permutations)
