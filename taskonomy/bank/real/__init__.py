@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
-import multiprocessing
 import os
 import shutil
 from pathlib import Path
@@ -26,7 +25,7 @@ from taskonomy import bank
 from taskonomy.bank.real.decode import IGNORE, SEMANTIC_CLASSES, decode_view
 from taskonomy.bank.real.layout import (DOMAIN_OF_ARRAY, PATTERNS, Download, View, check_complete, detect_layout,
                                         domain_folder, list_download, present_domains)
-from taskonomy.bank.render.split import render_workers, split_seed
+from taskonomy.bank.render.split import render_workers, split_seed, worker_pool
 from taskonomy.bank.render.views import jigsaw_permutations, pair_poses, triplet_poses
 from taskonomy.config import RenderParams, as_dict
 from taskonomy.errors import DataError
@@ -133,22 +132,16 @@ def _decode(job: tuple[dict[str, Path], int]) -> dict[str, Any]:
 
 def decode_views(download: Download, views: list[tuple[str, View]], size: int, workers: int,
                  progress: bool = False) -> list[dict[str, Any]]:
-    """Every view decoded, in order; ``workers`` processes of one thread each (1: in this process)."""
+    """Every view decoded, in order; ``workers`` processes of one thread each (the renderer's kept pool,
+    :func:`~taskonomy.bank.render.split.worker_pool`; 1: in this process)."""
     jobs = [({d: download.files[d][b][v] for d in download.domains}, size) for b, v in views]
-    if workers <= 1 or len(jobs) < 2:
-        return [_decode(job) for job in jobs]
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool:
-        out = []
-        for i, decoded in enumerate(pool.imap(_decode, jobs, chunksize=16)):
-            out.append(decoded)
-            if progress and (i + 1) % 1000 == 0:
-                log.info("decoded %d / %d views", i + 1, len(jobs))
-        return out
-
-
-def _one_thread() -> None:
-    import torch
-    torch.set_num_threads(1)
+    pool = worker_pool(workers) if len(jobs) > 1 else None
+    out = []
+    for i, decoded in enumerate(pool.imap(_decode, jobs, chunksize=16) if pool else map(_decode, jobs)):
+        out.append(decoded)
+        if progress and (i + 1) % 1000 == 0:
+            log.info("decoded %d / %d views", i + 1, len(jobs))
+    return out
 
 
 def pairs(views: list[tuple[str, View]], visible: list[list[int]], cap: int, seed: int) -> dict[str, np.ndarray]:

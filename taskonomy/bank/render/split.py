@@ -487,7 +487,7 @@ def _close_pools() -> None:
         _POOLS.popitem()[1].terminate()
 
 
-def _pool(workers: int) -> multiprocessing.pool.Pool | None:
+def worker_pool(workers: int) -> multiprocessing.pool.Pool | None:
     """``workers`` forked processes of one thread each, started on first use and kept (so later splits find
     them warm); None for one worker or where processes cannot be forked."""
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
@@ -520,7 +520,7 @@ def render_split(r: RenderParams, split: str, n_scenes: int | None = None, progr
              r.resolution, seed, f", {domain}" if domain is not None else "")
     workers = render_workers(r.workers)
     chunks = _chunks(n_scenes, r.chunk_scenes, workers)
-    pool = _pool(min(workers, len(chunks)))
+    pool = worker_pool(min(workers, len(chunks)))
     files = _shared_files(r, n_views) if pool is not None else None
     try:
         if pool is None:
