@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     clip, tp = params.affinity.clip, params.taxonomy
     rounds, taxonomy_rounds = params.adapt.bootstrap, min(params.adapt.bootstrap, shift.TAXONOMY_ROUNDS)
     rows, aff_source, aff_target = shift.best_sources(source_losses, target_losses, clip=clip, rounds=rounds)
-    source_only = [t for t, p in params.tasks.items() if p.source_only]
+    source_only = params.source_only()
     per_budget = shift.taxonomy_shift(source_losses, target_losses, source_only, tp.budgets, clip=clip,
                                    objective=tp.objective, sqrt=tp.sqrt, rounds=taxonomy_rounds,
                                    target_only=params.target_only())

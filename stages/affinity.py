@@ -8,6 +8,10 @@ higher-order transfer losses. Writes:
 - ``--table``: one row per transfer: target, sources (joined by ``__``; ``self``, ``random``,
   ``pixels``), order, affinity (AHP over all of the target's transfers + self + random), quality
   (win rate vs self), gain (win rate vs pixels), mean_loss;
+  with ``<score>_lo`` / ``<score>_hi``: 95% intervals over ``affinity.bootstrap`` resamples of the readout
+  seeds and the test images together (taskonomy.analysis.uncertainty; the per-seed losses are the
+  ``seed_losses.npz`` beside each transfer file);
+- ``--resamples``: with ``--table``, every resampled score (the taxonomy stage re-solves on them);
 - ``--metrics``: with ``--table``, the gold standard for ``dvc metrics`` (reports/metrics/affinity.json): the
   share of targets whose task network beats every first-order transfer, and every transfer, into it,
   and the best transfer's quality on average;
@@ -34,7 +38,8 @@ from taskonomy.storage import atomic_write_json, atomic_write_text
 
 def main(argv: list[str] | None = None) -> int:
     from taskonomy.analysis.affinity import affinity_table, first_order_matrices, gold_standard
-    from taskonomy.losses import read_target_losses
+    from taskonomy.analysis.uncertainty import resample_table, save_resamples, with_intervals
+    from taskonomy.losses import read_seed_losses, read_target_losses
     from taskonomy.config import load_params
     from taskonomy.report.figures import first_order_heatmaps
 
@@ -47,23 +52,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", type=Path, help="the affinity table (CSV) to write")
     ap.add_argument("--first-order", type=Path, help="folder for the first-order matrices and heatmap")
     ap.add_argument("--metrics", type=Path, help="with --table: the gold standard's numbers (DVC metrics) to write")
+    ap.add_argument("--resamples", type=Path, help="with --table: the resampled scores (npz) to write")
     args = ap.parse_args(argv)
     if args.table is None and args.first_order is None:
         raise TaskonomyError("stages/affinity.py: nothing to write; give --table and/or --first-order")
     if args.metrics is not None and args.table is None:
         raise TaskonomyError("stages/affinity.py: --metrics needs --table (the gold standard is read from the full table)")
+    if args.resamples is not None and args.table is None:
+        raise TaskonomyError("stages/affinity.py: --resamples needs --table")
 
     params = load_params(args.params)
     targets, sources = params.targets(), params.sources()       # a target-only task is no source
     losses = read_target_losses(targets, sources, models=args.models, transfer=args.transfer,
                                 pixels=args.pixels, high=args.high)
     if args.table is not None:
-        table = affinity_table(losses, clip=params.affinity.clip)
+        ap_ = params.affinity
+        seeded = read_seed_losses(targets, sources, transfer=args.transfer, high=args.high)
+        resamples = resample_table(losses, seeded, ap_.clip, ap_.bootstrap, ap_.seed)
+        table = with_intervals(affinity_table(losses, clip=ap_.clip), resamples)
+        if args.resamples is not None:
+            save_resamples(args.resamples, resamples)
         atomic_write_text(args.table, table.to_csv(index=False, float_format="%.8g"))
         if args.metrics is not None:
             # the gold standard is the task networks trained on the train split: not a novel task's
             atomic_write_json(args.metrics, gold_standard(table[~table.target.isin(params.target_only())]))
-        print(f"affinity: {len(table)} transfers into {len(targets)} targets -> {args.table}")
+        print(f"affinity: {len(table)} transfers into {len(targets)} targets, intervals over {ap_.bootstrap} resamples "
+              f"of {len(next(iter(seeded[targets[0]].values())))} readout seeds and the test images -> {args.table}")
     if args.first_order is not None:
         mean_loss, affinity = first_order_matrices(losses, clip=params.affinity.clip, sources=sources)
         atomic_write_text(args.first_order / "first_order_losses.csv", mean_loss.to_csv(float_format="%.8g"))

@@ -3,8 +3,10 @@
     python stages/checks.py --params params.yaml --first-order reports/affinity/first_order_affinities.csv \
         --transfer outputs/transfer --out reports/checks/checks.json --metrics reports/checks/metrics.json
 
-Each check (taskonomy.analysis.checks) on the affinity matrix, and its pass share over ``checks.rounds``
-bootstrap resamples of every target's test images (from the first-order per-item losses). Writes the
+Each check (taskonomy.analysis.checks) on the affinity matrix, its outcome at each readout seed
+(``transfer.seeds``: the first-order readouts of each seed alone) and its pass share over ``checks.rounds``
+resamples of every target's readout seeds and test images (from the per-seed first-order losses,
+``seed_losses.npz``). Writes the
 checks with their claims and findings (``--out``, read by the report) and their numbers (``--metrics``,
 for ``dvc metrics show``).
 """
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from taskonomy.analysis.checks import metrics, run_checks
     from taskonomy.analysis.tables import read_first_order
     from taskonomy.config import load_params
-    from taskonomy.losses import first_order_losses
+    from taskonomy.losses import read_seed_losses
     from taskonomy.storage import atomic_write_json
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     params, affinities = load_params(args.params), read_first_order(args.first_order)
-    losses = first_order_losses(args.transfer, list(affinities.index), list(affinities.columns))
+    losses = read_seed_losses(list(affinities.columns), list(affinities.index), transfer=args.transfer)
     result = run_checks(affinities, losses, params.affinity.clip, params.checks.rounds, params.checks.seed)
     atomic_write_json(args.out, result)
     atomic_write_json(args.metrics, metrics(result))

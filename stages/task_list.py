@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     roles = {"tasks": list(params.tasks), "targets": params.targets(),
-             "source_only": [name for name, t in params.tasks.items() if t.source_only],
+             "source_only": params.source_only(),
              "target_only": params.target_only(), "encoders": list(params.encoders)}
     atomic_write_text(args.out, json.dumps(roles, indent=1) + "\n")
     print(f"task_list: {len(roles['tasks'])} tasks, {len(roles['targets'])} targets -> {args.out}")

@@ -4,8 +4,13 @@ task similarity tree (Taskonomy §3.4, Figs. 9-10 and 14).
 Reads the affinity table (stage ``affinity``) and its first-order affinity matrix. Writes:
 
 - ``--solutions DIR``: per (budget b, max order k) ``b<b>_k<k>.json`` (the taxonomy: objective,
-  supervised, transfers, per-target affinity/quality/gain) and ``b<b>_k<k>.graph.json`` (networkx
-  node-link export: tasks with their role and supervision, one edge per source of a chosen transfer);
+  supervised, transfers, per-target affinity/quality/gain, and with ``--resamples`` the stability of each
+  choice) and ``b<b>_k<k>.graph.json`` (networkx node-link export: tasks with their role and supervision,
+  one edge per source of a chosen transfer, with its stability);
+- ``--stability``: with ``--resamples`` (the affinity stage's resampled scores), the BIP re-solved on the first
+  ``taxonomy.stability`` of them at every (budget, max order): the share of resamples choosing each edge
+  (target <- source set) and each supervised task, every one that was ever chosen, marked ``chosen`` where
+  the solution on the point estimates has it (taskonomy.analysis.uncertainty);
 - ``--grid``: every (max order, budget) as a long CSV (max_order, budget, objective, gain, quality,
   supervised, transferred, status; gain and quality: means over the targets served by a transfer) for
   ``dvc plots show``;
@@ -49,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", type=Path, required=True)
     ap.add_argument("--grid", type=Path, required=True)
     ap.add_argument("--tree", type=Path, required=True)
+    ap.add_argument("--resamples", type=Path, help="the affinity stage's resampled scores (npz)")
+    ap.add_argument("--stability", type=Path, help="with --resamples: the edge stability table (CSV) to write")
     ap.add_argument("--novel", type=Path, help="the novel tasks' table (CSV) to write")
     ap.add_argument("--models", type=Path, help="models/<task>/test_losses.npy (with --novel)")
     ap.add_argument("--transfer", type=Path, help="<dir>/<source>/losses.npz (with --novel)")
@@ -57,20 +64,43 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.novel is not None and None in (args.models, args.transfer, args.pixels):
         raise TaskonomyError("stages/taxonomy.py: --novel needs --models, --transfer and --pixels")
+    if (args.stability is None) != (args.resamples is None):
+        raise TaskonomyError("stages/taxonomy.py: --stability and --resamples go together")
 
     params = load_params(args.params)
     tp = params.taxonomy
     transfers = load_table(args.affinities)
-    source_only = [t for t, p in params.tasks.items() if p.source_only]
+    source_only = params.source_only()
     roles = assign_roles(transfers, source_only=source_only, target_only=params.target_only())
     costs = {name: e.cost for name, e in params.encoders.items()}      # the user's encoders: as params say
-    results = sweep(transfers, roles, tp.budgets, tp.max_orders, objective=tp.objective, sqrt=tp.sqrt, costs=costs)
+    options = dict(objective=tp.objective, sqrt=tp.sqrt, costs=costs)
+    results = sweep(transfers, roles, tp.budgets, tp.max_orders, **options)
+    rows = []
+    if args.resamples is not None:
+        from taskonomy.analysis.uncertainty import edge_stability, load_resamples, stability_of
 
+        rows = edge_stability(load_resamples(args.resamples), roles, tp.budgets, tp.max_orders, tp.stability, **options)
+
+    stable = {}
     for r in results:
-        name = solution_name(r.budget, r.max_order)
-        atomic_write_json(args.solutions / f"{name}.json", r.to_dict())
-        atomic_write_json(args.solutions / f"{name}.graph.json", nx.node_link_data(r.to_graph(roles), edges="edges"))
-    atomic_write_json(args.metrics, headline(results))
+        name, solution = solution_name(r.budget, r.max_order), r.to_dict()
+        graph = r.to_graph(roles)
+        if rows:
+            solution["stability"] = stable[(r.max_order, r.budget)] = stability_of(rows, solution)
+            for u, v, d in graph.edges(data=True):
+                d["stability"] = solution["stability"]["edges"][v]
+        atomic_write_json(args.solutions / f"{name}.json", solution)
+        atomic_write_json(args.solutions / f"{name}.graph.json", nx.node_link_data(graph, edges="edges"))
+    atomic_write_json(args.metrics, headline(results, stable))
+    if args.stability is not None:
+        from taskonomy.sources import set_key
+
+        chosen = {(r.max_order, r.budget, "edge", t, set_key(srcs)) for r in results for t, srcs in r.transfers.items()}
+        chosen |= {(r.max_order, r.budget, "supervised", t, "") for r in results for t in r.supervised}
+        table = pd.DataFrame(rows, columns=["max_order", "budget", "kind", "task", "sources", "share"])
+        table["chosen"] = [key in chosen for key in table[["max_order", "budget", "kind", "task", "sources"]]
+                           .itertuples(index=False, name=None)]
+        atomic_write_text(args.stability, table.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(args.grid, pd.DataFrame(sweep_cells(results)).to_csv(index=False, float_format="%.6g"))
 
     first = read_first_order(args.first_order)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 from taskonomy import __version__
@@ -29,9 +30,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _check_params(args: argparse.Namespace) -> int:
-    from taskonomy.config import as_dict, load_params
+    from taskonomy.config import as_dict, load_params, time_warnings
 
     params = load_params(args.path)
+    for line in time_warnings(params):        # runs, but longer than the CPU default is meant to take
+        print(f"{args.path}: warning: {line}", file=sys.stderr)
     if params.render.source == "taskonomy":
         # a listing, no decoding: a listed task whose domain is not downloaded stops the run here
         from taskonomy.bank.real import check_tasks_present

@@ -151,6 +151,8 @@ class RayParams:
 class TransferParams:
     """Readouts from frozen source encoders into every target (first and higher order)."""
     seed: int = param(0, ge=0)
+    seeds: int = param(1, ge=1, le=100, doc="readouts trained per transfer, at seeds seed, seed + 1, ...; their "
+                       "per-item test losses are averaged, and the affinities' intervals resample them")
     images: int = param(0, ge=0, doc="transfer-split images used; 0 = all")
     epochs: int = param(8, ge=1, le=100_000)
     epoch_items: int = param(0, ge=0, doc="items per epoch, a fresh random subset each epoch; 0 = every item")
@@ -173,12 +175,16 @@ class TransferParams:
 class AffinityParams:
     """Win rates -> AHP affinities (stage ``affinity``)."""
     clip: float = param(0.001, gt=0, lt=0.5, doc="win rates are clipped to [clip, 1 - clip]")
+    bootstrap: int = param(200, ge=1, le=100_000, doc="resamples of the readout seeds and test images behind "
+                           "the affinities' intervals and the taxonomy's edge stability")
+    seed: int = param(0, ge=0, doc="seed of the resamples")
 
 
 @dataclass(frozen=True)
 class ChecksParams:
-    """The known-structure checks and their bootstrap over test images (stage ``checks``)."""
-    rounds: int = param(100, ge=1, le=100_000, doc="bootstrap resamples of each target's test items")
+    """The known-structure checks, their pass rate over readout seeds and their pass share over resamples of
+    the seeds and test images (stage ``checks``)."""
+    rounds: int = param(100, ge=1, le=100_000, doc="bootstrap resamples of the readout seeds and test items")
     seed: int = param(0, ge=0, doc="seed of the resamples")
 
 
@@ -194,6 +200,8 @@ class TaxonomyParams:
     tree_linkage: Literal["average", "complete", "single", "ward"] = param(
         "average", doc="linkage of the task similarity tree (clusters first-order affinity columns)")
     bootstrap: int = param(1000, ge=1, le=100_000, doc="resamples of the test images for the novel tasks' intervals")
+    stability: int = param(100, ge=1, le=100_000, doc="resamples of the affinity stage re-solved for the edge "
+                           "stability (at most affinity.bootstrap)")
 
 
 FINETUNE_ROLES = ("taxonomy", "best", "worst", "random")
@@ -361,6 +369,10 @@ class Params:
         the user's own encoders."""
         return [name for name, t in self.tasks.items() if not t.target_only] + list(self.encoders)
 
+    def source_only(self) -> list[str]:
+        """Tasks that are only sources (never targets), in params order."""
+        return [name for name, t in self.tasks.items() if t.source_only]
+
     def target_only(self) -> list[str]:
         """The novel tasks: only the transfer split's labels, never a source."""
         return [name for name, t in self.tasks.items() if t.target_only]
@@ -505,6 +517,40 @@ def _check_params(p: Params) -> None:
     _check_adapt(p)
     if p.transfer.beam_order4 < 4 and p.transfer.max_order >= 4:
         raise ParamsError(f"transfer.beam_order4: must be >= 4 when transfer.max_order >= 4, got {p.transfer.beam_order4}")
+    if p.taxonomy.stability > p.affinity.bootstrap:
+        raise ParamsError(f"taxonomy.stability: {p.taxonomy.stability} re-solved resamples, but the affinity stage "
+                          f"draws affinity.bootstrap = {p.affinity.bootstrap}")
+
+
+# Seconds of one readout on the reference CPU (2 cores of an AMD EPYC, one single-threaded readout per core) at
+# 3 epochs x 600 items of 32 px (benchmarks/noise.py: 0.37 s); scaled by items seen and pixels per image.
+READOUT_SECONDS = 0.37
+READOUT_ITEMS = 1800
+CPU_RUN_MINUTES = 30
+
+
+def readout_estimate(p: Params) -> tuple[int, float]:
+    """The readouts the transfer stages train (every seed, every order) and about how many minutes they take
+    on the reference CPU: what ``taskonomy check-params`` warns about when it exceeds the CPU default's run."""
+    import math
+
+    t = p.transfer
+    per_target = len(p.sources()) + sum(math.comb(t.beam if k <= 3 else t.beam_order4, k)
+                                        for k in range(2, t.max_order + 1))
+    readouts = t.seeds * per_target * len(p.targets())
+    items = t.epochs * (t.epoch_items or 2400)        # 2400: the transfer split's views at the default
+    seconds = readouts * READOUT_SECONDS * items / READOUT_ITEMS * (p.render.resolution / 32) ** 2
+    return readouts, seconds / 60
+
+
+def time_warnings(p: Params) -> list[str]:
+    """Settings that run but exceed the CPU default's time (a warning each, never a refusal)."""
+    readouts, minutes = readout_estimate(p)
+    if p.transfer.device != "cuda" and p.transfer.seeds > 1 and minutes > CPU_RUN_MINUTES:
+        return [f"transfer.seeds: {p.transfer.seeds} seeds make {readouts} readouts, about {minutes:.0f} min of "
+                f"readout training on a 2-core CPU ({READOUT_SECONDS} s each at 3 x 600 items of 32 px, scaled); "
+                f"the CPU default's whole run is meant to take about {CPU_RUN_MINUTES} min"]
+    return []
 
 
 def _check_targets(p: Params, key: str, names: Iterable[str]) -> None:

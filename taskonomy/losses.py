@@ -2,7 +2,9 @@
 affinities (docs/losses-format.md). Every stage that writes or reads them goes through this module.
 
 One float per test item of a target, lower is better, in bank order, always all items, so that every
-transfer into a target is compared on the same ordered list. Four files:
+transfer into a target is compared on the same ordered list. Four files (a transfer's losses are the mean
+over its ``transfer.seeds`` readouts; beside each transfer file, ``seed_losses.npz`` holds the same keys
+as (S, N) arrays, one row per readout seed, for the intervals: :func:`read_seed_losses`):
 
 - ``<models>/<target>/test_losses.npy``: the target's own network (``self``), by ``train_task@<target>``;
 - ``<transfer>/<source>/losses.npz``: one key per target, by ``transfer@<source>``;
@@ -26,6 +28,7 @@ from taskonomy.storage import atomic_save, atomic_savez
 
 SELF_FILE = "test_losses.npy"
 LOSS_FILE = "losses.npz"
+SEED_FILE = "seed_losses.npz"
 
 
 def self_path(models: Path, target: str) -> Path:
@@ -48,6 +51,23 @@ def write_self(path: Path, losses: np.ndarray) -> None:
 def write_keyed(path: Path, losses: Mapping[str, np.ndarray]) -> None:
     """Per-item losses under keys (targets, or source-set keys), float32, atomically."""
     atomic_savez(path, {k: np.asarray(v, dtype=np.float32) for k, v in losses.items()})
+
+
+def write_seeded(folder: Path, losses: Mapping[str, np.ndarray]) -> None:
+    """A transfer file and its seeds: ``losses`` maps keys to (S, N) per-seed, per-item losses; written as
+    ``folder/seed_losses.npz`` and their mean over the seeds as ``folder/losses.npz`` (what every stage reads)."""
+    seeded = {k: np.asarray(v, dtype=np.float32) for k, v in losses.items()}
+    for k, v in seeded.items():
+        if v.ndim != 2 or v.shape[0] == 0:
+            raise ValueError(f"{k}: expected (seeds, items) losses, got shape {v.shape}")
+    atomic_savez(Path(folder) / SEED_FILE, seeded)
+    write_keyed(Path(folder) / LOSS_FILE, {k: seed_mean(v) for k, v in seeded.items()})
+
+
+def seed_mean(per_seed: np.ndarray) -> np.ndarray:
+    """The (N,) mean over the seeds of (S, N) per-item losses, of their float32 values: what ``losses.npz``
+    holds for a transfer read out at several seeds (one seed: its losses, unchanged)."""
+    return np.asarray(per_seed, dtype=np.float32).astype(np.float64).mean(0)
 
 
 def _check_array(a: np.ndarray, where: str) -> np.ndarray:
@@ -130,3 +150,39 @@ def first_order_losses(transfer: Path, sources: Sequence[str], targets: Sequence
     per_source = {s: load_npz(source_path(transfer, s), f"transfer@{s}", list(targets)) for s in sources}
     return {t: {s: per_source[s][t] for s in sources} for t in targets}
 
+
+
+def load_seed_npz(path: Path, stage: str, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The (S, N) per-seed losses of a ``seed_losses.npz`` (every key for ``keys=None``), checked."""
+    if not path.is_file():
+        raise _missing(path, stage)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {}
+            for k in z.files if keys is None else keys:
+                if k not in z.files:
+                    raise DataError(f"{path}: no key '{k}'; rerun stage {stage}")
+                a = z[k]
+                if a.ndim != 2 or a.shape[0] == 0:
+                    raise DataError(f"{path}[{k}]: expected (seeds, items) losses, got shape {a.shape}; rerun stage {stage}")
+                out[k] = np.stack([_check_array(row, f"{path}[{k}] seed {i}") for i, row in enumerate(a)])
+            return out
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable .npz file ({err})") from None
+
+
+def read_seed_losses(targets: Sequence[str], sources: Sequence[str], *, transfer: Path,
+                     high: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """target -> transfer key -> (S, N) per-seed losses of every first-order (and with ``high`` higher-order)
+    transfer: the ``seed_losses.npz`` beside each file :func:`read_target_losses` reads. Every transfer has
+    the same number of seeds (``transfer.seeds``)."""
+    per_source = {s: load_seed_npz(Path(transfer) / s / SEED_FILE, f"transfer@{s}", list(targets)) for s in sources}
+    out = {t: {s: per_source[s][t] for s in sources} for t in targets}
+    if high is not None:
+        for t in targets:
+            out[t].update(load_seed_npz(Path(high) / t / SEED_FILE, "transfer_high"))
+    counts = {a.shape[0] for per in out.values() for a in per.values()}
+    if len(counts) > 1:
+        raise DataError(f"{transfer}: transfers trained at different numbers of seeds ({sorted(counts)}); "
+                        f"rerun the transfer stages")
+    return out

@@ -49,9 +49,9 @@ from pathlib import Path
 from typing import Sequence
 
 from taskonomy.errors import TaskonomyError
+from taskonomy.stage import CORES_ENV   # taskonomy.nets.train.given_cores reads it (the runner imports no torch code)
 
 LOG_DIR = Path("logs") / "stages"
-CORES_ENV = "TASKONOMY_CORES"   # taskonomy.nets.train.given_cores reads it (the runner imports no torch code)
 RAY_RETRIES = 2          # reruns of a stage whose Ray worker or node died (not of a stage that failed)
 
 

@@ -20,6 +20,10 @@ from typing import Callable, NoReturn
 
 from taskonomy.errors import TaskonomyError
 
+# The cores a stage is given where the concurrent runner (taskonomy.runner) shares the machine among stages;
+# taskonomy.nets.train.given_cores reads it.
+CORES_ENV = "TASKONOMY_CORES"
+
 _IMPORTED = time.time()
 _NOTES: dict[str, object] = {}
 

@@ -23,7 +23,7 @@ from taskonomy.analysis.affinity import first_order_matrices
 from taskonomy.bank import load_splits
 from taskonomy.config import load_params
 from taskonomy.errors import DataError
-from taskonomy.losses import read_target_losses, write_keyed
+from taskonomy.losses import SEED_FILE, load_seed_npz, read_target_losses, seed_mean, write_keyed
 from taskonomy.nets.outputs import make_task_network
 from taskonomy.sources import PIXELS, SELF
 from taskonomy.transfer import engine as T
@@ -121,6 +121,32 @@ def test_rescoring_the_source_test_split_reproduces_the_stored_losses_exactly(pi
     write_rescored(tmp_path, scored)
     back = read_rescored(tmp_path, params.targets(), list(params.tasks))
     assert all(np.array_equal(back[t][k], stored[t][k]) for t in stored for k in stored[t])
+
+
+def test_readouts_at_several_seeds_keep_each_seed_and_their_mean(pipeline, tmp_path):
+    """transfer.seeds = 2: seed 0's losses are the one-seed run's, byte for byte; seed 1 is another training;
+    losses.npz holds their mean, and rescoring the source test split with the kept readouts of both seeds
+    gives that mean back exactly."""
+    root, _, params = pipeline
+    two = dataclasses.replace(params, transfer=dataclasses.replace(params.transfer, seeds=2))
+    transfer = tmp_path / "transfer"
+    for task in TASKS:
+        first_order(task, two, root / "data" / "bank", root / "models", transfer / task)
+    one = np.load(root / "outputs" / "transfer" / "rgb2depth" / "losses.npz")
+    per_seed = load_seed_npz(transfer / "rgb2depth" / SEED_FILE, "transfer@rgb2depth")
+    mean = np.load(transfer / "rgb2depth" / "losses.npz")
+    for t in TARGETS:
+        assert per_seed[t].shape == (2, len(one[t]))
+        np.testing.assert_array_equal(per_seed[t][0].astype(np.float32), one[t])
+        assert not np.array_equal(per_seed[t][1], per_seed[t][0])
+        np.testing.assert_array_equal(mean[t], seed_mean(per_seed[t]).astype(np.float32))
+    payload = T.load_readouts(transfer / "rgb2depth" / T.READOUT_FILE, "transfer@rgb2depth")
+    assert T.readout_seeds(payload) == 2 and sorted(payload["seed_readouts"][0]) == sorted(TARGETS)
+    scored = rescore(two, bank=root / "data" / "bank", target_bank=root / "data" / "bank", split="test",
+                     models=root / "models", transfer=transfer, pixels=root / "outputs" / "pixels")
+    for t in TARGETS:
+        for s in TASKS:
+            np.testing.assert_array_equal(scored[t][s], np.load(transfer / s / "losses.npz")[t], err_msg=f"{s} -> {t}")
 
 
 def test_saved_moments_standardise_the_new_split(pipeline):

@@ -16,11 +16,13 @@ import pytest
 from conftest import write_params
 
 from taskonomy.errors import DataError
+from taskonomy.losses import write_seeded
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ["rgb2depth", "reshade", "edge2d"]
 SOURCE_ONLY = ["jigsaw", "random"]
 TASKS = TARGETS + SOURCE_ONLY
+SEEDS = 2
 N = {"rgb2depth": 120, "reshade": 120, "edge2d": 90}
 # how good each source is for each target (multiplies the per-item base loss; lower is better)
 QUALITY = {"rgb2depth": {"rgb2depth": 0.7, "reshade": 0.8, "edge2d": 1.1, "jigsaw": 1.3, "random": 1.6},
@@ -41,31 +43,33 @@ def write_losses(root: Path, high: bool = True) -> None:
     """params.yaml + every loss file of docs/losses-format.md for TASKS."""
     rng = np.random.default_rng(0)
     params = {"tasks": {t: {"source_only": t in SOURCE_ONLY} for t in TASKS},
-              "affinity": {"clip": 0.001},
-              "taxonomy": {"budgets": [1, 2, 3], "max_orders": [1, 2], "objective": "affinity", "sqrt": True}}
+              "affinity": {"clip": 0.001, "bootstrap": 60},
+              "taxonomy": {"budgets": [1, 2, 3], "max_orders": [1, 2], "objective": "affinity", "sqrt": True,
+                           "stability": 30}}
     write_params(root / "params.yaml", params)
     base = {t: rng.gamma(2.0, 1.0, N[t]) for t in TARGETS}
     noisy = lambda t, f: (base[t] * f + rng.normal(0, 0.08, N[t])).astype(np.float32)  # noqa: E731
     for t in TARGETS:
         (root / "models" / t).mkdir(parents=True)
         np.save(root / "models" / t / "test_losses.npy", noisy(t, 0.5))
-    for s in TASKS:
-        (root / "outputs" / "transfer" / s).mkdir(parents=True)
-        np.savez(root / "outputs" / "transfer" / s / "losses.npz", **{t: noisy(t, QUALITY[t][s]) for t in TARGETS})
+    for s in TASKS:            # two readout seeds per transfer: seed_losses.npz and their mean in losses.npz
+        write_seeded(root / "outputs" / "transfer" / s,
+                     {t: np.stack([noisy(t, QUALITY[t][s]) for _ in range(SEEDS)]) for t in TARGETS})
     (root / "outputs" / "pixels").mkdir(parents=True)
     np.savez(root / "outputs" / "pixels" / "losses.npz", **{t: noisy(t, 1.0) for t in TARGETS})
     if high:
         for t in TARGETS:
             (root / "outputs" / "transfer_high" / t).mkdir(parents=True)
             pair = sorted((s for s in TASKS if s != t), key=lambda s: QUALITY[t][s])[:2]
-            np.savez(root / "outputs" / "transfer_high" / t / "losses.npz",
-                     **{"__".join(pair): noisy(t, 0.6)})
+            write_seeded(root / "outputs" / "transfer_high" / t,
+                         {"__".join(pair): np.stack([noisy(t, 0.6) for _ in range(SEEDS)])})
 
 
 def affinity_args(root: Path, high: bool = True) -> list[str]:
     args = ["--params", str(root / "params.yaml"), "--models", str(root / "models"),
             "--transfer", str(root / "outputs" / "transfer"), "--pixels", str(root / "outputs" / "pixels" / "losses.npz"),
-            "--table", str(root / "reports" / "affinities.csv"), "--first-order", str(root / "reports" / "affinity")]
+            "--table", str(root / "reports" / "affinities.csv"), "--first-order", str(root / "reports" / "affinity"),
+            "--resamples", str(root / "outputs" / "affinity" / "resamples.npz")]
     return args + (["--high", str(root / "outputs" / "transfer_high")] if high else [])
 
 
@@ -79,7 +83,12 @@ def stage_run(tmp_path_factory):
 
 def test_affinity_table(stage_run):
     table = pd.read_csv(stage_run / "reports" / "affinities.csv")
-    assert list(table.columns) == ["target", "sources", "order", "affinity", "quality", "gain", "mean_loss"]
+    assert list(table.columns) == ["target", "sources", "order", "affinity", "quality", "gain", "mean_loss",
+                                   "affinity_lo", "affinity_hi", "quality_lo", "quality_hi", "gain_lo", "gain_hi"]
+    for score in ("affinity", "quality", "gain"):     # the point estimate inside its interval, where defined
+        inside = table[[f"{score}_lo", score, f"{score}_hi"]].dropna()
+        assert len(inside) and (inside[f"{score}_lo"] <= inside[score] + 1e-9).all() \
+            and (inside[score] <= inside[f"{score}_hi"] + 1e-9).all()
     # per target: self, 5 first-order (random and t <- t included), 1 second-order, pixels
     assert table.groupby("target").size().to_dict() == {t: 8 for t in TARGETS}
     assert table.groupby("target")["affinity"].sum().to_numpy() == pytest.approx(np.ones(3), abs=1e-6)
@@ -143,8 +152,23 @@ def test_taxonomy_stage_on_the_table(stage_run):
     args = ["--params", str(root / "params.yaml"), "--affinities", str(root / "reports" / "affinities.csv"),
             "--first-order", str(root / "reports" / "affinity" / "first_order_affinities.csv"),
             "--solutions", str(out / "solutions"), "--metrics", str(out / "metrics.json"),
-            "--grid", str(out / "grid.csv"), "--tree", str(out / "tree")]
+            "--grid", str(out / "grid.csv"), "--tree", str(out / "tree"),
+            "--resamples", str(root / "outputs" / "affinity" / "resamples.npz"), "--stability", str(out / "stability.csv")]
     assert _load_stage("taxonomy").main(args) == 0
+    # edge stability: every choice of every cell with the share of the 30 resamples re-solved that make it
+    stability = pd.read_csv(out / "stability.csv", keep_default_na=False)
+    assert set(stability.kind) == {"edge", "supervised"} and stability.share.between(0, 1).all()
+    assert len(stability.groupby(["max_order", "budget"])) == 6
+    for (k, b), cell in stability.groupby(["max_order", "budget"]):
+        assert 1 - 1e-4 <= cell[cell.kind == "supervised"].share.sum() <= b + 1e-4     # within the budget
+        # in every resample each target is supervised or served by exactly one transfer
+        assert cell.groupby("task").share.sum().to_dict() == pytest.approx({t: 1.0 for t in TARGETS}, abs=1e-4)
+    solution = json.loads((out / "solutions" / "b1_k2.json").read_text())
+    chosen = stability[(stability.budget == 1) & (stability.max_order == 2) & stability.chosen]
+    assert solution["stability"]["supervised"] == {t: pytest.approx(chosen.set_index("task").share[t])
+                                                   for t in solution["supervised"]}
+    graph_json = json.loads((out / "solutions" / "b1_k2.graph.json").read_text())
+    assert all(0 <= e["stability"] <= 1 for e in graph_json["edges"])
     grid = pd.read_csv(out / "grid.csv")
     assert len(grid) == 6 and {"budget", "max_order", "gain", "quality", "objective"} <= set(grid.columns)
     assert (grid.status == "optimal").all()
@@ -154,6 +178,7 @@ def test_taxonomy_stage_on_the_table(stage_run):
     for b, cell in metrics["k2"].items():
         row = grid[(grid.max_order == 2) & (grid.budget == int(b[1:]))].iloc[0]
         assert cell["objective"] == pytest.approx(row.objective, rel=1e-5)
+        assert 0 <= cell["supervised_stability"] <= 1
     assert grid.groupby("max_order")["objective"].apply(lambda s: s.is_monotonic_increasing).all()
     # budget 3 with 3 targets: every target supervised, nothing transferred
     b3 = json.loads((out / "solutions" / "b3_k1.json").read_text())

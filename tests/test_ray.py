@@ -76,7 +76,7 @@ def test_jobs_land_on_both_nodes_with_only_their_data_and_equal_the_local_result
 
 def test_tensors_travel_as_numpy_and_come_back_equal(transfer):
     context, _ = transfer
-    part = to_numpy(context.part("target:fix_pose"))
+    part = to_numpy(context.part("targets:fix_pose"))
     assert isinstance(part["test"].index.array, np.ndarray)
     back = to_torch(part)
     assert torch.equal(back["test"].index, context.targets["fix_pose"]["test"].index)

@@ -16,6 +16,7 @@ from conftest import write_params
 from taskonomy.config import Params, from_dict
 from taskonomy.report.build import SECTION_IDS, ReportInputs, write_report
 from taskonomy.analysis.checks import EXPECTATIONS, FAIL, NA, PASS, check_structure, run_checks
+from taskonomy.losses import write_seeded
 from taskonomy.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,11 +157,9 @@ def write_report_inputs(root: Path) -> tuple[ReportInputs, Params]:
     _png(inputs.bank_samples, 0)
     losses = pd.DataFrame(1.0, index=tasks, columns=targets)
     losses.loc["rgb2mist", "rgb2depth"] = 0.6                     # beats rgb2depth's self (0.8)
-    noise = np.random.default_rng(0).normal(0, 0.01, size=(len(tasks), len(targets), 6))
-    for i, s in enumerate(tasks):                                  # per-item losses around those means
-        (inputs.transfer / s).mkdir(parents=True, exist_ok=True)
-        np.savez(inputs.transfer / s / "losses.npz",
-                 **{t: (losses.loc[s, t] + noise[i, j]).astype(np.float32) for j, t in enumerate(targets)})
+    noise = np.random.default_rng(0).normal(0, 0.01, size=(len(tasks), len(targets), 3, 6))
+    for i, s in enumerate(tasks):                                  # per-item losses around those means, 3 seeds
+        write_seeded(inputs.transfer / s, {t: losses.loc[s, t] + noise[i, j] for j, t in enumerate(targets)})
     aff = pd.DataFrame(0.1, index=tasks, columns=targets)
     aff.loc["rgb2mist", "rgb2depth"] = aff.loc["rgb2depth", "rgb2mist"] = 0.6
     aff.loc["random"] = 0.01
@@ -168,9 +167,9 @@ def write_report_inputs(root: Path) -> tuple[ReportInputs, Params]:
     losses.rename_axis("source").to_csv(inputs.first_order / "first_order_losses.csv")
     aff.rename_axis("source").to_csv(inputs.first_order / "first_order_affinities.csv")
     _png(inputs.first_order / "first_order.png", 1)
-    item_losses = {t: {s: losses.loc[s, t] + noise[i, j] for i, s in enumerate(tasks)} for j, t in enumerate(targets)}
+    item_losses = {t: {s: losses.loc[s, t] + noise[i, j, 0] for i, s in enumerate(tasks)} for j, t in enumerate(targets)}
     inputs.checks.parent.mkdir(parents=True)
-    inputs.checks.write_text(json.dumps(run_checks(aff.rename_axis("source"), item_losses, rounds=5)))
+    inputs.checks.write_text(json.dumps(run_checks(aff.rename_axis("source"), item_losses, rounds=5)))   # one seed
     inputs.affinities.write_text("target,sources,order,affinity,quality,gain,mean_loss\n")
     rows = []
     for k in MAX_ORDERS:
@@ -261,11 +260,14 @@ def test_markdown_mentions_the_same_findings(built):
     assert "| rgb2depth | 0.8 | 0.5 | 1.6 | 0.25 | no |" in md
     page = (built / "index.html").read_text()
     checks = re.search(r'<section id="known-structure">.*?</section>', page, re.S).group(0)
-    rows = re.findall(r"<tr><td>(\w+)</td>.*?<td class=\"\w+\">([a-z/]+)</td><td>([0-9.]*)</td></tr>", checks)
+    rows = re.findall(r"<tr><td>(\w+)</td>.*?<td class=\"\w+\">([a-z/]+)</td><td>([0-9/]*)</td><td>([0-9.]*)</td></tr>",
+                      checks)
     assert len(rows) == len(EXPECTATIONS)
-    for name, status, share in rows:
-        assert re.search(rf"^\| {name} \|.*\| {re.escape(status)} \| {re.escape(share)} \|$", md, re.M), name
+    for name, status, seeds, share in rows:
+        assert re.search(rf"^\| {name} \|.*\| {re.escape(status)} \| {re.escape(seeds)} \| {re.escape(share)} \|$",
+                         md, re.M), name
         assert (share == "") == (status == NA) and (status == NA or 0 <= float(share) <= 1)
+        assert (seeds == "") == (status == NA) and (status == NA or seeds in ("0/1", "1/1"))   # one seed here
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
     assert "figures/bank_samples.png" in links and "report_figures/sweep.png" in links
     assert all((built / link).is_file() for link in links)
@@ -306,10 +308,13 @@ def test_checks_stage_writes_the_checks_and_their_metrics(tmp_path):
     assert checks["rounds"] == 7 and len(checks["checks"]) == len(EXPECTATIONS) and evaluated
     numbers = numbers["checks"]
     assert numbers["passed"] == checks["passed"] == sum(c["status"] == PASS for c in evaluated)
-    assert numbers == {"passed": checks["passed"], "evaluated": len(evaluated),
-                       **{c["name"]: c["pass_share"] for c in evaluated}}
+    assert numbers == {"passed": checks["passed"], "evaluated": len(evaluated), "seeds": 3,
+                       "seed_pass_rate": {c["name"]: c["seed_pass_rate"] for c in evaluated},
+                       "pass_share": {c["name"]: c["pass_share"] for c in evaluated}}
     assert all(share * 7 == round(share * 7) and 0 <= share <= 1 for share in
                (c["pass_share"] for c in evaluated))
+    for c in evaluated:        # each seed's readouts alone: three outcomes per check
+        assert len(c["seed_passes"]) == 3 and c["seed_pass_rate"] == pytest.approx(np.mean(c["seed_passes"]))
 
 
 def test_pass_shares_tell_firm_ties_from_chance():

@@ -112,6 +112,19 @@ def _stack(target: str, losses: Mapping[str, np.ndarray]) -> tuple[list[str], np
     return keys, np.stack(arrays)  # (K, N)
 
 
+def scores(keys: Sequence[str], stacked: np.ndarray, clip: float = 0.001) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Affinity, quality and gain, (K,) each, of the K transfers ``keys`` with (K, N) per-item losses
+    ``stacked`` (``self`` among them): :func:`target_scores`' numbers, without the checks and the table."""
+    keys = list(keys)
+    w = win_rates(stacked)
+    in_tournament = [i for i, k in enumerate(keys) if k != PIXELS]
+    affinity = np.full(len(keys), np.nan)
+    affinity[in_tournament] = ahp(w[np.ix_(in_tournament, in_tournament)], clip)
+    quality = w[:, keys.index(SELF)]
+    gain = w[:, keys.index(PIXELS)] if PIXELS in keys else np.full(len(keys), np.nan)
+    return affinity, quality, gain
+
+
 def target_scores(target: str, losses: Mapping[str, np.ndarray], clip: float = 0.001) -> pd.DataFrame:
     """Affinity, quality, gain and mean loss of every transfer into one target.
 
@@ -131,12 +144,7 @@ def target_scores(target: str, losses: Mapping[str, np.ndarray], clip: float = 0
     if SELF not in losses:
         raise DataError(f"target {target}: no '{SELF}' losses (the task network); quality needs them")
     keys, stacked = _stack(target, losses)
-    w = win_rates(stacked)
-    in_tournament = [i for i, k in enumerate(keys) if k != PIXELS]
-    affinity = np.full(len(keys), np.nan)
-    affinity[in_tournament] = ahp(w[np.ix_(in_tournament, in_tournament)], clip)
-    quality = w[:, keys.index(SELF)]
-    gain = w[:, keys.index(PIXELS)] if PIXELS in keys else np.full(len(keys), np.nan)
+    affinity, quality, gain = scores(keys, stacked, clip)
     return pd.DataFrame({
         "target": target, "sources": keys, "order": [order(k) for k in keys],
         "affinity": affinity, "quality": quality, "gain": gain, "mean_loss": stacked.mean(axis=1),

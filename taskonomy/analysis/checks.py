@@ -189,29 +189,58 @@ def check_structure(affinities: pd.DataFrame,
     return results
 
 
-def pass_shares(losses: Mapping[str, Mapping[str, np.ndarray]], clip: float = 0.001, rounds: int = 100,
-                seed: int = 0, expectations: tuple[Expectation, ...] = EXPECTATIONS) -> dict[str, float]:
-    """How firm each check's outcome is against the choice of test images: the share of ``rounds``
-    bootstrap resamples of every target's test items (with replacement, one draw per target shared by
-    its sources) in which the expectation passes on the first-order affinities recomputed from them.
+def _per_seed(losses: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]]:
+    """target -> source -> (S, N): per-seed losses as given, or one seed for (N,) arrays."""
+    return {t: {s: np.atleast_2d(np.asarray(a, dtype=np.float64)) for s, a in per.items()} for t, per in losses.items()}
+
+
+def seed_passes(losses: Mapping[str, Mapping[str, np.ndarray]], clip: float = 0.001,
+                expectations: tuple[Expectation, ...] = EXPECTATIONS) -> dict[str, list[bool]]:
+    """Each check's outcome on each readout seed alone: name -> [passed at seed 0, seed 1, ...].
 
     Args:
-        losses: target -> first-order source -> (N_t,) per-item test losses, as the affinity stage reads
-            them (``transfer/<source>/losses.npz``).
-    Returns:
-        expectation name -> share in [0, 1]; expectations ``n/a`` on these tasks are left out. Readouts
-        are not retrained, so this is silent about how the ranks would move with another training seed.
+        losses: target -> first-order source -> (S, N) per-seed, per-item test losses (``seed_losses.npz``;
+            (N,) arrays count as one seed). n/a checks are left out.
     """
     from taskonomy.analysis.affinity import first_order_matrices
 
-    rng = np.random.default_rng(seed)
+    seeded = _per_seed(losses)
+    n_seeds = min(a.shape[0] for per in seeded.values() for a in per.values())
+    out: dict[str, list[bool]] = {}
+    for k in range(n_seeds):
+        _, affinities = first_order_matrices({t: {s: a[k] for s, a in per.items()} for t, per in seeded.items()}, clip)
+        for result in check_structure(affinities, expectations):
+            if result.status != NA:
+                out.setdefault(result.name, []).append(result.status == PASS)
+    return out
+
+
+def pass_shares(losses: Mapping[str, Mapping[str, np.ndarray]], clip: float = 0.001, rounds: int = 100,
+                seed: int = 0, expectations: tuple[Expectation, ...] = EXPECTATIONS) -> dict[str, float]:
+    """How firm each check's outcome is against retraining the readouts and the choice of test images: the
+    share of ``rounds`` resamples in which the expectation passes on the first-order affinities recomputed
+    from them. Per target and round, its readout seeds and its test items are drawn with replacement (one
+    draw shared by its sources: common random numbers) and the drawn seeds' losses averaged, as the
+    affinity stage's intervals resample them (taskonomy.analysis.uncertainty).
+
+    Args:
+        losses: target -> first-order source -> (S, N) per-seed losses, or (N,) for one seed (then only the
+            test images are resampled, and the share is silent about retraining).
+    Returns:
+        expectation name -> share in [0, 1]; expectations ``n/a`` on these tasks are left out.
+    """
+    from taskonomy.analysis.affinity import first_order_matrices
+    from taskonomy.analysis.uncertainty import target_rng
+
+    seeded = _per_seed(losses)
+    rngs = {t: target_rng(seed, t) for t in seeded}
     passed: dict[str, int] = {}
     for _ in range(rounds):
         resampled = {}
-        for target, per_source in losses.items():
-            n = len(next(iter(per_source.values())))
-            items = rng.integers(0, n, size=n)
-            resampled[target] = {s: np.asarray(v)[items] for s, v in per_source.items()}
+        for target, per_source in seeded.items():
+            n_seeds, n_items = next(iter(per_source.values())).shape
+            seeds, items = rngs[target].integers(0, n_seeds, n_seeds), rngs[target].integers(0, n_items, n_items)
+            resampled[target] = {s: a[seeds][:, items].mean(0) for s, a in per_source.items()}
         _, affinities = first_order_matrices(resampled, clip)
         for result in check_structure(affinities, expectations):
             if result.status != NA:
@@ -221,20 +250,28 @@ def pass_shares(losses: Mapping[str, Mapping[str, np.ndarray]], clip: float = 0.
 
 def run_checks(affinities: pd.DataFrame, losses: Mapping[str, Mapping[str, np.ndarray]], clip: float = 0.001,
                rounds: int = 100, seed: int = 0) -> dict:
-    """Every check on the first-order ``affinities`` with its bootstrap pass share (:func:`pass_shares`
-    on ``losses``), as plain data: ``{"rounds", "passed", "evaluated", "checks": [{name, claim,
-    expected, found, status, pass_share}]}`` (``pass_share`` None where the check is n/a)."""
+    """Every check on the first-order ``affinities`` (of the seeds' mean losses), its outcome at each readout
+    seed (:func:`seed_passes`) and its pass share over resamples of the seeds and test images
+    (:func:`pass_shares`), as plain data: ``{"rounds", "seeds", "passed", "evaluated", "checks": [{name,
+    claim, expected, found, status, seed_passes, seed_pass_rate, pass_share}]}`` (None where n/a).
+    ``losses``: target -> first-order source -> (S, N) per-seed losses (or (N,): one seed)."""
     results = check_structure(affinities)
     shares = pass_shares(losses, clip, rounds=rounds, seed=seed)
-    return {"rounds": rounds, "passed": sum(r.status == PASS for r in results),
+    per_seed = seed_passes(losses, clip)
+    n_seeds = max((len(v) for v in per_seed.values()), default=0)
+    return {"rounds": rounds, "seeds": n_seeds, "passed": sum(r.status == PASS for r in results),
             "evaluated": sum(r.status != NA for r in results),
-            "checks": [{"name": r.name, "claim": r.claim, "expected": r.expected, "found": r.found,
-                        "status": r.status, "pass_share": shares.get(r.name)} for r in results]}
+            "checks": [{"name": r.name, "claim": r.claim, "expected": r.expected, "found": r.found, "status": r.status,
+                        "seed_passes": per_seed.get(r.name),
+                        "seed_pass_rate": float(np.mean(per_seed[r.name])) if r.name in per_seed else None,
+                        "pass_share": shares.get(r.name)} for r in results]}
 
 
 def metrics(result: dict) -> dict:
     """The numbers of :func:`run_checks` for ``dvc metrics`` (reports/metrics/checks.json): checks passed,
-    evaluated, and each evaluated check's pass share over the bootstrap resamples (n/a checks left out)."""
-    shares = {c["name"]: c["pass_share"] for c in result["checks"] if c["status"] != NA}
-    return {"checks": {"passed": result["passed"], "evaluated": result["evaluated"], **shares}}
-
+    evaluated, and each evaluated check's pass rate over the readout seeds and pass share over the
+    resamples of seeds and test images (n/a checks left out)."""
+    evaluated = [c for c in result["checks"] if c["status"] != NA]
+    return {"checks": {"passed": result["passed"], "evaluated": result["evaluated"], "seeds": result["seeds"],
+                       "seed_pass_rate": {c["name"]: c["seed_pass_rate"] for c in evaluated},
+                       "pass_share": {c["name"]: c["pass_share"] for c in evaluated}}}

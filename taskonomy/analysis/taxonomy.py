@@ -608,17 +608,27 @@ def sweep_cells(results: Sequence[Taxonomy]) -> list[dict]:
              "transferred": len(r.transfers), "status": r.status} for r in results]
 
 
-def headline(results: Sequence[Taxonomy]) -> dict:
+def headline(results: Sequence[Taxonomy], stability: Mapping[tuple[int, float], Mapping] | None = None) -> dict:
     """The sweep's headline for ``dvc metrics`` (reports/metrics/taxonomy.json; the whole grid is
     grid.csv): at the largest max order, the objective and mean gain at the smallest, middle and
-    largest budget, ``{"taxonomy": {"k<k>": {"b<b>": {objective, gain}}}}``."""
+    largest budget, ``{"taxonomy": {"k<k>": {"b<b>": {objective, gain}}}}``; with ``stability``
+    ((max order, budget) -> taskonomy.analysis.uncertainty.stability_of's dict), also the mean share of
+    resamples keeping each chosen edge (``edge_stability``) and each supervised task (``supervised_stability``)."""
     if not results:
         return {"taxonomy": {}}
     k = max(r.max_order for r in results)
     top = sorted((r for r in results if r.max_order == k), key=lambda r: r.budget)
     picked = {id(r): r for r in (top[0], top[len(top) // 2], top[-1])}.values()
-    return {"taxonomy": {f"k{k}": {f"b{r.budget:g}": {"objective": _rounded(r.objective), "gain": _rounded(r.mean("gain"))}
-                                   for r in sorted(picked, key=lambda r: r.budget)}}}
+
+    def cell(r: Taxonomy) -> dict:
+        out = {"objective": _rounded(r.objective), "gain": _rounded(r.mean("gain"))}
+        kept = (stability or {}).get((r.max_order, r.budget))
+        if kept is not None:
+            for name, part in (("edge_stability", "edges"), ("supervised_stability", "supervised")):
+                out[name] = _rounded(float(np.mean(list(kept[part].values())))) if kept[part] else None
+        return out
+
+    return {"taxonomy": {f"k{k}": {f"b{r.budget:g}": cell(r) for r in sorted(picked, key=lambda r: r.budget)}}}
 
 
 def _rounded(x: float | None) -> float | None:

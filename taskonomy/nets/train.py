@@ -46,6 +46,7 @@ from taskonomy.nets.data import Batch, TaskData, fit_stats, load_task_data
 from taskonomy.errors import DataError, TaskonomyError
 from taskonomy.nets.models import Encoder, TaskNetwork, build_encoder, build_task_network
 from taskonomy.provenance import code_version
+from taskonomy.stage import CORES_ENV   # one name for the runner and the stages
 from taskonomy.storage import atomic_path
 from taskonomy.tasks import Task, per_item_loss, trivial_losses
 
@@ -105,9 +106,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise TaskonomyError("device: cuda requested but no CUDA device is available")
     return torch.device(name)
-
-
-CORES_ENV = "TASKONOMY_CORES"
 
 
 def given_cores() -> int:

@@ -119,6 +119,23 @@ def top_sources(affinities: pd.DataFrame, k: int) -> list[tuple]:
     return rows
 
 
+def best_transfers(table: pd.DataFrame, k: int) -> list[tuple]:
+    """Per target of the full affinity table: its ``k`` best transfers of any order (``self`` and ``random``
+    left out) with their affinities and 95% intervals over resamples of the readout seeds and test images,
+    and whether the best one's interval overlaps the runner-up's (then their order is within noise)."""
+    rows = []
+    for target, rows_t in table.groupby("target", sort=False):
+        ranked = rows_t[(rows_t.order >= 1) & (rows_t.sources != "random")].sort_values("affinity", ascending=False)
+        cells = [f"{r.sources} {r.affinity:.3f} [{r.affinity_lo:.3f}, {r.affinity_hi:.3f}]"
+                 if "affinity_lo" in ranked else f"{r.sources} {r.affinity:.3f}" for r in ranked.head(k).itertuples()]
+        firm = ""
+        if "affinity_lo" in ranked and len(ranked) >= 2:
+            first, second = ranked.iloc[0], ranked.iloc[1]
+            firm = "yes" if first.affinity_lo > second.affinity_hi else "no"
+        rows.append((target, *cells, *[""] * (k - len(cells)), firm))
+    return rows
+
+
 def defined(stage: str, params: Params) -> bool:
     """Whether ``stage`` of dvc.lock is a stage of these params: DVC keeps the lock entries of stages a
     params edit removed (a task, a fine-tuned target, a grouping), which the timings table leaves out."""
@@ -202,7 +219,7 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
     first_losses = read_first_order(inputs.first_order / "first_order_losses.csv")
     first_aff = read_first_order(inputs.first_order / "first_order_affinities.csv")
     first_png = _need(inputs.first_order / "first_order.png", "affinity_first")
-    _need(inputs.affinities, "affinity")
+    table = _read_csv(inputs.affinities, "affinity")
     grid = _read_csv(inputs.taxonomy / "grid.csv", "taxonomy")
     tree_png = _need(inputs.taxonomy / "tree" / "similarity_tree.png", "taxonomy")
     tp = params.taxonomy
@@ -244,21 +261,41 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
         Image(first_png, "first-order matrices: raw mean losses and AHP affinities"),
         Text(f"Top {top_k} sources per target (first-order affinity; a target is not its own source):"),
         Table(("target", *[f"#{i + 1}" for i in range(top_k)]), tuple(top_sources(first_aff, top_k))),
+        Text(f"Best {top_k} transfers of any order per target in the full table (reports/affinities.csv), with 95% "
+             f"intervals over {params.affinity.bootstrap} resamples of the {params.transfer.seeds} readout seeds and the "
+             f"test images together; 'apart' says whether the best one's interval lies above the runner-up's (if "
+             f"not, which of the two is best is within noise):"),
+        Table(("target", *[f"#{i + 1}" for i in range(top_k)], "apart"), tuple(best_transfers(table, top_k)),
+              status_column="apart"),
     ])
 
     # taxonomy
     kmax = max(tp.max_orders)
+    kept = [sol for sol in solutions.values() if "stability" in sol]
     tax_blocks = [Text(f"One taxonomy per budget at max order {kmax} (the largest swept): red squares are "
                        "supervised; an edge runs from each source of a target's chosen transfer, coloured by order; "
-                       "each transferred target shows its gain (win rate against pixels).")]
+                       "each transferred target shows its gain (win rate against pixels)."
+                       + (f" Edge stability: the BIP re-solved on {tp.stability} resamples of the readout seeds and "
+                          f"test images (the affinity stage's); each edge is drawn as opaque and wide as the share "
+                          f"of resamples that choose it, and 'kept' labels that share for each transfer and each "
+                          f"supervised task (reports/taxonomy/stability.csv). Near 1/2 means a coin flip between "
+                          f"choices." if kept else ""))]
     for b in tp.budgets:
         tax_blocks.append(Image(figures.taxonomy_graph(solutions[(b, kmax)],
                                                        figures_dir / f"taxonomy_{solution_name(b, kmax)}.png"),
                                 f"budget {b:g}, max order {kmax}"))
-    tax_rows = tuple((f"{b:g}", k, s["status"], ", ".join(s["supervised"]), f"{s['objective']:.4g}")
+    def kept_mean(sol: dict, part: str) -> str:
+        shares = list(sol.get("stability", {}).get(part, {}).values())
+        return f"{np.mean(shares):.2f} (min {min(shares):.2f})" if shares else ""
+
+    tax_rows = tuple((f"{b:g}", k, s["status"],
+                      ", ".join(f"{t} ({s['stability']['supervised'][t]:.2f})" if "stability" in s else t
+                                for t in s["supervised"]),
+                      f"{s['objective']:.4g}", kept_mean(s, "edges"))
                      for (b, k), s in sorted(solutions.items()))
-    tax_blocks += [Text("Supervised tasks per (budget, max order):"),
-                   Table(("budget", "max order", "status", "supervised", "objective"), tax_rows)]
+    tax_blocks += [Text("Supervised tasks per (budget, max order), each with the share of resamples that supervise it, "
+                        "and the mean share keeping the chosen transfers:"),
+                   Table(("budget", "max order", "status", "supervised", "objective", "transfers kept"), tax_rows)]
 
     # gain and quality
     gq = Section("gain-quality", "Gain and quality over budget and max order", [
@@ -285,10 +322,13 @@ def build_sections(inputs: ReportInputs, params: Params, figures_dir: Path, *, t
              f"published first-order affinities pass all of them (tests/test_report.py), so they are a bar set by "
              f"networks trained on 120k real images. A source ranks high when it is related to the target and "
              f"when its network learned much at all: in small runs the second weighs as much as the first."),
-        Text(f"Pass share: in how many of {checks['rounds']} bootstrap resamples of each target's test images the check "
-             f"passes, i.e. how firm its result is against the choice of test images (not against retraining)."),
-        Table(("check", "why", "expected", "found", "result", "pass share"),
+        Text(f"Result: on the affinities of the mean over {checks.get('seeds', 1)} readout seeds. Seeds passing: the "
+             f"check on each seed's readouts alone (retraining the readouts; the task networks are one training "
+             f"each here). Pass share: in how many of {checks['rounds']} resamples of each target's readout seeds "
+             f"and test images together the check passes, i.e. how firm the result is against both."),
+        Table(("check", "why", "expected", "found", "result", "seeds passing", "pass share"),
               tuple((c["name"], c["claim"], c["expected"], c["found"], c["status"],
+                     "" if c.get("seed_passes") is None else f"{sum(c['seed_passes'])}/{len(c['seed_passes'])}",
                      "" if c["pass_share"] is None else f"{c['pass_share']:.2f}") for c in checks["checks"]),
               status_column="result"),
     ])

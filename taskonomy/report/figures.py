@@ -47,17 +47,21 @@ def training_curves(curves: Mapping[str, pd.DataFrame], path: Path) -> Path:
 
 def taxonomy_graph(solution: Mapping, path: Path) -> Path:
     """One taxonomy: supervised tasks in the inner ring, the other targets outside; an edge per source
-    of a chosen transfer, coloured by the transfer's order; each transferred target labelled with its gain."""
+    of a chosen transfer, coloured by the transfer's order; each transferred target labelled with its gain.
+    With the solution's ``stability`` (stage taxonomy with resamples), each edge is drawn as opaque and wide
+    as the share of resamples that keep it, and each task is labelled with that share."""
     plt = pyplot()
     supervised = list(solution["supervised"])
     per_target = solution.get("per_target", {})
+    kept = solution.get("stability")
     g = nx.DiGraph()
     g.add_nodes_from(supervised)
     for target, choice in per_target.items():
         g.add_node(target)
         sources = [s for s in choice["sources"] if s != SELF]
+        share = kept["edges"].get(target, 0.0) if kept else 1.0
         for s in sources:
-            g.add_edge(s, target, order=len(sources))
+            g.add_edge(s, target, order=len(sources), share=share)
     outer = [n for n in g if n not in supervised]
     shells = [supervised, outer] if supervised and outer else [list(g)]
     pos = nx.shell_layout(g, shells)
@@ -65,16 +69,23 @@ def taxonomy_graph(solution: Mapping, path: Path) -> Path:
     orders = sorted({d["order"] for *_, d in g.edges(data=True)})
     cmap = plt.get_cmap("viridis", max(2, len(orders)))
     for i, k in enumerate(orders):
-        edges = [(u, v) for u, v, d in g.edges(data=True) if d["order"] == k]
-        nx.draw_networkx_edges(g, pos, edgelist=edges, ax=ax, edge_color=[cmap(i)], arrows=True, arrowsize=8,
-                               width=1.0, alpha=0.7, node_size=300)
+        for u, v, d in g.edges(data=True):
+            if d["order"] == k:
+                nx.draw_networkx_edges(g, pos, edgelist=[(u, v)], ax=ax, edge_color=[cmap(i)], arrows=True,
+                                       arrowsize=8, width=0.4 + 2.2 * d["share"], alpha=0.15 + 0.8 * d["share"],
+                                       node_size=300)
     nx.draw_networkx_nodes(g, pos, nodelist=outer, ax=ax, node_color="#dddddd", node_size=160)
     nx.draw_networkx_nodes(g, pos, nodelist=supervised, ax=ax, node_color="#d62728", node_size=320,
                            node_shape="s")
     labels = {}
     for n in g:
         gain = per_target.get(n, {}).get("gain")
-        labels[n] = n if n in supervised or gain is None or not np.isfinite(gain) else f"{n}\ngain {gain:.2f}"
+        if n in supervised:
+            labels[n] = f"{n}\nkept {kept['supervised'].get(n, 0.0):.2f}" if kept else n
+        elif gain is None or not np.isfinite(gain):
+            labels[n] = n
+        else:
+            labels[n] = f"{n}\ngain {gain:.2f}" + (f", kept {kept['edges'].get(n, 0.0):.2f}" if kept else "")
     nx.draw_networkx_labels(g, pos, labels, ax=ax, font_size=6)
     ax.set_title(f"budget {solution['budget']:g}, max order {solution['max_order']}: "
                  f"{len(supervised)} supervised, objective {solution.get('objective', float('nan')):.3f}", fontsize=9)
@@ -82,6 +93,9 @@ def taxonomy_graph(solution: Mapping, path: Path) -> Path:
 
     handles = [Line2D([], [], color="#d62728", marker="s", ls="", label="supervised")]
     handles += [Line2D([], [], color=cmap(i), label=f"order {k} transfer") for i, k in enumerate(orders)]
+    if kept:
+        handles += [Line2D([], [], color="grey", lw=0.4 + 2.2 * share, alpha=0.15 + 0.8 * share,
+                           label=f"kept in {share:.0%} of resamples") for share in (1.0, 0.5)]
     ax.legend(handles=handles, fontsize=7, loc="lower right")
     ax.axis("off")
     ax.margins(0.12)

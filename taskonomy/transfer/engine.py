@@ -21,7 +21,9 @@ input transform of the targets (normally two: plain and noisy). ``pixels`` (refe
 
 Seeds: a readout's initialisation and batch order depend on (``transfer.seed``, target) only, not on
 the source: all transfers into a target start from the same head and see the same batches (common
-random numbers), so their differences come from the representations.
+random numbers), so their differences come from the representations. With ``transfer.seeds`` = S, every
+transfer is read out S times, at seeds ``seed``, ..., ``seed + S - 1`` (:func:`seed_params`); the stages
+keep each seed's per-item losses and their mean (taskonomy.losses.write_seeded).
 
 Trained readouts can be kept (:func:`run_readouts` with ``keep=True``; :func:`save_readouts`): their
 weights, what rebuilds them (:func:`build_readout`'s arguments) and the source's standardisation
@@ -49,7 +51,7 @@ from taskonomy.nets.train import LoopConfig, cpu_kernels, evaluate_per_item, fit
 from taskonomy.sources import PIXELS, set_key
 from taskonomy.storage import atomic_savez
 from taskonomy.tasks import Task, get_task, per_item_loss
-from taskonomy.transfer.executors import ExecutorSpec, map_jobs
+from taskonomy.transfer.executors import ExecutorSpec, SplitContext, map_jobs
 from taskonomy.transfer.readout import PixelsTrunk, Readout, TransferFunction
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,11 @@ class TaskLoss:
 
     def __call__(self, pred: torch.Tensor, batch: Batch) -> torch.Tensor:
         return per_item_loss(self.task, pred, batch.y, batch.mask)
+
+
+def seed_params(params: TransferParams) -> list[TransferParams]:
+    """The settings of each of the ``params.seeds`` readouts of a transfer: ``seed``, ``seed + 1``, ..."""
+    return [replace(params, seed=params.seed + k) for k in range(params.seeds)]
 
 
 def readout_seed(seed: int, target: str) -> int:
@@ -188,7 +195,7 @@ def rep_key(split: str, task: Task) -> str:
 # --------------------------------------------------------------------------------------------------
 
 @dataclass
-class TransferContext:
+class TransferContext(SplitContext):
     """What every job of a stage shares: cached reps per source, every target's data, the settings."""
     reps: dict[str, dict[str, torch.Tensor]]        # source -> rep_key -> (V, C, h, w)
     targets: dict[str, dict[str, TaskData]]         # target -> split -> data (views dropped unless pixels)
@@ -199,20 +206,11 @@ class TransferContext:
 
     # What a job on another machine needs (taskonomy.transfer.executors, Ray): a job (sources, target)
     # reads its sources' representations and its target's data, nothing else.
+    PARTS = ("reps", "targets")
+
     def job_parts(self, job: tuple[tuple[str, ...], str]) -> list[str]:
         sources, target = job
-        return [f"rep:{s}" for s in sources if s in self.reps] + [f"target:{target}"]
-
-    def part(self, key: str) -> Any:
-        kind, name = key.split(":", 1)
-        return self.reps[name] if kind == "rep" else self.targets[name]
-
-    def shell(self) -> "TransferContext":
-        return replace(self, reps={}, targets={})
-
-    def assemble(self, parts: dict[str, Any], device: str) -> "TransferContext":
-        return replace(self, reps={k[4:]: v for k, v in parts.items() if k.startswith("rep:")},
-                       targets={k[7:]: v for k, v in parts.items() if k.startswith("target:")}, device=device)
+        return [f"reps:{s}" for s in sources if s in self.reps] + [f"targets:{target}"]
 
 
 def build_readout(sources: Sequence[str], task: Task, in_channels: int, width: int, rep_hw: int,
@@ -372,10 +370,12 @@ def load_reps(path: str | Path, source: str) -> dict[str, torch.Tensor]:
 
 
 def save_readouts(path: str | Path, source: str, readouts: Mapping[str, Mapping[str, Any]], params: TransferParams,
-                  net: TrainTaskParams, moments: Moments | None = None) -> None:
+                  net: TrainTaskParams, moments: Moments | None = None,
+                  seed_readouts: Sequence[Mapping[str, Mapping[str, Any]]] = ()) -> None:
     """Write the readouts of one source (or of ``pixels``) atomically, with what rebuilds and feeds them:
-    ``{"format", "source", "transfer", "train_task", "moments", "readouts"}``; ``readouts``: target ->
-    :func:`readout_record`; ``moments``: the source's standardisation per input transform (the transfer
+    ``{"format", "source", "transfer", "train_task", "moments", "readouts", "seed_readouts"}``; ``readouts``:
+    target -> :func:`readout_record` at the first seed, ``seed_readouts`` the same at each further seed of
+    ``transfer.seeds``; ``moments``: the source's standardisation per input transform (the transfer
     split's, which the readouts were trained behind; none for ``pixels``, which reads images).
 
     No code version, unlike a task network's checkpoint: the file lies in ``outputs/transfer``, a folder
@@ -384,7 +384,8 @@ def save_readouts(path: str | Path, source: str, readouts: Mapping[str, Mapping[
     save_checkpoint(Path(path), {
         "format": 1, "source": source, "transfer": as_dict(params), "train_task": as_dict(net),
         "moments": {t: {k: v.detach().cpu() for k, v in m.items()} for t, m in (moments or {}).items()},
-        "readouts": {t: dict(r) for t, r in readouts.items()}})
+        "readouts": {t: dict(r) for t, r in readouts.items()},
+        "seed_readouts": [{t: dict(r) for t, r in more.items()} for more in seed_readouts]})
 
 
 def load_readouts(path: str | Path, stage: str) -> dict[str, Any]:
@@ -401,9 +402,15 @@ def load_readouts(path: str | Path, stage: str) -> dict[str, Any]:
     return payload
 
 
-def rebuild_readout(payload: Mapping[str, Any], target: str, where: str = "readouts") -> Readout:
-    """The trained readout into ``target`` from :func:`load_readouts`' ``payload``, in eval mode (CPU)."""
-    record = payload["readouts"].get(target)
+def readout_seeds(payload: Mapping[str, Any]) -> int:
+    """How many seeds of readouts a :func:`load_readouts` payload holds."""
+    return 1 + len(payload.get("seed_readouts", ()))
+
+
+def rebuild_readout(payload: Mapping[str, Any], target: str, where: str = "readouts", seed: int = 0) -> Readout:
+    """The trained readout into ``target`` from :func:`load_readouts`' ``payload`` (its ``seed``-th seed), in
+    eval mode (CPU)."""
+    record = (payload["readouts"] if seed == 0 else payload["seed_readouts"][seed - 1]).get(target)
     if record is None:
         raise DataError(f"{where}: no readout into {target} (has: {', '.join(payload['readouts']) or 'none'})")
     try:

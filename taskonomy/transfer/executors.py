@@ -48,6 +48,27 @@ class ExecutorSpec:
     device: str = "auto"          # what the params ask for; a Ray job resolves it where it runs
 
 
+class SplitContext:
+    """What a context shipped to Ray in parts needs besides its own ``job_parts(job)``: parts are named
+    ``'<field>:<name>'``, ``<field>`` one of the dict fields listed in ``PARTS`` (a dataclass), and a job's
+    context is rebuilt from an empty shell and its parts (:func:`map_jobs` with ``executor: ray``)."""
+    PARTS: tuple[str, ...] = ()
+
+    def part(self, key: str) -> Any:
+        field, name = key.split(":", 1)
+        return getattr(self, field)[name]
+
+    def shell(self):
+        return dataclasses.replace(self, **{field: {} for field in self.PARTS})
+
+    def assemble(self, parts: dict[str, Any], device: str):
+        grouped: dict[str, dict[str, Any]] = {field: {} for field in self.PARTS}
+        for key, value in parts.items():
+            field, name = key.split(":", 1)
+            grouped[field][name] = value
+        return dataclasses.replace(self, **grouped, device=device)
+
+
 def map_jobs(fn: Job, context: Any, jobs: Sequence[Any], spec: ExecutorSpec = ExecutorSpec()) -> list[Any]:
     """``[fn(context, job) for job in jobs]``, run as ``spec`` says; results in job order."""
     jobs = list(jobs)

@@ -1,11 +1,12 @@
 """What the transfer stages make: ``transfer@<source>`` (every first-order readout from one frozen source)
 and ``transfer_high`` (the beam's higher-order source sets into every target).
 
-``transfer@<source>`` writes, in ``out``: ``losses.npz`` (taskonomy.losses), ``reps.npz`` (the source's
+Every readout is trained at each of ``transfer.seeds`` seeds. ``transfer@<source>`` writes, in ``out``:
+``losses.npz`` and ``seed_losses.npz`` (their mean over the seeds, and each seed's: taskonomy.losses), ``reps.npz`` (the source's
 representations of the transfer and test splits, which ``transfer_high`` reads back), ``readouts.pt``
 (every trained readout with the source's standardisation moments, which ``adapt_taxonomy`` scores on
 another domain with: taskonomy.transfer.rescore) and ``metrics.json`` (times per phase). ``transfer_high``
-writes ``<out>/<target>/losses.npz`` for every target (its readouts are not kept).
+writes ``<out>/<target>/losses.npz`` and ``seed_losses.npz`` for every target (its readouts are not kept).
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 from taskonomy.analysis.tables import read_affinity_rows
 from taskonomy.bank import load_splits
 from taskonomy.config import Params
 from taskonomy.errors import ParamsError
-from taskonomy.losses import LOSS_FILE, high_path, write_keyed
+from taskonomy.losses import high_path, write_seeded
 from taskonomy.nets.train import resolve_device
 from taskonomy.sources import set_key
 from taskonomy.stage import note_timing
@@ -25,7 +28,7 @@ from taskonomy.storage import atomic_write_json, ensure_writable
 from taskonomy.transfer.beam import high_order_sets
 from taskonomy.transfer.engine import (READOUT_FILE, TransferContext, encode_source_moments, executor_spec, load_reps,
                                        load_targets, run_readouts, run_transfers, save_readouts, save_reps,
-                                       source_encoder, strip_views)
+                                       seed_params, source_encoder, strip_views)
 
 log = logging.getLogger("taskonomy.transfer")
 
@@ -36,7 +39,7 @@ def first_order(source: str, params: Params, bank: Path, models: Path, out: Path
     outputs are written empty, and say so in ``metrics.json``."""
     ensure_writable(out)
     if source in params.target_only():
-        write_keyed(out / LOSS_FILE, {})
+        write_seeded(out, {})
         save_reps(out / "reps.npz", {})
         save_readouts(out / READOUT_FILE, source, {}, params.transfer, params.train_task, {})
         atomic_write_json(out / "metrics.json", {"source": source, "targets": 0, "target_only": True})
@@ -49,18 +52,22 @@ def first_order(source: str, params: Params, bank: Path, models: Path, out: Path
     t_load = time.perf_counter()
     reps, moments = encode_source_moments(encoder, targets, device=device)
     t_encode = time.perf_counter()
-    context = TransferContext({source: reps}, strip_views(targets), params.transfer, params.train_task, device)
-    spec = executor_spec(params.transfer, device)
-    readouts = run_readouts(context, [((source,), t) for t in targets], spec, keep=True)
+    data, spec = strip_views(targets), executor_spec(params.transfer, device)
+    per_seed = []
+    for k, tp in enumerate(seed_params(params.transfer)):
+        log.info("%s: readouts at seed %d (%d of %d)", source, tp.seed, k + 1, params.transfer.seeds)
+        context = TransferContext({source: reps}, data, tp, params.train_task, device)
+        per_seed.append(run_readouts(context, [((source,), t) for t in targets], spec, keep=True))
     t_train = time.perf_counter()
 
-    write_keyed(out / LOSS_FILE, {t: readouts[t][source].losses for t in targets})
+    write_seeded(out, {t: np.stack([r[t][source].losses for r in per_seed]) for t in targets})
     save_reps(out / "reps.npz", reps)
-    save_readouts(out / READOUT_FILE, source, {t: readouts[t][source].record for t in targets},
-                  params.transfer, params.train_task, moments)
+    save_readouts(out / READOUT_FILE, source, {t: per_seed[0][t][source].record for t in targets},
+                  params.transfer, params.train_task, moments,
+                  seed_readouts=[{t: r[t][source].record for t in targets} for r in per_seed[1:]])
     atomic_write_json(out / "metrics.json", {
-        "source": source, "targets": len(targets), "device": device, "executor": spec.kind,
-        "workers": spec.workers, "threads": spec.threads})
+        "source": source, "targets": len(targets), "seeds": params.transfer.seeds, "device": device,
+        "executor": spec.kind, "workers": spec.workers, "threads": spec.threads})
     note_timing(load_seconds=round(t_load - t0, 3), encode_seconds=round(t_encode - t_load, 3),
                 train_seconds=round(t_train - t_encode, 3), targets=len(targets))
 
@@ -80,13 +87,16 @@ def high_order(targets: list[str], params: Params, bank: Path, affinities: Path,
         raise ParamsError(f"{affinities}: sources {', '.join(unknown)} are not in the task list; "
                           f"rerun the affinity_first stage")
     jobs = [(group, t) for t, groups in sets.items() for group in groups]
-    losses = {}
+    per_seed = []
     if jobs:
         device = str(resolve_device(tp.device))
         data = strip_views(load_targets(load_splits(bank), list(sets), tp.images, params.target_only()))
         cached = {s: load_reps(reps / s / "reps.npz", s) for s in sources}
-        log.info("transfer_high: %d source sets into %d targets from %d sources", len(jobs), len(sets), len(sources))
-        context = TransferContext(cached, data, tp, params.train_task, device)
-        losses = run_transfers(context, jobs, executor_spec(tp, device))
+        log.info("transfer_high: %d source sets into %d targets from %d sources, %d seeds", len(jobs), len(sets),
+                 len(sources), tp.seeds)
+        for seeded in seed_params(tp):
+            context = TransferContext(cached, data, seeded, params.train_task, device)
+            per_seed.append(run_transfers(context, jobs, executor_spec(tp, device)))
     for t in targets:
-        write_keyed(high_path(out, t), {set_key(g): losses[t][set_key(g)] for g in sets.get(t, [])})
+        keys = [set_key(g) for g in sets.get(t, [])]
+        write_seeded(high_path(out, t).parent, {k: np.stack([losses[t][k] for losses in per_seed]) for k in keys})

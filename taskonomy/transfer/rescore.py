@@ -32,14 +32,14 @@ import torch
 from taskonomy.bank import MANIFEST, Split, check_same_bank, load_split
 from taskonomy.config import Params
 from taskonomy.errors import DataError
-from taskonomy.losses import LOSS_FILE, read_target_losses, self_path, source_path, write_keyed, write_self
+from taskonomy.losses import LOSS_FILE, read_target_losses, seed_mean, self_path, source_path, write_keyed, write_self
 from taskonomy.nets.data import TaskData, label_stats, load_task_data
 from taskonomy.nets.train import evaluate_per_item, load_task_network, resolve_device, set_threads, task_loss
 from taskonomy.sources import PIXELS, SELF
 from taskonomy.tasks import get_task
 from taskonomy.transfer.engine import (READOUT_FILE, TaskLoss, encode_views, executor_spec, load_readouts,
-                                       rebuild_readout, source_encoder, standardise)
-from taskonomy.transfer.executors import map_jobs
+                                       readout_seeds, rebuild_readout, source_encoder, standardise)
+from taskonomy.transfer.executors import SplitContext, map_jobs
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def encode_split(source: str, params: Params, models: Path, payload: Mapping[str
 
 
 @dataclass
-class ScoreContext:
+class ScoreContext(SplitContext):
     """What every scoring job shares: the split's data, the saved readouts and the encoded split."""
     data: dict[str, TaskData]                        # target -> its items (views: the images)
     readouts: dict[str, dict[str, Any]]              # source or pixels -> load_readouts' payload
@@ -132,31 +132,21 @@ class ScoreContext:
     device: str = "cpu"
 
     # What a job on another machine needs (Ray): its source's readouts and representations, every target.
+    PARTS = ("data", "readouts", "reps")
+
     def job_parts(self, source: str) -> list[str]:
         return [f"readouts:{source}"] + ([f"reps:{source}"] if source in self.reps else []) + [f"data:{t}" for t in self.data]
 
-    def part(self, key: str) -> Any:
-        kind, name = key.split(":", 1)
-        return getattr(self, kind)[name]
-
-    def shell(self) -> "ScoreContext":
-        return replace(self, data={}, readouts={}, reps={})
-
-    def assemble(self, parts: dict[str, Any], device: str) -> "ScoreContext":
-        grouped: dict[str, dict[str, Any]] = {"data": {}, "readouts": {}, "reps": {}}
-        for key, value in parts.items():
-            kind, name = key.split(":", 1)
-            grouped[kind][name] = value
-        return replace(self, **grouped, device=device)
-
 
 def score_readouts(context: ScoreContext, source: str) -> dict[str, np.ndarray]:
-    """A job: ``source -> t`` (or ``pixels`` on the images) for every target t, as trained, per item."""
+    """A job: ``source -> t`` (or ``pixels`` on the images) for every target t, as trained, per item: the
+    mean over the readouts' seeds, as the stored losses are (taskonomy.losses.write_seeded)."""
     payload, out = context.readouts[source], {}
     for target, d in context.data.items():
-        readout = rebuild_readout(payload, target, context.where[source]).to(context.device)
         items = d if source == PIXELS else replace(d, views=context.reps[source][d.task.transform.value].unsqueeze(1))
-        out[target] = evaluate_per_item(readout, items, TaskLoss(d.task))
+        per_seed = [evaluate_per_item(rebuild_readout(payload, target, context.where[source], k).to(context.device),
+                                      items, TaskLoss(d.task)) for k in range(readout_seeds(payload))]
+        out[target] = seed_mean(np.stack(per_seed)).astype(np.float32)
     return out
 
 
