@@ -4,12 +4,16 @@ representations at several ``transfer.seed`` values, nothing else changed.
 
     .venv/bin/python benchmarks/noise.py [RUN] [--seeds 0,1,2,3,4,5] [--targets a,b] [--sources a,b]
         [--groups 1,3] [--rounds 100] [--save FILE.npz] [--load FILE.npz]
+    .venv/bin/python benchmarks/noise.py --runs RUN_A RUN_B [...]      # whole pipelines at other seeds
 
 ``RUN`` is a repository after ``dvc repro`` (default: this one): its ``params.yaml``, ``data/bank`` and the
 representations each ``transfer`` stage cached (``outputs/transfer/<source>/reps.npz``). The task networks
 are the run's own: this measures the readouts' share of a seed's noise (a lower bound of the whole
-pipeline's; the task networks' share needs a run at another ``train_task.seed``, which ``--load`` of two
-runs' saved losses compares the same way). By default every target and every source of the run.
+pipeline's). By default every target and every source of the run.
+
+``--runs`` compares whole pipelines instead, each a finished run at its own seeds (``train_task.seed``,
+``transfer.seed``; the same bank): each run's first-order losses (``outputs/transfer/<source>/losses.npz``,
+the mean over its ``transfer.seeds`` readouts) stand for one seed, and nothing is retrained.
 
 Printed, with scipy.stats' ``kendalltau`` for the rank agreement:
 
@@ -40,6 +44,7 @@ from taskonomy.analysis.checks import NA, PASS, check_structure, ranked_sources
 from taskonomy.bank import load_splits
 from taskonomy.config import check_tasks, load_params
 from taskonomy.errors import TaskonomyError
+from taskonomy.losses import first_order_losses
 from taskonomy.nets.train import resolve_device
 from taskonomy.stage import run_main
 from taskonomy.transfer.engine import (TransferContext, executor_spec, load_reps, load_targets, run_transfers,
@@ -126,10 +131,19 @@ def main() -> None:
     parser.add_argument("--save", type=Path, help="write the retrained losses here (npz)")
     parser.add_argument("--load", type=Path, action="append", default=[],
                         help="read losses saved by --save instead of retraining (repeat: seeds of several runs)")
+    parser.add_argument("--runs", type=Path, nargs="+", default=[],
+                        help="finished runs at other seeds: their first-order losses, one seed each")
     args = parser.parse_args()
     params = load_params(args.run / "params.yaml")
     clip = params.affinity.clip
-    if args.load:
+    if args.runs:
+        losses = {}
+        for i, run in enumerate(args.runs):
+            p = load_params(run / "params.yaml")
+            losses[i] = first_order_losses(run / "outputs/transfer", p.sources(), p.targets())
+            print(f"run {i}: {run} (train_task.seed {p.train_task.seed}, transfer.seed {p.transfer.seed}, "
+                  f"{p.transfer.seeds} readout seeds averaged)")
+    elif args.load:
         losses = {}
         for i, path in enumerate(args.load):   # several runs: their seeds renumbered run by run
             for seed, per in load(path).items():
@@ -149,7 +163,8 @@ def main() -> None:
     boot = bootstrap_matrices(losses[seeds[0]], clip, args.rounds, 0)
     targets = list(matrices[0].columns)
 
-    print(f"\n{len(seeds)} readout seeds, {len(targets)} targets, {len(matrices[0].index)} sources")
+    what = "runs" if args.runs else "readout seeds"
+    print(f"\n{len(seeds)} {what}, {len(targets)} targets, {len(matrices[0].index)} sources")
     print(f"{'target':>18}  {'sd(aff)':>8}  {'sd/mean':>7}  {'tau seeds':>9}  {'tau boot':>8}  best source per seed")
     stack = np.stack([m.values for m in matrices])                 # (S, sources, targets)
     sd, mean = np.nanstd(stack, axis=0, ddof=1), np.nanmean(stack, axis=0)

@@ -48,8 +48,9 @@ TINY = {
     "render": {"resolution": 16, "scenes": {"train": 6, "transfer": 4, "test": 3}, "chunk_scenes": 4,
                "sample_scenes": 1, "workers": 1},
     "train_task": {"width": 4, "epochs": 1, "batch_size": 16, "threads": 1},
-    "transfer": {"epochs": 1, "batch_size": 16, "max_order": 2, "beam": 3, "workers": 1},
-    "taxonomy": {"budgets": [1, 2, 3], "max_orders": [1, 2]},
+    "transfer": {"epochs": 1, "batch_size": 16, "max_order": 2, "beam": 3, "workers": 1, "seeds": 2},
+    "affinity": {"bootstrap": 40},
+    "taxonomy": {"budgets": [1, 2, 3], "max_orders": [1, 2], "stability": 20},
     "finetune": {"targets": ["rgb2depth", "class_scene"], "sizes": [8, 24], "train_items": 16, "batch_size": 8,
                  "budget": 2, "max_order": 2, "bootstrap": 50, "workers": 1},
     "multitask": {"tasks": ["rgb2depth", "rgb2sfnorm", "segmentsemantic", "class_scene", "fix_pose"], "seeds": [0, 1],
@@ -114,8 +115,17 @@ def test_outputs_are_consistent(pipeline):
         assert (rows.order == 2).any()  # the beam formed pairs
         assert rows.quality.between(0, 1).all() and rows.gain.between(0, 1).all()
         n_items = len(np.load(path / f"models/{target}/test_losses.npy"))
-        with np.load(path / "outputs/transfer/random/losses.npz") as z:
-            assert z[target].shape == (n_items,)
+        with np.load(path / "outputs/transfer/random/losses.npz") as z, \
+                np.load(path / "outputs/transfer/random/seed_losses.npz") as seeds:
+            assert z[target].shape == (n_items,) and seeds[target].shape == (2, n_items)   # transfer.seeds: 2
+            np.testing.assert_allclose(z[target], seeds[target].astype(np.float64).mean(0), rtol=1e-6)
+        intervals = rows.dropna(subset=["affinity_lo"])       # every transfer, self and random: an interval
+        assert len(intervals) == len(rows) - 1 and (intervals.affinity_lo <= intervals.affinity_hi).all()
+    # the checks per readout seed, and the edge stability of every taxonomy cell
+    checks = json.loads((path / "reports/checks/checks.json").read_text())
+    assert checks["seeds"] == 2 and all(len(c["seed_passes"]) == 2 for c in checks["checks"] if c["status"] != "n/a")
+    stability = pd.read_csv(path / "reports/taxonomy/stability.csv", keep_default_na=False)
+    assert len(stability.groupby(["max_order", "budget"])) == 6 and stability.share.between(0, 1).all()
     solution = json.loads((path / "reports/taxonomy/solutions/b2_k2.json").read_text())
     assert solution["status"] == "optimal" and len(solution["supervised"]) <= 2
     served = set(solution["supervised"]) | set(solution["transfers"])
