@@ -120,12 +120,13 @@ def top_sources(affinities: pd.DataFrame, k: int) -> list[tuple]:
 
 
 def best_transfers(table: pd.DataFrame, k: int) -> list[tuple]:
-    """Per target of the full affinity table: its ``k`` best transfers of any order (``self`` and ``random``
-    left out) with their affinities and 95% intervals over resamples of the readout seeds and test images,
+    """Per target of the full affinity table: its ``k`` best transfers of any order (``self``, ``random`` and the
+    sets that hold the target itself left out) with their affinities and 95% intervals over resamples of the readout seeds and test images,
     and whether the best one's interval overlaps the runner-up's (then their order is within noise)."""
     rows = []
     for target, rows_t in table.groupby("target", sort=False):
-        ranked = rows_t[(rows_t.order >= 1) & (rows_t.sources != "random")].sort_values("affinity", ascending=False)
+        own = rows_t.sources.str.split("__").apply(lambda names: target in names)     # t <- t is no transfer
+        ranked = rows_t[(rows_t.order >= 1) & (rows_t.sources != "random") & ~own].sort_values("affinity", ascending=False)
         cells = [f"{r.sources} {r.affinity:.3f} [{r.affinity_lo:.3f}, {r.affinity_hi:.3f}]"
                  if "affinity_lo" in ranked else f"{r.sources} {r.affinity:.3f}" for r in ranked.head(k).itertuples()]
         firm = ""
