@@ -365,3 +365,17 @@ def test_finetune_section_shows_findings_table_and_notes(tmp_path):
     assert rows[0][7:] == ("-0.050 [-0.070, -0.030]", "+0.010 [-0.010, +0.020]")
     assert rows[1][:3] == ("class_scene", "taxonomy", "supervised by the taxonomy: no source chosen")
     assert finetune_section(None, params).blocks[0].text.startswith("Not part of this run")
+
+
+def test_best_transfers_show_intervals_and_whether_the_best_is_apart():
+    """Per target: the best transfers of any order with their intervals, never self, random or a set holding
+    the target itself; 'apart' only when the best one's interval lies above the runner-up's."""
+    from taskonomy.report.build import best_transfers
+
+    rows = [("a", "self", 0, 0.5, 0.4, 0.6), ("a", "a", 1, 0.3, 0.2, 0.4), ("a", "b__a", 2, 0.25, 0.2, 0.3),
+            ("a", "random", 1, 0.2, 0.1, 0.3), ("a", "b", 1, 0.15, 0.12, 0.18), ("a", "c", 1, 0.05, 0.02, 0.08),
+            ("d", "self", 0, 0.5, 0.4, 0.6), ("d", "b", 1, 0.26, 0.2, 0.3), ("d", "c", 1, 0.24, 0.19, 0.29)]
+    table = pd.DataFrame(rows, columns=["target", "sources", "order", "affinity", "affinity_lo", "affinity_hi"])
+    (a, d) = best_transfers(table, 3)
+    assert a == ("a", "b 0.150 [0.120, 0.180]", "c 0.050 [0.020, 0.080]", "", "yes")
+    assert d[0] == "d" and d[1].startswith("b 0.260") and d[-1] == "no"     # overlapping: within noise
