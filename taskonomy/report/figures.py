@@ -45,6 +45,11 @@ def training_curves(curves: Mapping[str, pd.DataFrame], path: Path) -> Path:
     return save_figure(fig, path, dpi=DPI)
 
 
+def _edge_style(share: float) -> tuple[float, float]:
+    """Line width and opacity of a taxonomy edge kept in ``share`` of the resamples (1: drawn full)."""
+    return 0.4 + 2.2 * share, 0.15 + 0.8 * share
+
+
 def taxonomy_graph(solution: Mapping, path: Path) -> Path:
     """One taxonomy: supervised tasks in the inner ring, the other targets outside; an edge per source
     of a chosen transfer, coloured by the transfer's order; each transferred target labelled with its gain.
@@ -71,9 +76,9 @@ def taxonomy_graph(solution: Mapping, path: Path) -> Path:
     for i, k in enumerate(orders):
         for u, v, d in g.edges(data=True):
             if d["order"] == k:
+                width, alpha = _edge_style(d["share"])
                 nx.draw_networkx_edges(g, pos, edgelist=[(u, v)], ax=ax, edge_color=[cmap(i)], arrows=True,
-                                       arrowsize=8, width=0.4 + 2.2 * d["share"], alpha=0.15 + 0.8 * d["share"],
-                                       node_size=300)
+                                       arrowsize=8, width=width, alpha=alpha, node_size=300)
     nx.draw_networkx_nodes(g, pos, nodelist=outer, ax=ax, node_color="#dddddd", node_size=160)
     nx.draw_networkx_nodes(g, pos, nodelist=supervised, ax=ax, node_color="#d62728", node_size=320,
                            node_shape="s")
@@ -94,7 +99,7 @@ def taxonomy_graph(solution: Mapping, path: Path) -> Path:
     handles = [Line2D([], [], color="#d62728", marker="s", ls="", label="supervised")]
     handles += [Line2D([], [], color=cmap(i), label=f"order {k} transfer") for i, k in enumerate(orders)]
     if kept:
-        handles += [Line2D([], [], color="grey", lw=0.4 + 2.2 * share, alpha=0.15 + 0.8 * share,
+        handles += [Line2D([], [], color="grey", lw=_edge_style(share)[0], alpha=_edge_style(share)[1],
                            label=f"kept in {share:.0%} of resamples") for share in (1.0, 0.5)]
     ax.legend(handles=handles, fontsize=7, loc="lower right")
     ax.axis("off")
