@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -274,6 +275,7 @@ def per_item_loss(task: Task, pred: torch.Tensor, target: torch.Tensor,
     if task.loss is Loss.L2:
         return _dense_mean((pred - target).square(), mask) if task.kind.dense else (pred - target).square().mean(1)
     if task.loss is Loss.CROSS_ENTROPY:
+        target = target.long()                                             # ids may be stored compact (uint8)
         if not task.kind.dense:
             return F.cross_entropy(pred, target, reduction="none")         # (B,)
         # the mean over labelled pixels (no data-dependent branch: no device sync on CUDA)
@@ -289,6 +291,42 @@ def per_item_loss(task: Task, pred: torch.Tensor, target: torch.Tensor,
     raise TaskonomyError(f"{task.name}: has no loss (kind {task.kind.value})")
 
 
+CHUNK_ITEMS = 256   # items per chunk of every whole-split reduction: memory follows the chunk, not the split
+
+
+def _chunks(n: int, size: int = CHUNK_ITEMS) -> Iterator[slice]:
+    return (slice(i, min(i + size, n)) for i in range(0, n, size))
+
+
+def same_segment_rate(samples: torch.Tensor) -> float:
+    """The share of same-segment pairs among the sampled pixel pairs (i, j) of every item (i = j included),
+    counted a chunk of items at a time (an exact integer count, never the split's (N, n, n) pairs)."""
+    ids = samples[..., 1]
+    same = sum(int((ids[part].unsqueeze(2) == ids[part].unsqueeze(1)).sum()) for part in _chunks(ids.shape[0]))
+    return same / (ids.shape[0] * ids.shape[1] ** 2)
+
+
+def class_counts(target: torch.Tensor, k: int, dense: bool) -> torch.Tensor:
+    """Per-class label counts, int64: (K,) for item labels, (K, H, W) per pixel for dense maps; dense
+    ``IGNORE_INDEX`` pixels are not counted. Chunked bincounts, never a one-hot of the split."""
+    if not dense:
+        return torch.bincount(target.flatten().long(), minlength=k)[:k]
+    hw = target[0].numel()
+    counts = torch.zeros(k * hw, dtype=torch.int64)
+    pixel = torch.arange(hw)
+    for part in _chunks(target.shape[0]):
+        labels = target[part].flatten(1).long()                            # (b, H*W)
+        keep = labels != IGNORE_INDEX
+        counts += torch.bincount((labels * hw + pixel)[keep], minlength=k * hw)
+    return counts.view(k, *target.shape[1:])
+
+
+def mean_target(target: torch.Tensor) -> torch.Tensor:
+    """The float64 mean over items, summed chunk by chunk (no float64 copy of the split)."""
+    total = sum(target[part].double().sum(0) for part in _chunks(target.shape[0]))
+    return total / target.shape[0]
+
+
 def trivial_losses(task: Task, train_target: torch.Tensor, test_target: torch.Tensor,
                    test_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-item test losses of the best input-blind predictor: the train split's mean prediction.
@@ -296,27 +334,21 @@ def trivial_losses(task: Task, train_target: torch.Tensor, test_target: torch.Te
     Continuous targets: the mean target (per position for dense maps). Classes: the class
     frequencies (per pixel for dense maps, +1 smoothing) as log-probabilities, i.e. the mean of the
     one-hot labels; the majority class alone would have an infinite cross-entropy. Metric loss: every
-    pixel pair gets the train split's same-segment rate as its similarity.
+    pixel pair gets the train split's same-segment rate as its similarity. Memory grows with a chunk
+    of items, not with the train split: counts, chunked sums.
     """
     if task.encoding is Encoding.SEGMENTS:
-        ids = train_target[..., 1]
-        rate = (ids.unsqueeze(2) == ids.unsqueeze(1)).double().mean().item()
-        rate = min(max(rate, 1e-7), 1 - 1e-7)
+        rate = min(max(same_segment_rate(train_target), 1e-7), 1 - 1e-7)
         n = test_target.shape[1]
-        sigma = torch.full((test_target.shape[0], n, n), rate)
-        return _pair_bce(sigma, test_target[..., 1])
+        return torch.cat([_pair_bce(torch.full((part.stop - part.start, n, n), rate), test_target[part, :, 1])
+                          for part in _chunks(test_target.shape[0])])
     if task.encoding is Encoding.INDEX:
-        k = task.out_channels
-        labelled = train_target != IGNORE_INDEX if task.kind.dense else torch.ones_like(train_target, dtype=torch.bool)
-        onehot = F.one_hot(torch.where(labelled, train_target, 0), k).double() * labelled.unsqueeze(-1)
-        counts = onehot.sum(0) + 1                                         # (N, [H, W,] K) summed
-        logp = (counts / counts.sum(-1, keepdim=True)).log()
-        mean = logp.movedim(-1, 0) if task.kind.dense else logp            # (K, H, W) or (K,)
+        counts = class_counts(train_target, task.out_channels, task.kind.dense).double() + 1
+        mean = (counts / counts.sum(0, keepdim=True)).log()               # (K, H, W) or (K,)
     elif task.encoding is Encoding.SOFT:
-        mean = train_target.double().mean(0).clamp(min=1e-6).log()
+        mean = mean_target(train_target).clamp(min=1e-6).log()
     else:
-        mean = train_target.double().mean(0)
+        mean = mean_target(train_target)
     pred = mean.float().unsqueeze(0).expand(test_target.shape[0], *mean.shape)
-    return torch.cat([per_item_loss(task, pred[i:i + 256], test_target[i:i + 256],
-                                    None if test_mask is None else test_mask[i:i + 256])
-                      for i in range(0, test_target.shape[0], 256)])
+    return torch.cat([per_item_loss(task, pred[part], test_target[part], None if test_mask is None else test_mask[part])
+                      for part in _chunks(test_target.shape[0])])

@@ -1,6 +1,7 @@
 """The task registry: names, records, losses, label encodings and input transforms."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -10,10 +11,10 @@ import torch
 
 from fake_bank import fake_split
 from taskonomy.config import load_params
-from taskonomy.nets.data import (NOISE_STD, encode_target, fit_stats, input_views, jigsaw_tiles, load_task_data,
+from taskonomy.nets.data import (NOISE_STD, decode_views, encode_target, fit_stats, input_views, jigsaw_tiles, load_task_data,
                             n_outputs)
 from taskonomy.errors import DataError, TaskonomyError
-from taskonomy.tasks import (TASKS, Encoding, Kind, Loss, Task, Transform, get_task, metric_loss, per_item_loss,
+from taskonomy.tasks import (IGNORE_INDEX, TASKS, Encoding, Kind, Loss, Task, Transform, get_task, metric_loss, per_item_loss,
                              register, trivial_losses)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,19 +120,71 @@ def test_standardisation_statistics_come_from_the_first_stats_items(train_split,
     assert not np.allclose(stats["mean"], fit_stats(task, train_split)["mean"])     # the rest was left out
 
 
+def _inputs(name: str, split) -> torch.Tensor:
+    """What the encoder of ``name`` sees for every view: the stored views decoded as a batch would be."""
+    task = get_task(name)
+    return decode_views(input_views(task, split), task.transform)[:, 0]     # (V, 3, R, R) float
+
+
 def test_input_transforms_are_deterministic(train_split):
-    plain = input_views(get_task("autoencoder"), train_split)[:, 0]           # (V, 3, R, R)
-    assert plain.min() >= -1 and plain.max() <= 1
-    noisy = input_views(get_task("denoise"), train_split)[:, 0]
-    assert torch.equal(noisy, input_views(get_task("denoise"), train_split)[:, 0])
+    plain = _inputs("autoencoder", train_split)                               # (V, 3, R, R)
+    assert plain.dtype == torch.float32 and plain.min() >= -1 and plain.max() <= 1
+    noisy = _inputs("denoise", train_split)
+    assert torch.equal(noisy, _inputs("denoise", train_split))
     assert 0.5 * NOISE_STD < ((noisy - plain) / 2).std() < 1.5 * NOISE_STD
     other = fake_split("test", n_scenes=6)                                    # another split seed
-    assert not torch.equal(noisy - plain, input_views(get_task("denoise"), other)[:, 0] - input_views(
-        get_task("autoencoder"), other)[:, 0])
-    masked = input_views(get_task("inpainting"), train_split)[:, 0]
+    assert not torch.equal(noisy - plain, _inputs("denoise", other) - _inputs("autoencoder", other))
+    masked = _inputs("inpainting", train_split)
     assert (masked[:, :, 4:12, 4:12] == 0).all() and torch.equal(masked[:, :, :4], plain[:, :, :4])
-    gray = input_views(get_task("colorization"), train_split)[:, 0]
+    gray = _inputs("colorization", train_split)
     assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])
+
+
+def test_images_stay_uint8_until_the_batch(train_split):
+    """The split keeps the bank's bytes (one uint8 tensor shared by the plain, masked and grayscale
+    tasks); a batch decodes only its own items, to the same floats the whole split would give."""
+    shared: dict = {}
+    datas = {n: load_task_data(train_split, get_task(n), fit_stats(get_task(n), train_split), shared)
+             for n in ("autoencoder", "inpainting", "colorization", "segmentsemantic", "denoise")}
+    stored = datas["autoencoder"].views
+    assert stored.dtype == torch.uint8 and stored.shape[1:] == (1, 3, 16, 16)
+    assert all(datas[n].views is stored for n in ("inpainting", "colorization", "segmentsemantic"))
+    assert datas["denoise"].views.dtype == torch.float32                     # noise fixed per view: float
+    assert datas["segmentsemantic"].target.dtype == torch.uint8              # class ids compact too
+    items = torch.tensor([3, 0, 5])
+    for name in ("autoencoder", "inpainting", "colorization"):
+        assert torch.equal(datas[name].batch(items).x[:, 0], _inputs(name, train_split)[items])
+    seg = datas["segmentsemantic"]
+    k = seg.task.out_channels
+    loss = per_item_loss(seg.task, torch.zeros(3, k, 16, 16), seg.batch(items).y)
+    assert torch.allclose(loss, torch.full((3,), math.log(k)))                # uint8 ids: cross-entropy as long ids
+
+
+def test_trivial_baselines_from_counts_equal_the_one_hot_mean(monkeypatch):
+    """Class frequencies from chunked counts give exactly the losses of the mean one-hot label (the
+    definition, computed here the memory-hungry way), with chunks smaller than the split."""
+    import taskonomy.tasks as T
+
+    monkeypatch.setattr(T, "CHUNK_ITEMS", 7)
+    rng = np.random.default_rng(3)
+    task = get_task("segmentsemantic").with_outputs(5)
+    train = torch.from_numpy(rng.integers(0, 5, (40, 6, 6)).astype(np.uint8))
+    train[train == 2] = IGNORE_INDEX                                          # unlabelled pixels count for nothing
+    test = torch.from_numpy(rng.integers(0, 5, (9, 6, 6)).astype(np.uint8))
+    labelled = (train != IGNORE_INDEX).unsqueeze(-1)
+    onehot = torch.nn.functional.one_hot(torch.where(labelled[..., 0], train, 0).long(), 5).double() * labelled
+    counts = onehot.sum(0) + 1                                                # (H, W, K)
+    logp = (counts / counts.sum(-1, keepdim=True)).log().movedim(-1, 0).float()
+    expected = per_item_loss(task, logp.expand(9, -1, -1, -1), test)
+    assert torch.equal(trivial_losses(task, train, test), expected)
+    # the metric loss's same-segment rate: chunked exact counts
+    ids = torch.from_numpy(rng.integers(0, 3, (40, 10)))
+    samples = torch.stack([torch.arange(10).expand(40, 10), ids], 2)
+    rate = (ids.unsqueeze(2) == ids.unsqueeze(1)).double().mean().item()
+    assert T.same_segment_rate(samples) == pytest.approx(rate, rel=1e-15)
+    # a continuous target: the chunked float64 mean
+    depth = torch.randn(40, 1, 4, 4)
+    assert torch.allclose(T.mean_target(depth), depth.double().mean(0), atol=1e-15)
 
 
 def test_jigsaw_tiles_follow_the_stored_permutation():

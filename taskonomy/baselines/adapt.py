@@ -38,12 +38,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskonomy.config import Params
-from taskonomy.nets.data import TaskData
+from taskonomy.nets.data import TaskData, decode_views
 from taskonomy.nets.models import TaskNetwork, build_task_network, encode
 from taskonomy.nets.train import LoopConfig, epoch_steps, evaluate_per_item, fit, task_loss, task_seed
 from taskonomy.provenance import code_version
 from taskonomy.storage import atomic_savez
-from taskonomy.tasks import Kind, Task, get_task
+from taskonomy.tasks import Kind, Task, Transform, get_task
 
 log = logging.getLogger(__name__)
 
@@ -182,15 +182,16 @@ class TargetFeed:
     """``fit``'s ``on_step``: before step k, a batch of target images drawn from (seed, k) and the
     progress p = k / total steps. Only images: the target's labels never reach a method."""
     model: AdaptNet
-    views: torch.Tensor          # (V, 1, 3, H, W) target_train images
+    views: torch.Tensor          # (V, 1, 3, H, W) target_train images (uint8 as stored, or float inputs)
     batch_size: int
     total: int
     seed: int
+    transform: Transform = Transform.PLAIN    # the task's input transform, applied as its batches get it
 
     def __call__(self, step: int, batch: Any, optimizer: torch.optim.Optimizer) -> None:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + _TARGET_STREAM + step)
         items = torch.randint(len(self.views), (self.batch_size,), generator=gen)
-        self.model.target = self.views[items]
+        self.model.target = decode_views(self.views[items], self.transform)
         self.model.progress = step / self.total
 
 
@@ -261,7 +262,7 @@ def train_run(context: Context, run: Run) -> dict[str, Any]:
     feed = None
     if objective is not None:
         batch_size, steps = epoch_steps(loop, len(data))
-        feed = TargetFeed(model, context.target_views, batch_size, steps * loop.epochs, loop.seed)
+        feed = TargetFeed(model, context.target_views, batch_size, steps * loop.epochs, loop.seed, task.transform)
     best: dict[str, Any] = {"validation": float("inf")}
     epochs: list[dict[str, float]] = []
 

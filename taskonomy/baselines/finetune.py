@@ -225,7 +225,7 @@ def build_network(run: Run, task: Task, encoders: Sequence[Encoder], train: Task
                   net: TrainTaskParams, seed: int, device: torch.device) -> tuple[FinetuneNetwork, list[ParamGroup]]:
     """The run's network (new layers seeded by ``seed``) and its parameter groups."""
     first_views = train.views[train.index[:, 0].unique()[:STATS_VIEWS]]      # (V, 1, 3, H, W) inputs seen
-    standardise = [Standardise(*channel_moments(encode_views(e, first_views, device=device))) for e in encoders]
+    standardise = [Standardise(*channel_moments(encode_views(e, first_views, device=device, transform=train.task.transform))) for e in encoders]
     width = encoders[0].out_channels
     torch.manual_seed(seed)
     trunk = TransferFunction(sum(e.out_channels for e in encoders), width, coords=f.coords)

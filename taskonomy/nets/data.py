@@ -6,6 +6,12 @@ each item (pairs, triplets; one view per item otherwise), the encoded ``target``
 tasks, the validity ``mask``. A batch is ``views[index[items]]``: (B, k, 3, h, w) with k = the task's
 number of encoder inputs. A transfer can encode ``views`` once per source and gather items the same way.
 
+Memory follows the bank's own bytes: images stay uint8 in ``views`` (the bank's dtype) and become float
+inputs one batch at a time (:func:`decode_views`: [-1, 1], then the task's centre mask or grayscale), on
+whatever device the data lives on (``TaskData.to``: the whole split on a GPU). Only inputs that are not
+functions of the stored bytes alone are float32 for the whole split: denoise's noisy images (noise fixed
+per view) and jigsaw's tiles. Segment samples are drawn a chunk of items at a time.
+
 Standardisation statistics come from the train split (:func:`fit_stats`) and travel with the model
 checkpoint, so the transfer and test splits are encoded with the train split's numbers.
 
@@ -28,6 +34,7 @@ from taskonomy.tasks import IGNORE_INDEX, METRIC_PIXELS, Encoding, Task, Transfo
 NOISE_STD = 0.1         # Taskonomy's denoise: skimage random_noise with var 0.01, on [0, 1]
 TILE_GRID = 3           # jigsaw: 3 x 3 cells
 _SEGMENT_SEED = 7919    # pixel samples of the metric loss: a stream of their own
+SAMPLE_CHUNK = 256      # items whose segment samples are drawn at once
 
 
 class Batch(NamedTuple):
@@ -52,7 +59,8 @@ def hash_tensors(h: "hashlib._Hash", *tensors: torch.Tensor | None) -> None:
 class TaskData:
     """One split of one task. ``task`` has its output size resolved from the bank."""
     task: Task
-    views: torch.Tensor          # (V, k_v, 3, h, w) float32: input per bank view (k_v = 9 tiles or 1)
+    views: torch.Tensor          # (V, k_v, 3, h, w) per bank view (k_v = 9 tiles or 1): uint8 images, or float32
+                                 # inputs (noisy images, tiles, a transfer's representations)
     index: torch.Tensor          # (M, n) long: the views of each item, in bank order
     target: torch.Tensor         # (M, ...) encoded target
     mask: torch.Tensor | None    # (M, 1, H, W) bool, or None
@@ -65,9 +73,20 @@ class TaskData:
         return self.views.shape[-1]
 
     def batch(self, items: torch.Tensor) -> Batch:
-        x = self.views[self.index[items]]                     # (B, n, k_v, 3, h, w)
+        items = torch.as_tensor(items, device=self.index.device)
+        x = decode_views(self.views[self.index[items]], self.task.transform)   # (B, n, k_v, 3, h, w)
         return Batch(x.flatten(1, 2), self.target[items],     # (B, k, 3, h, w)
                      None if self.mask is None else self.mask[items])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.views, self.index, self.target, self.mask) if t is not None)
+
+    def to(self, device: torch.device | str) -> "TaskData":
+        """The same split with every tensor on ``device`` (batches are then gathered and decoded there)."""
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return replace(self, views=move(self.views), index=move(self.index), target=move(self.target),
+                       mask=move(self.mask))
 
     def digest(self) -> str:
         """sha256 of everything the split feeds a network: views, item index, targets, mask."""
@@ -139,21 +158,36 @@ def jigsaw_tiles(image: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
     return tiles.view(n, TILE_GRID ** 2, c, tile, tile)
 
 
+STORED = (Transform.PLAIN, Transform.CENTRE_MASK, Transform.GRAYSCALE)   # inputs decoded from uint8 per batch
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def decode_views(views: torch.Tensor, transform: Transform) -> torch.Tensor:
+    """uint8 images (..., 3, R, R) -> the task's float32 input in [-1, 1] (centre masked, or grayscale,
+    as ``transform`` says), on their device; float inputs (already transformed) pass unchanged."""
+    if views.dtype != torch.uint8:
+        return views
+    image = views.float() / 127.5 - 1
+    if transform is Transform.CENTRE_MASK:
+        r = image.shape[-1]
+        image[..., r // 4:3 * r // 4, r // 4:3 * r // 4] = 0
+    elif transform is Transform.GRAYSCALE:
+        lum = torch.tensor(_LUMA, device=image.device).view(3, 1, 1)
+        image = (image * lum).sum(-3, keepdim=True).expand(image.shape).contiguous()
+    return image
+
+
 def input_views(task: Task, split: Any) -> torch.Tensor:
-    """The encoder input for every bank view of ``split``: (V, k_v, 3, h, w), float32."""
+    """The encoder input for every bank view of ``split``: (V, k_v, 3, h, w), the stored uint8 images
+    for the transforms :func:`decode_views` applies per batch, else float32."""
+    if task.transform in STORED:
+        return torch.from_numpy(np.array(_array(split, "rgb", task), dtype=np.uint8)).unsqueeze(1)
     image = _image(_array(split, "rgb", task))                             # (V, 3, R, R)
     if task.transform is Transform.NOISY:
         seed = int(split.manifest.get("seed", 0))
         noise = np.stack([np.random.default_rng([seed, v]).standard_normal(image.shape[1:], dtype=np.float32)
                           for v in range(image.shape[0])])
         image = (image + torch.from_numpy(noise) * (2 * NOISE_STD)).clamp(-1, 1)  # std 0.1 on [0, 1]
-    elif task.transform is Transform.CENTRE_MASK:
-        r = image.shape[-1]
-        image = image.clone()
-        image[:, :, r // 4:3 * r // 4, r // 4:3 * r // 4] = 0
-    elif task.transform is Transform.GRAYSCALE:
-        lum = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        image = (image * lum).sum(1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
     elif task.transform is Transform.TILES:
         perms = torch.from_numpy(np.array(_array(split, "jigsaw_permutations", task), dtype=np.int64))
         labels = torch.from_numpy(np.array(_array(split, task.label, task), dtype=np.int64))
@@ -180,7 +214,11 @@ def _raw_target(task: Task, split: Any, limit: int | None = None) -> torch.Tenso
         return outer[:, :, i, j].flatten(1)                                     # (N, axes * 6)
     if task.encoding in (Encoding.ZSCORE, Encoding.SOFT):
         return torch.from_numpy(raw.astype(np.float32))
-    return torch.from_numpy(raw.astype(np.int64))
+    # class and segment ids keep the bank's integer type (losses take them as long per batch)
+    return torch.from_numpy(np.array(raw) if raw.dtype in _COMPACT_IDS else raw.astype(np.int64))
+
+
+_COMPACT_IDS = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.int16, np.int32, np.int64))
 
 
 STATS_ITEMS = 4096   # standardisation statistics come from at most this many labels of the split (the first)
@@ -220,8 +258,11 @@ def encode_target(task: Task, split: Any, stats: dict[str, list[float]]) -> torc
         ids = raw.flatten(1)                                                # (N, H*W)
         n = min(METRIC_PIXELS, ids.shape[1])
         gen = torch.Generator().manual_seed(_SEGMENT_SEED + int(split.manifest.get("seed", 0)))
-        pix = torch.rand(ids.shape, generator=gen).argsort(1)[:, :n]        # (N, n)
-        return torch.stack([pix, ids.gather(1, pix)], dim=2)                # (N, n, 2)
+        # one uniform stream, drawn a chunk of rows at a time (the same numbers as one draw: the
+        # generator is sequential), so the argsort's memory follows the chunk, not the split
+        pix = torch.cat([torch.rand((len(rows), ids.shape[1]), generator=gen).argsort(1)[:, :n]
+                         for rows in torch.arange(ids.shape[0]).split(SAMPLE_CHUNK)] or [torch.zeros(0, n, dtype=torch.long)])
+        return torch.stack([pix, ids.gather(1, pix).long()], dim=2)         # (N, n, 2)
     if task.encoding is Encoding.INDEX and raw.dim() == 4:
         return raw[:, 0]                                                    # (N, H, W) class ids
     return raw
@@ -248,8 +289,10 @@ def load_task_data(split: Any, task: Task, stats: dict[str, list[float]],
         if lo < 0 or hi >= task.out_channels:
             raise DataError(f"{task.name}: {_split_name(split)}/{task.label}.npy: class id {lo if lo < 0 else hi} "
                             f"out of range 0..{task.out_channels - 1}")
-    # jigsaw tiles follow the task's own label, so only the other transforms are shared
-    key = f"views/{task.transform.value}" + (f"/{task.label}" if task.transform is Transform.TILES else "")
+    # jigsaw tiles follow the task's own label, so only the other transforms are shared; the stored
+    # images serve every transform decoded per batch
+    key = ("views/stored" if task.transform in STORED else f"views/{task.transform.value}"
+           + (f"/{task.label}" if task.transform is Transform.TILES else ""))
     if key not in shared:
         shared[key] = input_views(task, split)
     views = shared[key]

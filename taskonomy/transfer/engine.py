@@ -45,12 +45,12 @@ from torch import nn
 
 from taskonomy.config import Params, TrainTaskParams, TransferParams, as_dict, from_dict
 from taskonomy.errors import DataError, TaskonomyError
-from taskonomy.nets.data import Batch, TaskData, label_stats, load_task_data
+from taskonomy.nets.data import Batch, TaskData, decode_views, label_stats, load_task_data
 from taskonomy.nets.models import build_head
-from taskonomy.nets.train import LoopConfig, cpu_kernels, evaluate_per_item, fit, given_cores, save_checkpoint
+from taskonomy.nets.train import LoopConfig, autocast, cpu_kernels, evaluate_per_item, fit, given_cores, save_checkpoint
 from taskonomy.sources import PIXELS, set_key
 from taskonomy.storage import atomic_savez
-from taskonomy.tasks import Task, get_task, per_item_loss
+from taskonomy.tasks import Task, Transform, get_task, per_item_loss
 from taskonomy.transfer.executors import ExecutorSpec, SplitContext, map_jobs
 from taskonomy.transfer.readout import PixelsTrunk, Readout, TransferFunction
 
@@ -134,13 +134,17 @@ class FrozenEncoder(nn.Module):
 
 @torch.no_grad()
 def encode_views(encoder: nn.Module, views: torch.Tensor, batch_size: int = ENCODE_BATCH,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """Encoder over every bank view: (V, 1, 3, H, W) -> (V, C, h, w) float32 on the CPU."""
+                 device: torch.device | str = "cpu", transform: Transform = Transform.PLAIN) -> torch.Tensor:
+    """Encoder over every bank view: (V, 1, 3, H, W) -> (V, C, h, w) float32 on the CPU. Stored uint8
+    images travel to the device as they are and are decoded there (``transform``: the source task's
+    input transform, :func:`decode_views`); under bf16 autocast on CUDA."""
     if views.shape[1] != 1:
         raise ValueError(f"a source encodes whole images, got {views.shape[1]} inputs per view")
+    device = torch.device(device)
     encoder = encoder.eval().to(device)
-    with cpu_kernels(encoder, torch.device(device)):   # the kernels the encoder would train and run with
-        parts = [encoder(views[i:i + batch_size, 0].to(device)).float().cpu() for i in range(0, len(views), batch_size)]
+    with cpu_kernels(encoder, device), autocast(device):   # the kernels the encoder would train and run with
+        parts = [encoder(decode_views(views[i:i + batch_size, 0].to(device, non_blocking=True), transform)).float().cpu()
+                 for i in range(0, len(views), batch_size)]
     return torch.cat(parts)
 
 
@@ -178,7 +182,8 @@ def encode_source_moments(encoder: nn.Module, targets: Mapping[str, Mapping[str,
         transform = data["test"].task.transform.value
         if transform in moments:
             continue
-        raw = {split: encode_views(encoder, data[split].views, device=device) for split in SPLITS}
+        raw = {split: encode_views(encoder, data[split].views, device=device, transform=data[split].task.transform)
+               for split in SPLITS}
         mean, std = channel_moments(raw["transfer"])
         moments[transform] = {"mean": mean, "std": std}
         for split in SPLITS:

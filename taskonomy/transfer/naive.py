@@ -47,7 +47,8 @@ def naive_transfer(splits, encoder: nn.Module, source: str, target: str, params,
 
     data = load_targets(splits, [target], params.images)[target]
     task = data["test"].task
-    mean, std = channel_moments(encode_views(encoder, data["transfer"].views, device=device))
+    mean, std = channel_moments(encode_views(encoder, data["transfer"].views, device=device,
+                                                transform=data["transfer"].task.transform))
     width = encoder.out_channels
     rep_hw = data["test"].resolution // net.bottleneck_stride
     readout = build_readout((source,), task, width, width, rep_hw, params, net)

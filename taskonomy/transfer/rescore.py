@@ -118,7 +118,7 @@ def encode_split(source: str, params: Params, models: Path, payload: Mapping[str
             moments = payload["moments"].get(transform)
             if moments is None:
                 raise DataError(f"{where}: no moments for {transform} inputs; rerun stage transfer@{source}")
-            reps[transform] = standardise(encode_views(encoder, d.views, device=device), moments)
+            reps[transform] = standardise(encode_views(encoder, d.views, device=device, transform=d.task.transform), moments)
     return reps
 
 
