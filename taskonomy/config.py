@@ -138,6 +138,8 @@ class TrainTaskParams:
     device: Literal["auto", "cpu", "cuda"] = param("auto")
     threads: int = param(0, ge=0, doc="torch CPU threads; 0 = all cores")
     samples: int = param(4, ge=1, le=32, doc="test items in each network's samples.png (the report shows them)")
+    eval_every: int = param(1, ge=0, doc="the test loss in the training curve every N epochs and after the last "
+                            "(0: after the last only); the final test losses do not depend on it")
 
 
 @dataclass(frozen=True)
@@ -553,6 +555,49 @@ def time_warnings(p: Params) -> list[str]:
     return []
 
 
+BANK_BYTES_PER_PIXEL = 34   # one view of the synthetic bank, every array, per pixel: 550 MB / 15,960 views of 32 x 32
+LARGE_BANK = 4 * 2 ** 30    # above this, a second copy in DVC's cache is worth a warning
+LINKS = ("hardlink", "symlink")
+
+
+def bank_bytes(render: RenderParams) -> int:
+    """The synthetic bank's size on disk, estimated from its views and resolution."""
+    views = (render.scenes.train + render.scenes.transfer + render.scenes.test) * render.views_per_scene
+    return views * render.resolution ** 2 * BANK_BYTES_PER_PIXEL
+
+
+def dvc_cache_type(root: str | Path = ".") -> str:
+    """DVC's ``cache.type`` for the repository at ``root`` (the local config over the committed one);
+    DVC's default when neither sets it."""
+    import configparser
+
+    found = "reflink,copy"
+    for name in ("config", "config.local"):
+        cfg = configparser.ConfigParser()
+        try:
+            cfg.read(Path(root) / ".dvc" / name, encoding="utf-8")
+        except configparser.Error:
+            continue
+        found = cfg.get("cache", "type", fallback=found).strip()
+    return found
+
+
+def disk_warnings(p: Params, root: str | Path = ".") -> list[str]:
+    """A bank large enough that DVC's cache copying it would double its disk (a warning, never a refusal)."""
+    size = bank_bytes(p.render)
+    if p.render.source != "synthetic" or size < LARGE_BANK:
+        return []
+    link = dvc_cache_type(root)
+    if any(kind in link for kind in LINKS):
+        return []
+    import shutil
+
+    free = shutil.disk_usage(Path(root).resolve()).free
+    return [f"render: the bank takes about {size / 2 ** 30:.0f} GiB and DVC's cache would keep a second copy "
+            f"(cache.type {link}; {free / 2 ** 30:.0f} GiB free here): run `dvc config cache.type "
+            f"reflink,hardlink,symlink,copy` to link it instead (README, On a GPU)"]
+
+
 def _check_targets(p: Params, key: str, names: Iterable[str]) -> None:
     """Every name is a task of the task list and not source-only, or one line naming it under ``key``."""
     for name in names:
@@ -689,8 +734,9 @@ def check_tasks(params: Params, names: Iterable[str], path: str | Path = "params
             raise ParamsError(f"{path}: tasks.{name}: not in the task list (listed: {', '.join(params.tasks)})")
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate ``params.yaml``; every problem is a :class:`ParamsError` naming the key."""
+def load_params(path: str | Path = "params.yaml", overlay: dict[str, Any] | None = None) -> Params:
+    """Read and validate ``params.yaml`` (with a profile's ``overlay`` on top: taskonomy.profiles); every
+    problem is a :class:`ParamsError` naming the key."""
     path = Path(path)
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
@@ -709,6 +755,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: not valid YAML{where}{twice}") from None
     if raw is None:
         raise ParamsError(f"{path}: empty params file")
+    if overlay:
+        from taskonomy.profiles import merge
+
+        raw = merge(raw, overlay)
     missing = [f.name for f in dataclasses.fields(Params) if f.name not in raw] if isinstance(raw, dict) else []
     if missing:  # as DVC: every stage names its section in dvc.yaml
         raise ParamsError(f"{path}: section '{missing[0]}' missing (DVC refuses a params file without a "

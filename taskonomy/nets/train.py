@@ -16,7 +16,12 @@ Guarantees:
   change, a re-render, another task's file) starts the run afresh with one warning naming what
   differs; an unreadable one stops with one line naming the file;
 - a non-finite loss stops with a :class:`TaskonomyError` naming the run, epoch and step;
-- CUDA with bf16 autocast when present (``device: auto``), CPU otherwise.
+- CUDA with bf16 autocast when present (``device: auto``), CPU otherwise. On CUDA the loop is fed
+  without host stalls: a :class:`TaskData` split lives on the GPU (batches are gathered and decoded
+  there), inputs are channels_last, cudnn picks its kernels (``cudnn.benchmark``), AdamW is fused, and
+  the running loss and the finiteness check stay on the device, read once per epoch (a non-finite
+  loss still names its first step). A batch that does not fit in GPU memory, or a split that does not
+  fit beside the model, is one line naming the run, the batch size and the memory.
 
 The last section applies the loop to one task network (``train_task_network``), writes its final
 checkpoint (params, code version, the training data's sha256, standardisation stats) and reads an encoder
@@ -75,6 +80,7 @@ class LoopConfig:
     seed: int = 0
     device: str = "auto"              # auto | cpu | cuda
     channels_last: bool = False       # NHWC weights: 1.3-1.7x faster task networks on CPU, slower small heads
+    eval_every: int = 1               # test loss recorded every N epochs and after the last; 0 = after the last
 
     def items_per_epoch(self, n: int) -> int:
         """Items an epoch trains on out of ``n``: ``epoch_items`` of them, or all (0 or more than n)."""
@@ -175,7 +181,8 @@ class ParamGroup:
     lr_scale: float = 1.0
 
 
-def _optimizer(model: nn.Module, cfg: LoopConfig, groups: list[ParamGroup] | None = None) -> torch.optim.Optimizer:
+def _optimizer(model: nn.Module, cfg: LoopConfig, groups: list[ParamGroup] | None = None,
+               fused: bool = False) -> torch.optim.Optimizer:
     if groups is None:
         groups = [ParamGroup(tuple(model.parameters()))]
     params = [{"params": [p for p in g.params if p.requires_grad], "lr": cfg.lr * g.lr_scale} for g in groups]
@@ -183,7 +190,8 @@ def _optimizer(model: nn.Module, cfg: LoopConfig, groups: list[ParamGroup] | Non
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # fused: one kernel for every parameter on CUDA (the same update as the loop of the default)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     raise TaskonomyError(f"optimizer: unknown {cfg.optimizer!r} (known: adam, adamw, sgd)")
@@ -227,8 +235,69 @@ def cpu_kernels(model: nn.Module, device: torch.device) -> Iterator[None]:
         torch.backends.mkldnn.enabled = before
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+GIB = 2 ** 30
+DEVICE_DATA_SHARE = 0.5    # a split goes to the GPU when it takes at most this share of the free memory
+
+
+def place_data(data: BatchSource, device: torch.device, name: str) -> BatchSource:
+    """``data`` where the loop gathers its batches: on a GPU when it can move there (``TaskData.to``),
+    so no batch waits on the host; elsewhere as it is. A split too large for the GPU's free memory is
+    one line naming the run, the split's size and the memory free."""
+    if device.type != "cuda" or not hasattr(data, "to") or not hasattr(data, "nbytes"):
+        return data
+    free, total = torch.cuda.mem_get_info(device)
+    if data.nbytes > DEVICE_DATA_SHARE * free:
+        raise TaskonomyError(f"{name}: the split's {data.nbytes / GIB:.1f} GiB do not fit on the GPU beside the "
+                             f"model ({free / GIB:.1f} of {total / GIB:.1f} GiB free; the loop keeps a split on "
+                             f"the GPU): lower render.scenes or render.resolution, or use a larger GPU")
+    return data.to(device)
+
+
+def out_of_memory(name: str, batch_size: int, err: BaseException) -> TaskonomyError:
+    """One line for a CUDA out-of-memory error: the run, its batch size and what it asked for."""
+    asked = str(err).split("Tried to allocate", 1)[-1].split(".", 1)[0].strip() if "Tried to allocate" in str(err) else "?"
+    peak = torch.cuda.max_memory_allocated() / GIB if torch.cuda.is_available() else float("nan")
+    total = torch.cuda.get_device_properties(0).total_memory / GIB if torch.cuda.is_available() else float("nan")
+    return TaskonomyError(f"{name}: batch size {batch_size} does not fit in GPU memory (it asked for {asked} more, "
+                          f"with {peak:.1f} GiB in use of {total:.1f} GiB); lower the stage's batch_size")
+
+
+class LossWatch:
+    """The epoch's running loss and its first non-finite step, kept on the loss's device.
+
+    On the CPU each step is checked as it ends (reading a value back costs nothing); on a GPU the check
+    is a device-side record read at the epoch's end, so no step waits for the host."""
+
+    def __init__(self, device: torch.device):
+        self.eager = device.type != "cuda"
+        self.running = torch.zeros((), dtype=torch.float64, device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.bad_value = torch.zeros((), device=device)
+
+    def add(self, step: int, loss: torch.Tensor, objective: torch.Tensor, name: str, epoch: int) -> None:
+        if self.eager:
+            if not torch.isfinite(objective):
+                self._fail(name, epoch, step, objective.item())
+        else:
+            bad = ~torch.isfinite(objective.detach()) & (self.first_bad < 0)
+            self.first_bad = torch.where(bad, step, self.first_bad)
+            self.bad_value = torch.where(bad, objective.detach().float(), self.bad_value)
+        self.running += loss.detach().double()
+
+    def finish(self, name: str, epoch: int) -> float:
+        """The epoch's summed loss (one read); raises if a step was non-finite."""
+        if not self.eager and int(self.first_bad) >= 0:
+            self._fail(name, epoch, int(self.first_bad), float(self.bad_value))
+        return float(self.running)
+
+    @staticmethod
+    def _fail(name: str, epoch: int, step: int, value: float) -> None:
+        raise TaskonomyError(f"{name}: non-finite training loss ({value}) at epoch {epoch + 1}, "
+                             f"step {step + 1}; try a lower lr or grad_clip")
 
 
 def _rng_state() -> dict[str, Any]:
@@ -279,13 +348,14 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
     if backward is not None and penalty is not None:
         raise ValueError("fit: a penalty and a backward cannot be combined (the backward owns the objective)")
     device = resolve_device(cfg.device)
+    cuda = device.type == "cuda"
     model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     n = len(data)
     if n == 0:
         raise TaskonomyError(f"{name}: no training items")
     batch_size, steps = epoch_steps(cfg, n)
     total = steps * cfg.epochs
-    optimizer = _optimizer(model, cfg, groups)
+    optimizer = _optimizer(model, cfg, groups, fused=cuda)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, total))
     stamp = {"name": name, "loop": asdict(cfg), "code": code_version()["code_sha256"], **(fingerprint or {})}
 
@@ -309,27 +379,33 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
         torch.manual_seed(cfg.seed)
 
     t0 = time.perf_counter()
+    placed = place_data(data, device, name)
+    items_on = device if placed is not data else torch.device("cpu")   # the epoch's order where the data is
+    data, eval_data = placed, None if eval_data is None else place_data(eval_data, device, name)
+    if cuda:
+        torch.backends.cudnn.benchmark = True     # fixed shapes: cudnn times its kernels once and keeps the best
+    inputs = torch.channels_last if cuda and cfg.channels_last else None
     bar = tqdm(total=total, initial=start * steps, desc=name, disable=None, leave=False)
-    with cpu_kernels(model, device):
+    with cpu_kernels(model, device), _naming_oom(name, batch_size):
         for epoch in range(start, cfg.epochs):
             # ---- one epoch: shuffle from (seed, epoch), so a resumed run sees the same order (and, with
             # epoch_items, the same subset: the first items of the order)
             model.train()
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            order = torch.randperm(n, generator=gen)
-            running = torch.zeros((), dtype=torch.float64)
+            order = torch.randperm(n, generator=gen).to(items_on)
+            watch = LossWatch(device)
             for step in range(steps):
                 batch = data.batch(order[step * batch_size:(step + 1) * batch_size]).to(device)
+                if inputs is not None and batch.x.dim() == 5:   # (B, k, 3, H, W): NHWC per input
+                    batch = batch._replace(x=batch.x.flatten(0, 1).contiguous(memory_format=inputs).unflatten(0, batch.x.shape[:2]))
                 if on_step is not None:
                     on_step(epoch * steps + step, batch, optimizer)
-                with _autocast(device):
+                with autocast(device):
                     pred = model(batch.x)
                 per_item = loss_fn(pred, batch).float()
                 loss = per_item.mean()
                 objective = loss if penalty is None else loss + penalty()
-                if not torch.isfinite(objective):
-                    raise TaskonomyError(f"{name}: non-finite training loss ({objective.item()}) at epoch {epoch + 1}, "
-                                         f"step {step + 1}; try a lower lr or grad_clip")
+                watch.add(step, loss, objective, name, epoch)
                 optimizer.zero_grad(set_to_none=True)
                 if backward is None:
                     objective.backward()
@@ -339,11 +415,11 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 scheduler.step()
-                running += loss.detach().double().cpu()
                 bar.update(1)
             # ---- epoch end: record, evaluate, checkpoint
-            row = {"epoch": epoch + 1, "train_loss": float(running / steps), "lr": optimizer.param_groups[0]["lr"]}
-            if eval_data is not None:
+            row = {"epoch": epoch + 1, "train_loss": watch.finish(name, epoch) / steps,
+                   "lr": optimizer.param_groups[0]["lr"]}
+            if eval_data is not None and _evaluates(cfg, epoch + 1):
                 row["test_loss"] = float(evaluate_per_item(model, eval_data, loss_fn, device=device).mean())
             result.history.append(row)      # no time in it: a checkpoint holds only what a rerun reproduces
             bar.set_postfix(loss=f"{row['train_loss']:.4f}")
@@ -361,13 +437,26 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
     return result
 
 
+def _evaluates(cfg: LoopConfig, epoch: int) -> bool:
+    """Whether the test loss is recorded after ``epoch`` (from 1): every ``eval_every`` and the last."""
+    return epoch == cfg.epochs or (cfg.eval_every > 0 and epoch % cfg.eval_every == 0)
+
+
+@contextlib.contextmanager
+def _naming_oom(name: str, batch_size: int) -> Iterator[None]:
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as err:
+        raise out_of_memory(name, batch_size, err) from None
+
+
 @torch.no_grad()
 def predict(model: nn.Module, data: BatchSource, items: torch.Tensor,
             device: torch.device | None = None) -> torch.Tensor:
     """The model's outputs for ``items`` (eval mode), float32 on the CPU."""
     device = device or next(model.parameters()).device
     model.eval()
-    with cpu_kernels(model, device), _autocast(device):
+    with cpu_kernels(model, device), autocast(device):
         return model(data.batch(items).to(device).x).float().cpu()
 
 
@@ -382,12 +471,12 @@ def evaluate_per_item(model: nn.Module, data: BatchSource, loss_fn: LossFn, *, b
     with cpu_kernels(model, device):
         for i in range(0, len(data), batch_size):
             batch = data.batch(torch.arange(i, min(i + batch_size, len(data)))).to(device)
-            with _autocast(device):
+            with autocast(device):
                 pred = model(batch.x)
             pred = tuple(p.float() for p in pred) if isinstance(pred, tuple) else pred.float()   # multi-task: one per task
-            out.append(loss_fn(pred, batch).float().cpu())
+            out.append(loss_fn(pred, batch).float())
     model.train(was_training)
-    return torch.cat(out).numpy().astype(np.float32)
+    return torch.cat(out).cpu().numpy().astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------
