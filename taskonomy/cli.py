@@ -2,7 +2,10 @@
 
 Subcommands:
   check-params [PATH]   validate a params file and print its sections (--stamp FILE: the pipeline's
-                        first stage, check_params, which every other stage runs after)
+                        first stage, check_params, which every other stage runs after; --profile NAME:
+                        with a profile of configs/ on top)
+  profile NAME          a profile of configs/ (gpu-128, gpu-256): list it, --apply it to params.yaml,
+                        or print its `dvc exp run` arguments (--set-args)
   repro [STAGES] --jobs N [--ray ADDRESS]
                         bring the pipeline up to date, N ready stages at a time, here or on a Ray
                         cluster (DVC still the record)
@@ -30,10 +33,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _check_params(args: argparse.Namespace) -> int:
-    from taskonomy.config import as_dict, load_params, time_warnings
+    from taskonomy.config import as_dict, disk_warnings, load_params, time_warnings
 
-    params = load_params(args.path)
-    for line in time_warnings(params):        # runs, but longer than the CPU default is meant to take
+    overlay = None
+    if args.profile is not None:
+        from taskonomy.profiles import load_profile
+
+        overlay = load_profile(args.profile)
+    params = load_params(args.path, overlay)
+    for line in time_warnings(params) + disk_warnings(params, Path(args.path).resolve().parent):
+        # runs, but longer than the CPU default is meant to take, or with the bank twice on disk
         print(f"{args.path}: warning: {line}", file=sys.stderr)
     if params.render.source == "taskonomy":
         # a listing, no decoding: a listed task whose domain is not downloaded stops the run here
@@ -54,6 +63,27 @@ def _check_params(args: argparse.Namespace) -> int:
         return 0
     print(json.dumps(as_dict(params), indent=1))
     print(f"{args.path}: ok ({len(params.tasks)} tasks, {len(params.targets())} targets)")
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    import shlex
+
+    from taskonomy.config import load_params
+    from taskonomy.profiles import apply_profile, leaves, load_profile, set_args
+
+    overlay = load_profile(args.name)
+    load_params(args.params, overlay)           # the merge must be valid before anything is written or run
+    if args.set_args:
+        print(" ".join(shlex.quote(a) for a in set_args(overlay)))
+        return 0
+    if args.apply:
+        changed = apply_profile(args.params, overlay)
+        print(f"{args.params}: {len(changed)} params set from profile {args.name}"
+              + (f" ({', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''})" if changed else ""))
+        return 0
+    for key, value in leaves(overlay):
+        print(f"{key}: {value}")
     return 0
 
 
@@ -177,7 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-params", help="validate a params file")
     p.add_argument("path", nargs="?", default="params.yaml")
     p.add_argument("--stamp", type=Path, help="write a fixed line here instead of printing the params (dvc.yaml's check_params)")
+    p.add_argument("--profile", help="check PATH with this profile on top (a name of configs/, e.g. gpu-128, or a file)")
     p.set_defaults(func=_check_params)
+
+    p = sub.add_parser("profile", help="switch params.yaml to a profile of configs/ (e.g. gpu-128)")
+    p.add_argument("name", help="a name of configs/ (gpu-128, gpu-256) or a profile file")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file (default params.yaml)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--apply", action="store_true", help="write the profile into the params file, comments kept")
+    how.add_argument("--set-args", action="store_true", help="print `dvc exp run` arguments instead (-S key=value ...)")
+    p.set_defaults(func=_profile)
     p = sub.add_parser("repro", help="dvc repro, N ready stages at a time (taskonomy.runner)")
     p.add_argument("targets", nargs="*", help="stages or foreach groups (default: every stage), with what they depend on")
     p.add_argument("--jobs", "-j", type=int, default=2, help="stages at a time (default 2)")
