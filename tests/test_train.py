@@ -299,3 +299,63 @@ def test_onednn_is_off_only_for_narrow_convolutions():
         with pytest.raises(RuntimeError), cpu_kernels(narrow, torch.device("cpu")):
             raise RuntimeError("restored on the way out")
     assert (torch.backends.mkldnn.enabled, torch.backends.mkldnn.deterministic) == before
+
+
+def test_a_deferred_loss_check_still_names_the_first_bad_step(splits, monkeypatch):
+    """On a GPU the loss is checked once per epoch from a device-side record: the same line names the
+    first non-finite step (here forced on the CPU)."""
+    import taskonomy.nets.train as T
+
+    monkeypatch.setattr(T, "DEFERRED_CHECKS", ("cpu", "cuda"))
+    data, net, loss = _setup("vanishing_point", splits)
+    calls = []
+
+    def poisoned(pred, batch):
+        calls.append(1)
+        value = loss(pred, batch)
+        return value * float("nan") if len(calls) in (6, 7) else value     # epoch 2, steps 2 and 3
+
+    with pytest.raises(TaskonomyError, match=r"^vanishing_point: non-finite training loss \(nan\) at epoch 2, step 2;"):
+        fit(net, data, poisoned, LOOP, name="vanishing_point")
+    assert len(calls) == 8                                  # the epoch ran to its end, then stopped before saving
+
+
+def test_deferred_and_eager_checks_train_the_same(splits, monkeypatch):
+    import taskonomy.nets.train as T
+
+    eager_data, eager, loss = _setup("rgb2depth", splits)
+    eager_rows = fit(eager, eager_data, loss, LOOP, name="rgb2depth").history
+    monkeypatch.setattr(T, "DEFERRED_CHECKS", ("cpu", "cuda"))
+    data, deferred, loss = _setup("rgb2depth", splits)
+    assert fit(deferred, data, loss, LOOP, name="rgb2depth").history == eager_rows
+    assert _same_weights(eager, deferred)
+
+
+def test_eval_every_records_fewer_test_losses_and_trains_the_same(splits):
+    data, every, loss = _setup("class_scene", splits)
+    test = load_task_data(splits[1], get_task("class_scene"), {})
+    rows = fit(every, data, loss, LOOP, name="class_scene", eval_data=test).history
+    data, sparse, loss = _setup("class_scene", splits)
+    sparse_rows = fit(sparse, data, loss, dataclasses.replace(LOOP, eval_every=3), name="class_scene",
+                      eval_data=test).history
+    assert [("test_loss" in r) for r in sparse_rows] == [False, False, True, True]   # epoch 3 and the last (4)
+    assert sparse_rows[2]["test_loss"] == rows[2]["test_loss"] and sparse_rows[3] == rows[3]
+    assert _same_weights(every, sparse)
+    data, last, loss = _setup("class_scene", splits)
+    assert [("test_loss" in r) for r in fit(last, data, loss, dataclasses.replace(LOOP, eval_every=0),
+                                             name="class_scene", eval_data=test).history] == [False] * 3 + [True]
+
+
+def test_data_placement_and_out_of_memory_lines(splits):
+    from taskonomy.nets.train import out_of_memory, place_data
+
+    data, _, _ = _setup("segmentsemantic", splits)
+    assert place_data(data, torch.device("cpu"), "x") is data                  # the CPU reads the split as it is
+    moved = data.to("cpu")
+    assert moved.nbytes == data.nbytes == sum(t.numel() * t.element_size() for t in
+                                              (data.views, data.index, data.target, data.mask) if t is not None)
+    assert torch.equal(moved.batch(torch.tensor([1, 0])).x, data.batch(torch.tensor([1, 0])).x)
+    err = RuntimeError("CUDA out of memory. Tried to allocate 3.50 GiB. GPU 0 has a total capacity of 79.1 GiB")
+    line = str(out_of_memory("rgb2depth", 512, err))
+    assert line.startswith("rgb2depth: batch size 512 does not fit in GPU memory (it asked for 3.50 GiB more")
+    assert "lower the stage's batch_size" in line and "\n" not in line

@@ -258,12 +258,19 @@ def place_data(data: BatchSource, device: torch.device, name: str) -> BatchSourc
 
 
 def out_of_memory(name: str, batch_size: int, err: BaseException) -> TaskonomyError:
-    """One line for a CUDA out-of-memory error: the run, its batch size and what it asked for."""
-    asked = str(err).split("Tried to allocate", 1)[-1].split(".", 1)[0].strip() if "Tried to allocate" in str(err) else "?"
-    peak = torch.cuda.max_memory_allocated() / GIB if torch.cuda.is_available() else float("nan")
-    total = torch.cuda.get_device_properties(0).total_memory / GIB if torch.cuda.is_available() else float("nan")
-    return TaskonomyError(f"{name}: batch size {batch_size} does not fit in GPU memory (it asked for {asked} more, "
-                          f"with {peak:.1f} GiB in use of {total:.1f} GiB); lower the stage's batch_size")
+    """One line for a CUDA out-of-memory error: the run, its batch size and the memory it asked for."""
+    import re
+
+    asked = re.search(r"Tried to allocate ([\d.]+ [KMGT]?i?B)", str(err))
+    use = ""
+    if torch.cuda.is_available():
+        total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+        use = f", with {torch.cuda.memory_allocated() / GIB:.1f} GiB in use of {total / GIB:.1f} GiB"
+    return TaskonomyError(f"{name}: batch size {batch_size} does not fit in GPU memory (it asked for "
+                          f"{asked.group(1) if asked else 'more'} more{use}); lower the stage's batch_size")
+
+
+DEFERRED_CHECKS = ("cuda",)   # devices whose loss is checked once per epoch (reading back a value stalls them)
 
 
 class LossWatch:
@@ -273,7 +280,7 @@ class LossWatch:
     is a device-side record read at the epoch's end, so no step waits for the host."""
 
     def __init__(self, device: torch.device):
-        self.eager = device.type != "cuda"
+        self.eager = device.type not in DEFERRED_CHECKS
         self.running = torch.zeros((), dtype=torch.float64, device=device)
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
         self.bad_value = torch.zeros((), device=device)
