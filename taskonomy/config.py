@@ -168,6 +168,9 @@ class TransferParams:
     decoder_width: int = param(0, ge=0, doc="width of a readout's dense decoder; 0 = train_task.width")
     device: Literal["auto", "cpu", "cuda"] = param("auto")
     workers: int = param(0, ge=0, doc="local readout processes; 0 = one per core on CPU, 1 on CUDA")
+    batch_seeds: Literal["auto", "on", "off"] = param("auto", doc="train a transfer's seeds as one batched model "
+                                                      "(torch.func); auto: on CUDA, where small readouts are "
+                                                      "launch-bound (on a CPU it is slower)")
     threads: int = param(0, ge=0, doc="torch threads per worker; 0 = cores / workers")
     executor: Literal["local", "ray"] = param("local")
     ray: RayParams = param(default_factory=RayParams)

@@ -210,3 +210,74 @@ def test_transfer_epoch_items_reach_the_readout_loop():
     assert loop.epoch_items == 600
     assert loop.items_per_epoch(2400) == 600 and loop.items_per_epoch(300) == 300
     assert T.loop_config(TransferParams(), "rgb2depth", "cpu").items_per_epoch(2400) == 2400
+
+
+SEEDED = ["rgb2depth", "class_scene", "fix_pose"]     # a dense decoder, an FC head with dropout, a pair task
+
+
+@pytest.fixture(scope="module")
+def seeded_runs(targets):
+    """Three seeds of three transfers: one executor map (the CPU's way) and one batched model per transfer."""
+    from dataclasses import replace
+
+    reps = {"edge2d": T.encode_source(encoder(1), targets)}
+    jobs = [(("edge2d",), t) for t in SEEDED]
+    runs = {}
+    for mode in ("off", "on"):
+        params = replace(PARAMS, seeds=3, epochs=2, batch_seeds=mode)
+        context = T.TransferContext(reps, T.strip_views(targets), params, NET)
+        runs[mode] = T.run_seeded(context, jobs, ExecutorSpec(threads=1), keep=True)
+    return reps, jobs, runs
+
+
+def test_seeds_in_one_map_equal_one_map_per_seed(seeded_runs, targets):
+    """Every (job, seed) in one executor map gives the readouts the seed-by-seed loop gave, bit for bit."""
+    from dataclasses import replace
+
+    reps, jobs, runs = seeded_runs
+    for k in range(3):
+        params = replace(PARAMS, seeds=3, epochs=2, seed=PARAMS.seed + k)
+        alone = T.run_transfers(T.TransferContext(reps, T.strip_views(targets), params, NET), jobs, ExecutorSpec(threads=1))
+        for _, t in jobs:
+            np.testing.assert_array_equal(runs["off"][k][t]["edge2d"].losses, alone[t]["edge2d"])
+
+
+def test_batched_seeds_train_what_separate_seeds_train(seeded_runs, targets):
+    """The seeds trained as one vmapped model: each seed's readout starts from its own weights and sees
+    its own batches, so without dropout its losses equal the separate run's up to float reassociation
+    (BatchNorm's batch statistics included); the FC head's dropout draws other masks, so there only the
+    mean loss agrees. Tolerances: 1e-3 of the mean loss per item without dropout, 5% of the mean with it."""
+    _, _, runs = seeded_runs
+    for k in range(3):
+        sep, bat = runs["off"][k]["rgb2depth"]["edge2d"].losses, runs["on"][k]["rgb2depth"]["edge2d"].losses
+        assert np.abs(sep - bat).max() <= 1e-3 * sep.mean()
+        for t in ("class_scene", "fix_pose"):
+            sep, bat = runs["off"][k][t]["edge2d"].losses, runs["on"][k][t]["edge2d"].losses
+            assert abs(sep.mean() - bat.mean()) <= 0.05 * sep.mean()
+    seeds = [runs["on"][k]["rgb2depth"]["edge2d"].losses for k in range(3)]
+    assert not np.array_equal(seeds[0], seeds[1])                     # three readouts, not one three times
+
+
+def test_batched_readouts_are_kept_per_seed(seeded_runs, targets):
+    """Each seed's kept record rebuilds into a readout that gives its losses again (rescoring reads them)."""
+    from dataclasses import replace
+
+    from taskonomy.nets.train import evaluate_per_item
+
+    reps, _, runs = seeded_runs
+    context = T.TransferContext(reps, T.strip_views(targets), replace(PARAMS, seeds=3, epochs=2), NET)
+    task, _, test, *_ = T._readout_data(context, ("edge2d",), "rgb2depth")
+    for k in range(3):
+        result = runs["on"][k]["rgb2depth"]["edge2d"]
+        r = result.record
+        model = T.build_readout(("edge2d",), task, r["in_channels"], r["width"], r["rep_hw"], PARAMS, NET)
+        model.load_state_dict(r["state"])
+        np.testing.assert_array_equal(evaluate_per_item(model, test, T.TaskLoss(task)), result.losses)
+
+
+def test_seeds_batch_on_cuda_by_default_and_never_with_clipping():
+    from taskonomy.transfer.stacked import batches_seeds
+
+    assert not batches_seeds("auto", "cpu", 3, 0.0) and batches_seeds("on", "cpu", 3, 0.0)
+    assert not batches_seeds("on", "cpu", 1, 0.0) and not batches_seeds("on", "cpu", 3, 1.0)
+    assert not batches_seeds("off", "cpu", 3, 0.0)

@@ -213,8 +213,8 @@ class TransferContext(SplitContext):
     # reads its sources' representations and its target's data, nothing else.
     PARTS = ("reps", "targets")
 
-    def job_parts(self, job: tuple[tuple[str, ...], str]) -> list[str]:
-        sources, target = job
+    def job_parts(self, job: tuple) -> list[str]:
+        sources, target = job[:2]                   # (sources, target[, seed index])
         return [f"reps:{s}" for s in sources if s in self.reps] + [f"targets:{target}"]
 
 
@@ -258,10 +258,10 @@ def readout_record(model: Readout, sources: Sequence[str], task: Task, in_channe
             "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
 
 
-def train_readout(context: TransferContext, job: tuple[tuple[str, ...], str], keep: bool = False) -> TrainedReadout:
-    """Train ``sources -> target`` on the transfer split: per-item test losses, float32 (N_t,), and with
-    ``keep`` the trained readout (:func:`readout_record`)."""
-    sources, target = job
+def _readout_data(context: TransferContext, sources: Sequence[str], target: str
+                  ) -> tuple[Task, TaskData, TaskData, int, int, int]:
+    """A job's task, its train and test data (the sources' representations as the views), the readout's
+    input channels, width and representation size."""
     data = context.targets[target]
     task = data["test"].task
     if tuple(sources) == (PIXELS,):
@@ -274,11 +274,39 @@ def train_readout(context: TransferContext, job: tuple[tuple[str, ...], str], ke
         views = {split: torch.cat(parts[split], 1).unsqueeze(1) for split in SPLITS}  # (V, 1, K*C, h, w)
         train, test = (replace(data[split], views=views[split]) for split in SPLITS)
         in_channels, width, rep_hw = views["test"].shape[2], parts["test"][0].shape[1], views["test"].shape[-1]
-    model = build_readout(sources, task, in_channels, width, rep_hw, context.params, context.net)
+    return task, train, test, in_channels, width, rep_hw
+
+
+def train_readout(context: TransferContext, job: tuple, keep: bool = False) -> TrainedReadout:
+    """Train ``sources -> target`` on the transfer split (job ``(sources, target)``, or ``(sources, target,
+    k)`` for the readout at seed ``transfer.seed + k``): per-item test losses, float32 (N_t,), and with
+    ``keep`` the trained readout (:func:`readout_record`)."""
+    sources, target = job[:2]
+    params = seed_params(context.params)[job[2]] if len(job) > 2 else context.params
+    task, train, test, in_channels, width, rep_hw = _readout_data(context, sources, target)
+    model = build_readout(sources, task, in_channels, width, rep_hw, params, context.net)
     loss = TaskLoss(task)
-    fit(model, train, loss, loop_config(context.params, target, context.device), name=f"{set_key(sources)}->{target}")
+    fit(model, train, loss, loop_config(params, target, context.device), name=f"{set_key(sources)}->{target}")
     losses = evaluate_per_item(model, test, loss)
     return TrainedReadout(losses, readout_record(model, sources, task, in_channels, width, rep_hw) if keep else None)
+
+
+def train_readout_seeds(context: TransferContext, job: tuple[tuple[str, ...], str],
+                        keep: bool = False) -> list[TrainedReadout]:
+    """Every seed's readout of ``sources -> target`` trained as one batched model
+    (taskonomy.transfer.stacked); one :class:`TrainedReadout` per seed."""
+    from taskonomy.transfer.stacked import fit_stacked
+
+    sources, target = job
+    task, train, test, in_channels, width, rep_hw = _readout_data(context, sources, target)
+    seeded = seed_params(context.params)
+    models = [build_readout(sources, task, in_channels, width, rep_hw, p, context.net) for p in seeded]
+    loss = TaskLoss(task)
+    fit_stacked(models, train, loss, [loop_config(p, target, context.device) for p in seeded],
+                name=f"{set_key(sources)}->{target}")
+    return [TrainedReadout(evaluate_per_item(m, test, loss),
+                           readout_record(m, sources, task, in_channels, width, rep_hw) if keep else None)
+            for m in models]
 
 
 def executor_spec(params: Any, device: str) -> ExecutorSpec:
@@ -308,6 +336,34 @@ def run_readouts(context: TransferContext, jobs: Sequence[tuple[tuple[str, ...],
         if not np.all(np.isfinite(result.losses)):
             raise TaskonomyError(f"{set_key(sources)} -> {target}: non-finite test losses")
         out.setdefault(target, {})[set_key(sources)] = result
+    return out
+
+
+def run_seeded(context: TransferContext, jobs: Sequence[tuple[tuple[str, ...], str]],
+               spec: ExecutorSpec | None = None, keep: bool = False) -> list[dict[str, dict[str, TrainedReadout]]]:
+    """Every job at each of ``transfer.seeds`` seeds: per seed, ``target -> sources key -> TrainedReadout``.
+
+    The seeds of a job train as one batched model where :func:`taskonomy.transfer.stacked.batches_seeds`
+    says (``transfer.batch_seeds``: on CUDA by default); otherwise every (job, seed) is one job of a single
+    executor map, so no worker idles at the end of one seed while the next waits."""
+    from taskonomy.transfer.stacked import batches_seeds
+
+    p = context.params
+    spec = spec or executor_spec(p, context.device)
+    jobs = list(jobs)
+    if batches_seeds(p.batch_seeds, context.device, p.seeds, getattr(p, "grad_clip", 0.0)):
+        results = map_jobs(partial(train_readout_seeds, keep=keep), context, jobs, spec)
+        per_job = {job: results[i] for i, job in enumerate(jobs)}
+    else:
+        flat = [(*job, k) for k in range(p.seeds) for job in jobs]
+        results = map_jobs(partial(train_readout, keep=keep), context, flat, spec)
+        per_job = {job: [results[k * len(jobs) + i] for k in range(p.seeds)] for i, job in enumerate(jobs)}
+    out: list[dict[str, dict[str, TrainedReadout]]] = [{} for _ in range(p.seeds)]
+    for (sources, target), readouts in per_job.items():
+        for k, result in enumerate(readouts):
+            if not np.all(np.isfinite(result.losses)):
+                raise TaskonomyError(f"{set_key(sources)} -> {target}: non-finite test losses (seed {p.seed + k})")
+            out[k].setdefault(target, {})[set_key(sources)] = result
     return out
 
 

@@ -27,8 +27,8 @@ from taskonomy.stage import note_timing
 from taskonomy.storage import atomic_write_json, ensure_writable
 from taskonomy.transfer.beam import high_order_sets
 from taskonomy.transfer.engine import (READOUT_FILE, TransferContext, encode_source_moments, executor_spec, load_reps,
-                                       load_targets, run_readouts, run_transfers, save_readouts, save_reps,
-                                       seed_params, source_encoder, strip_views)
+                                       load_targets, run_seeded, save_readouts, save_reps, source_encoder,
+                                       strip_views)
 
 log = logging.getLogger("taskonomy.transfer")
 
@@ -53,11 +53,9 @@ def first_order(source: str, params: Params, bank: Path, models: Path, out: Path
     reps, moments = encode_source_moments(encoder, targets, device=device)
     t_encode = time.perf_counter()
     data, spec = strip_views(targets), executor_spec(params.transfer, device)
-    per_seed = []
-    for k, tp in enumerate(seed_params(params.transfer)):
-        log.info("%s: readouts at seed %d (%d of %d)", source, tp.seed, k + 1, params.transfer.seeds)
-        context = TransferContext({source: reps}, data, tp, params.train_task, device)
-        per_seed.append(run_readouts(context, [((source,), t) for t in targets], spec, keep=True))
+    log.info("%s: %d readouts, each at %d seeds", source, len(targets), params.transfer.seeds)
+    context = TransferContext({source: reps}, data, params.transfer, params.train_task, device)
+    per_seed = run_seeded(context, [((source,), t) for t in targets], spec, keep=True)
     t_train = time.perf_counter()
 
     write_seeded(out, {t: np.stack([r[t][source].losses for r in per_seed]) for t in targets})
@@ -94,9 +92,9 @@ def high_order(targets: list[str], params: Params, bank: Path, affinities: Path,
         cached = {s: load_reps(reps / s / "reps.npz", s) for s in sources}
         log.info("transfer_high: %d source sets into %d targets from %d sources, %d seeds", len(jobs), len(sets),
                  len(sources), tp.seeds)
-        for seeded in seed_params(tp):
-            context = TransferContext(cached, data, seeded, params.train_task, device)
-            per_seed.append(run_transfers(context, jobs, executor_spec(tp, device)))
+        context = TransferContext(cached, data, tp, params.train_task, device)
+        per_seed = [{t: {k: r.losses for k, r in per.items()} for t, per in seeded.items()}
+                    for seeded in run_seeded(context, jobs, executor_spec(tp, device))]
     for t in targets:
         keys = [set_key(g) for g in sets.get(t, [])]
         write_seeded(high_path(out, t).parent, {k: np.stack([losses[t][k] for losses in per_seed]) for k in keys})
