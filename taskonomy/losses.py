@@ -95,9 +95,9 @@ def load_npy(path: Path, stage: str) -> np.ndarray:
     return _check_array(a, str(path))
 
 
-def load_npz(path: Path, stage: str, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def load_npz(path: Path, stage: str, keys: Sequence[str] | None = None, seeded: bool = False) -> dict[str, np.ndarray]:
     """The named (N,) arrays of a ``.npz`` file (every one for ``keys=None``), checked; a missing key
-    names file and key."""
+    names file and key. ``seeded``: (S, N) per-seed losses (a ``seed_losses.npz``), each seed checked."""
     if not path.is_file():
         raise _missing(path, stage)
     try:
@@ -108,10 +108,16 @@ def load_npz(path: Path, stage: str, keys: Sequence[str] | None = None) -> dict[
                 if k not in present:
                     raise DataError(f"{path}: no key '{k}' (has: {', '.join(sorted(present)) or 'none'}); "
                                     f"rerun stage {stage}")
-                out[k] = _check_array(z[k], f"{path}[{k}]")
+                out[k] = _check_seeds(z[k], f"{path}[{k}]", stage) if seeded else _check_array(z[k], f"{path}[{k}]")
             return out
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise DataError(f"{path}: not a readable .npz file ({err})") from None
+
+
+def _check_seeds(a: np.ndarray, where: str, stage: str) -> np.ndarray:
+    if a.ndim != 2 or a.shape[0] == 0:
+        raise DataError(f"{where}: expected (seeds, items) losses, got shape {a.shape}; rerun stage {stage}")
+    return np.stack([_check_array(row, f"{where} seed {i}") for i, row in enumerate(a)])
 
 
 def read_target_losses(targets: Sequence[str], sources: Sequence[str], *, models: Path, transfer: Path,
@@ -145,30 +151,14 @@ def read_target_losses(targets: Sequence[str], sources: Sequence[str], *, models
     return out
 
 
-def first_order_losses(transfer: Path, sources: Sequence[str], targets: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
-    """target -> source -> (N_t,) first-order per-item losses, from every ``transfer/<source>/losses.npz``."""
-    per_source = {s: load_npz(source_path(transfer, s), f"transfer@{s}", list(targets)) for s in sources}
+def first_order_losses(transfer: Path, sources: Sequence[str], targets: Sequence[str],
+                       seeded: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """target -> source -> (N_t,) first-order per-item losses, from every ``transfer/<source>/losses.npz``;
+    ``seeded``: the (S, N_t) per-seed losses beside them (``seed_losses.npz``)."""
+    path = (lambda s: Path(transfer) / s / SEED_FILE) if seeded else (lambda s: source_path(transfer, s))
+    per_source = {s: load_npz(path(s), f"transfer@{s}", list(targets), seeded) for s in sources}
     return {t: {s: per_source[s][t] for s in sources} for t in targets}
 
-
-
-def load_seed_npz(path: Path, stage: str, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """The (S, N) per-seed losses of a ``seed_losses.npz`` (every key for ``keys=None``), checked."""
-    if not path.is_file():
-        raise _missing(path, stage)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            out = {}
-            for k in z.files if keys is None else keys:
-                if k not in z.files:
-                    raise DataError(f"{path}: no key '{k}'; rerun stage {stage}")
-                a = z[k]
-                if a.ndim != 2 or a.shape[0] == 0:
-                    raise DataError(f"{path}[{k}]: expected (seeds, items) losses, got shape {a.shape}; rerun stage {stage}")
-                out[k] = np.stack([_check_array(row, f"{path}[{k}] seed {i}") for i, row in enumerate(a)])
-            return out
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: not a readable .npz file ({err})") from None
 
 
 def read_seed_losses(targets: Sequence[str], sources: Sequence[str], *, transfer: Path,
@@ -176,11 +166,10 @@ def read_seed_losses(targets: Sequence[str], sources: Sequence[str], *, transfer
     """target -> transfer key -> (S, N) per-seed losses of every first-order (and with ``high`` higher-order)
     transfer: the ``seed_losses.npz`` beside each file :func:`read_target_losses` reads. Every transfer has
     the same number of seeds (``transfer.seeds``)."""
-    per_source = {s: load_seed_npz(Path(transfer) / s / SEED_FILE, f"transfer@{s}", list(targets)) for s in sources}
-    out = {t: {s: per_source[s][t] for s in sources} for t in targets}
+    out = first_order_losses(transfer, sources, targets, seeded=True)
     if high is not None:
         for t in targets:
-            out[t].update(load_seed_npz(Path(high) / t / SEED_FILE, "transfer_high"))
+            out[t].update(load_npz(Path(high) / t / SEED_FILE, "transfer_high", seeded=True))
     counts = {a.shape[0] for per in out.values() for a in per.values()}
     if len(counts) > 1:
         raise DataError(f"{transfer}: transfers trained at different numbers of seeds ({sorted(counts)}); "

@@ -23,7 +23,7 @@ from taskonomy.analysis.affinity import first_order_matrices
 from taskonomy.bank import load_splits
 from taskonomy.config import load_params
 from taskonomy.errors import DataError
-from taskonomy.losses import SEED_FILE, load_seed_npz, read_target_losses, seed_mean, write_keyed
+from taskonomy.losses import SEED_FILE, load_npz, read_target_losses, seed_mean, write_keyed
 from taskonomy.nets.outputs import make_task_network
 from taskonomy.sources import PIXELS, SELF
 from taskonomy.transfer import engine as T
@@ -133,7 +133,7 @@ def test_readouts_at_several_seeds_keep_each_seed_and_their_mean(pipeline, tmp_p
     for task in TASKS:
         first_order(task, two, root / "data" / "bank", root / "models", transfer / task)
     one = np.load(root / "outputs" / "transfer" / "rgb2depth" / "losses.npz")
-    per_seed = load_seed_npz(transfer / "rgb2depth" / SEED_FILE, "transfer@rgb2depth")
+    per_seed = load_npz(transfer / "rgb2depth" / SEED_FILE, "transfer@rgb2depth", seeded=True)
     mean = np.load(transfer / "rgb2depth" / "losses.npz")
     for t in TARGETS:
         assert per_seed[t].shape == (2, len(one[t]))

@@ -112,10 +112,11 @@ def with_intervals(table, resamples: Mapping[str, Resamples]):
     """The affinity table (taskonomy.analysis.affinity.affinity_table) with ``<score>_lo`` / ``<score>_hi``
     columns: the 95% intervals over the resamples of seeds and test images."""
     table = table.copy()
+    where = {(t, k): (r, j) for t, r in resamples.items() for j, k in enumerate(r.keys)}   # one lookup for all
+    rows = [where.get((t, k)) for t, k in zip(table.target, table.sources)]
     for i, name in enumerate(SCORES):
         for bound, column in (("low", f"{name}_lo"), ("high", f"{name}_hi")):
-            lookup = {(t, k): getattr(r, bound)[i, j] for t, r in resamples.items() for j, k in enumerate(r.keys)}
-            table[column] = [lookup.get((t, k), np.nan) for t, k in zip(table.target, table.sources)]
+            table[column] = [np.nan if at is None else getattr(at[0], bound)[i, at[1]] for at in rows]
     return table
 
 
