@@ -301,6 +301,36 @@ def test_onednn_is_off_only_for_narrow_convolutions():
     assert (torch.backends.mkldnn.enabled, torch.backends.mkldnn.deterministic) == before
 
 
+@pytest.mark.parametrize("width", [8, 12])
+def test_width_8_and_12_encoders_train_at_64_px(width):
+    """A strided 1x1 convolution reading 8 or 12 channels aborted the process in oneDNN's backward pass at
+    64 px ("double free or corruption"): such a network trains with PyTorch's kernels, in a process of
+    its own here so that a regression fails this test instead of killing the run."""
+    import subprocess
+    import sys
+
+    from taskonomy.nets.train import _has_narrow_convs
+
+    cfg = TrainTaskParams(width=width, head_width=16)
+    assert _has_narrow_convs(build_task_network(get_task("rgb2sfnorm"), cfg, 64))
+    assert not _has_narrow_convs(build_task_network(get_task("rgb2sfnorm"), TrainTaskParams(width=24), 64))
+    code = f"""
+import torch
+from taskonomy.config import TrainTaskParams
+from taskonomy.nets.models import build_task_network
+from taskonomy.nets.train import cpu_kernels
+from taskonomy.tasks import get_task
+torch.manual_seed(0)
+net = build_task_network(get_task("rgb2sfnorm"), TrainTaskParams(width={width}), 64).to(memory_format=torch.channels_last)
+with cpu_kernels(net, torch.device("cpu")):
+    for _ in range(3):
+        net(torch.randn(32, 1, 3, 64, 64)).mean().backward()
+print("trained")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "trained" in proc.stdout, proc.stderr[-500:]
+
+
 def test_a_deferred_loss_check_still_names_the_first_bad_step(splits, monkeypatch):
     """On a GPU the loss is checked once per epoch from a device-side record: the same line names the
     first non-finite step (here forced on the CPU)."""

@@ -208,12 +208,16 @@ def _schedule(cfg: LoopConfig, total_steps: int) -> Callable[[int], float]:
 
 
 NARROW_CHANNELS = 8
+STRIDED_1X1_CHANNELS = 16
 
 
 def _has_narrow_convs(model: nn.Module) -> bool:
-    """Whether a convolution of ``model`` has fewer than ``NARROW_CHANNELS`` channels on both sides."""
-    convs = (m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
-    return any(max(m.in_channels, m.out_channels) < NARROW_CHANNELS for m in convs)
+    """Whether a convolution of ``model`` is one oneDNN mishandles: fewer than ``NARROW_CHANNELS`` channels
+    on both sides, or a strided 1x1 convolution (a residual block's downsample) reading fewer than
+    ``STRIDED_1X1_CHANNELS``."""
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    return any(max(m.in_channels, m.out_channels) < NARROW_CHANNELS for m in convs) or any(
+        m.kernel_size == (1, 1) and max(m.stride) > 1 and m.in_channels < STRIDED_1X1_CHANNELS for m in convs)
 
 
 @contextlib.contextmanager
@@ -224,6 +228,9 @@ def cpu_kernels(model: nn.Module, device: torch.device) -> Iterator[None]:
     AVX2-only hosts: a width-4 task network aborted ("double free or corruption") or hung in most runs,
     in NCHW and NHWC alike, and never with oneDNN off. PyTorch's own kernels are 2-3x slower at the
     default widths, which never trigger it; test-sized models and the pixels trunk's 3 -> 4 layer do.
+    On this AVX-512 host too, a strided 1x1 convolution reading 4, 8 or 12 channels (the small encoder's
+    first downsample at width 8 or 12) aborted the same way at 64 px and more, in its backward pass
+    (16, 24 and 32 channels never did).
     """
     narrow = device.type == "cpu" and _has_narrow_convs(model)
     before = torch.backends.mkldnn.enabled
