@@ -28,14 +28,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 CHILD = r"""
-import json, resource, sys, torch
+import json, resource, sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__name__.lower()]   # PYTHONPATH's code
+import torch, taskonomy
+assert taskonomy.__file__.startswith(sys.argv[3]), taskonomy.__file__
 from taskonomy.bank import load_splits
 from taskonomy.config import TrainTaskParams
 from taskonomy.nets.train import train_task_network
 from taskonomy.tasks import get_task
 torch.set_num_threads(2)
 splits = load_splits(sys.argv[1], ("train", "test"))
-cfg = TrainTaskParams(width=8, head_width=16, epochs=1, epoch_items=64, batch_size=32)
+cfg = TrainTaskParams(width=16, head_width=16, epochs=1, epoch_items=64, batch_size=32)
 run = train_task_network(get_task(sys.argv[2]), splits["train"], splits["test"], cfg)
 print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                   "loss": float(run.test_losses.mean())}))
@@ -48,7 +51,7 @@ def bank_bytes(folder: Path) -> int:
 
 def run_child(code: Path, bank: Path, task: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "2"}
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(bank), task], capture_output=True, text=True, env=env,
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(bank), task, str(code)], capture_output=True, text=True, env=env,
                           timeout=3600)
     if proc.returncode != 0:
         raise SystemExit(f"memory: {task} on {code} failed: {proc.stderr.strip().splitlines()[-1]}")

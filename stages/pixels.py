@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     params = load_params(args.params)
     ensure_writable(args.out)
-    device = str(resolve_device(params.transfer.device))
+    device = str(resolve_device(params.transfer.device, "transfer.device"))
     from taskonomy.bank import load_splits  # after the checks: a bad input fails fast
 
     splits = load_splits(args.bank)

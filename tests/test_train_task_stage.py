@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from conftest import write_tiny_train_params
@@ -121,3 +122,13 @@ def test_corrupt_checkpoint(bank, params, tmp_path):
     out.mkdir()
     (out / "checkpoint.pt").write_bytes(b"\x00garbage")
     _one_line_error(_run("class_scene", bank, out, params), str(out / "checkpoint.pt"), "corrupt")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine with CUDA runs device: cuda")
+def test_device_cuda_without_cuda_is_one_line_before_the_bank(params, tmp_path):
+    raw = yaml.safe_load(params.read_text())
+    raw["train_task"]["device"] = "cuda"
+    cuda = tmp_path / "params.yaml"
+    cuda.write_text(yaml.safe_dump(raw))
+    _one_line_error(_run("rgb2depth", tmp_path / "no-bank", tmp_path / "out", cuda),
+                    "train_task.device: cuda, but no CUDA device is available here", "set it to auto or cpu")

@@ -84,7 +84,7 @@ def adapt_task(name: str, params: Params, bank: Path, target: Path, models: Path
                         f"{len(source_test)}: not the test split's scenes (rerun `dvc repro render_target`)")
     oracle = load_task_data(shifted["target_train"], task, stats)
     target_views = input_views(task, shifted["target_train"])            # the images alone, for the methods
-    device = str(resolve_device(a.device))
+    device = str(resolve_device(a.device, "adapt.device"))
     data = {"source": "/".join(d.digest() for d in (train, validation, source_test)),
             "target_test": target_test.digest(), "oracle": oracle.digest(),
             "target_views": _digest(target_views)}

@@ -60,7 +60,7 @@ def finetune_target(target: str, params: Params, bank: Path, models: Path, taxon
     if too_many:
         raise ParamsError(f"finetune.sizes: {too_many[0]} items, but {target}'s {f.split} split has {len(train)}")
 
-    device = str(resolve_device(f.device))
+    device = str(resolve_device(f.device, "finetune.device"))
     stamps = run_stamps(runs, target, params, model_paths, f"{train.digest()}:{test.digest()}")
     cache = Path(out) / "runs"
     log.info("finetune %s: sources %s", target, ", ".join(sources) or "none")

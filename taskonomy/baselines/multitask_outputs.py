@@ -99,14 +99,14 @@ def multitask_grouping(grouping: str, params: Params, bank: Path, models: Path, 
         for name in studied:
             if len(test[name]) != len(test[studied[0]]):
                 raise DataError(f"{bank}/test: {name} has {len(test[name])} items, {studied[0]} {len(test[studied[0]])}")
-        device = str(resolve_device(m.device))
+        device = str(resolve_device(m.device, "multitask.device"))
         data = "/".join(MultiTaskData(tuple(split[t] for t in studied)).digest() for split in (train, validation, test))
         stamps = run_stamps(runs, params, data)
         cache = Path(out) / "runs"
         context = Context(train, validation, test, trivial, params, device, cache, stamps)
         done, todo = train_missing(f"multitask {grouping}", runs, stamps, cache, load_run, train_run, context, executor_spec(m, device))
     else:
-        device, done, todo = str(resolve_device(m.device)), {}, []
+        device, done, todo = str(resolve_device(m.device, "multitask.device")), {}, []
 
     rows, losses, tag = [], {}, {}
     for seed in m.seeds:

@@ -20,8 +20,8 @@ from taskonomy.nets.curves import write_curves
 from taskonomy.nets.data import STATS_SPLIT
 from taskonomy.nets.models import build_encoder
 from taskonomy.nets.samples import prediction_sheet, random_encoder_sheet
-from taskonomy.nets.train import (predict, save_checkpoint, set_threads, task_checkpoint, task_seed,
-                                  train_task_network)
+from taskonomy.nets.train import (predict, resolve_device, save_checkpoint, set_threads, task_checkpoint,
+                                  task_seed, train_task_network)
 from taskonomy.stage import note_timing
 from taskonomy.storage import atomic_write_csv, atomic_write_json, ensure_writable
 from taskonomy.tasks import get_task
@@ -38,6 +38,7 @@ def make_task_network(name: str, params: Params, bank: Path, out: Path, curves: 
     ``curves``, its training curves there too (DVCLive; taskonomy.nets.curves)."""
     task, task_params, cfg = get_task(name), params.tasks[name], params.train_task
     ensure_writable(out)
+    resolve_device(cfg.device, "train_task.device")     # no CUDA for device: cuda stops here, before the bank
     set_threads(cfg.threads)
     test_split = load_split(bank, "test")
     record = {"task": task.name, "tasks": as_dict(task_params)}

@@ -106,11 +106,13 @@ class FitResult:
 # Devices, checkpoints, code version
 # --------------------------------------------------------------------------------------------------
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto", key: str = "device") -> torch.device:
+    """``auto``: CUDA when present, else the CPU; ``cuda`` without CUDA is one line naming ``key``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise TaskonomyError("device: cuda requested but no CUDA device is available")
+        raise TaskonomyError(f"{key}: cuda, but no CUDA device is available here (torch {torch.__version__}); "
+                             f"set it to auto or cpu")
     return torch.device(name)
 
 

@@ -46,7 +46,7 @@ def first_order(source: str, params: Params, bank: Path, models: Path, out: Path
         log.info("%s: target_only, not a source: no readouts", source)
         return
     encoder = source_encoder(source, params, models)   # before the bank: a bad checkpoint fails fast
-    device = str(resolve_device(params.transfer.device))
+    device = str(resolve_device(params.transfer.device, "transfer.device"))
     t0 = time.perf_counter()
     targets = load_targets(load_splits(bank), params.targets(), params.transfer.images, params.target_only())
     t_load = time.perf_counter()
@@ -87,7 +87,7 @@ def high_order(targets: list[str], params: Params, bank: Path, affinities: Path,
     jobs = [(group, t) for t, groups in sets.items() for group in groups]
     per_seed = []
     if jobs:
-        device = str(resolve_device(tp.device))
+        device = str(resolve_device(tp.device, "transfer.device"))
         data = strip_views(load_targets(load_splits(bank), list(sets), tp.images, params.target_only()))
         cached = {s: load_reps(reps / s / "reps.npz", s) for s in sources}
         log.info("transfer_high: %d source sets into %d targets from %d sources, %d seeds", len(jobs), len(sets),
