@@ -89,7 +89,9 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=None, help="default: the profile's (CUDA), 32 (CPU)")
     parser.add_argument("--views", type=int, default=None, help="split size (default 4096 on CUDA, 512 on CPU)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 40 CUDA, 10 CPU)")
-    parser.add_argument("--readouts", type=int, default=4)
+    parser.add_argument("--readouts", type=int, default=4, help="transfers timed per readout variant")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default; a transfer stage's "
+                        "workers run 1 each)")
     args = parser.parse_args()
 
     device = resolve_device("auto")
@@ -100,8 +102,8 @@ def main() -> None:
     resolution = args.resolution or (params.render.resolution if cuda else 32)
     views, steps = args.views or (4096 if cuda else 512), args.steps or (40 if cuda else 10)
     cfg = LoopConfig.from_params(net, device="auto")
-    if not cuda:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     host = synthetic_split(views, resolution)
     loss_fn = task_loss(host.task)
     name = torch.cuda.get_device_name(device) if cuda else f"cpu, {torch.get_num_threads()} threads"

@@ -127,3 +127,16 @@ def test_gpu_profile_networks_build_and_run(name):
             out = net(torch.randn(2, k, 3, r, r))
         assert out.shape == (2, *task.output_shape(r))
         assert net.encoder(torch.randn(1, 3, r, r)).shape == (1, 8, 16, 16)
+
+
+def test_set_args_through_dvc_give_the_profile(tmp_path):
+    """`dvc exp run $(taskonomy profile NAME --set-args)`: DVC's own override parser, applied to a copy of
+    params.yaml, yields the same params as the profile merged in."""
+    from dvc.utils.hydra import apply_overrides
+
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    overlay = load_profile("gpu-128")
+    args = set_args(overlay)
+    apply_overrides(str(params), [args[i + 1] for i in range(0, len(args), 2)])
+    assert as_dict(load_params(params)) == as_dict(load_params(ROOT / "params.yaml", overlay))
