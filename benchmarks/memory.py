@@ -6,7 +6,7 @@ evaluate, trivial baselines) at 128 px, for two bank sizes, so the growth per by
 
 Each (code, task, size) runs in a fresh process on a bank written to a temporary folder (tests/fake_bank:
 every array of docs/bank-format.md, at the bank's own dtypes), read as the stages read it (memory-mapped);
-the peak is that process's maximum resident set. ``--code NAME=PATH`` also runs another checkout of the
+the peak is that process's maximum resident set (VmHWM). ``--code NAME=PATH`` also runs another checkout of the
 package (e.g. ``git worktree add /tmp/before <commit>``; ``this`` is this one), compared in the same run.
 
 Printed: a table of peak RSS per (code, task, size) and the growth ratio (extra peak RSS per extra byte of
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 CHILD = r"""
-import json, resource, sys
+import json, re, sys
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__name__.lower()]   # PYTHONPATH's code
 import torch, taskonomy
 assert taskonomy.__file__.startswith(sys.argv[3]), taskonomy.__file__
@@ -40,8 +40,9 @@ torch.set_num_threads(2)
 splits = load_splits(sys.argv[1], ("train", "test"))
 cfg = TrainTaskParams(width=16, head_width=16, epochs=1, epoch_items=64, batch_size=32)
 run = train_task_network(get_task(sys.argv[2]), splits["train"], splits["test"], cfg)
-print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                  "loss": float(run.test_losses.mean())}))
+# VmHWM: this process's peak since exec (ru_maxrss would keep the forking parent's)
+peak = int(re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+print(json.dumps({"peak": peak, "loss": float(run.test_losses.mean())}))
 """
 
 
@@ -52,7 +53,7 @@ def bank_bytes(folder: Path) -> int:
 def run_child(code: Path, bank: Path, task: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "2"}
     proc = subprocess.run([sys.executable, "-c", CHILD, str(bank), task, str(code)], capture_output=True, text=True, env=env,
-                          timeout=3600)
+                          timeout=3600, cwd=bank)                  # not a folder holding a package of its own
     if proc.returncode != 0:
         raise SystemExit(f"memory: {task} on {code} failed: {proc.stderr.strip().splitlines()[-1]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -61,7 +62,7 @@ def run_child(code: Path, bank: Path, task: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--resolution", type=int, default=128)
-    parser.add_argument("--scenes", type=int, nargs=2, default=[150, 300], help="train scenes of the two banks (x 4 views)")
+    parser.add_argument("--scenes", type=int, nargs=2, default=[500, 1000], help="train scenes of the two banks (x 4 views)")
     parser.add_argument("--tasks", nargs="+", default=["segmentsemantic", "rgb2sfnorm", "segment2d"])
     parser.add_argument("--code", nargs="*", default=[], help="NAME=PATH: another checkout to compare")
     args = parser.parse_args()
