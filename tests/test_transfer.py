@@ -281,3 +281,15 @@ def test_seeds_batch_on_cuda_by_default_and_never_with_clipping():
     assert not batches_seeds("auto", "cpu", 3, 0.0) and batches_seeds("on", "cpu", 3, 0.0)
     assert not batches_seeds("on", "cpu", 1, 0.0) and not batches_seeds("on", "cpu", 3, 1.0)
     assert not batches_seeds("off", "cpu", 3, 0.0)
+
+
+def test_non_finite_readout_losses_name_the_transfer_and_the_seed():
+    good, bad = T.TrainedReadout(np.ones(3, np.float32)), T.TrainedReadout(np.array([1, np.nan, 2], np.float32))
+    done = [((("rgb2depth",), "rgb2mist"), good), ((("rgb2depth", "edge2d"), "rgb2mist"), good)]
+    per_target = T._by_target(done)
+    assert list(per_target) == ["rgb2mist"] and list(per_target["rgb2mist"]) == ["rgb2depth", "rgb2depth__edge2d"]
+    assert T.losses_of(per_target)["rgb2mist"]["rgb2depth"] is good.losses
+    with pytest.raises(T.TaskonomyError, match=r"^rgb2depth -> reshade: non-finite test losses$"):
+        T._by_target([((("rgb2depth",), "reshade"), bad)])
+    with pytest.raises(T.TaskonomyError, match=r"^rgb2depth -> reshade: non-finite test losses \(seed 4\)$"):
+        T._by_target([((("rgb2depth",), "reshade"), bad)], seed=4)

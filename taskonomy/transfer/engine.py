@@ -37,7 +37,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -330,13 +330,25 @@ def run_readouts(context: TransferContext, jobs: Sequence[tuple[tuple[str, ...],
                  spec: ExecutorSpec | None = None, keep: bool = False) -> dict[str, dict[str, TrainedReadout]]:
     """Train every job; ``target -> sources key -> TrainedReadout`` (with the readouts for ``keep``)."""
     spec = spec or executor_spec(context.params, context.device)
-    results = map_jobs(partial(train_readout, keep=keep), context, list(jobs), spec)
+    return _by_target(zip(jobs, map_jobs(partial(train_readout, keep=keep), context, list(jobs), spec)))
+
+
+def _by_target(done: Iterable[tuple[tuple[tuple[str, ...], str], TrainedReadout]],
+               seed: int | None = None) -> dict[str, dict[str, TrainedReadout]]:
+    """``target -> sources key -> TrainedReadout`` from (job, result) pairs; a non-finite test loss is one
+    line naming the transfer (and the seed)."""
     out: dict[str, dict[str, TrainedReadout]] = {}
-    for (sources, target), result in zip(jobs, results):
+    for (sources, target), result in done:
         if not np.all(np.isfinite(result.losses)):
-            raise TaskonomyError(f"{set_key(sources)} -> {target}: non-finite test losses")
+            at = "" if seed is None else f" (seed {seed})"
+            raise TaskonomyError(f"{set_key(sources)} -> {target}: non-finite test losses{at}")
         out.setdefault(target, {})[set_key(sources)] = result
     return out
+
+
+def losses_of(readouts: dict[str, dict[str, TrainedReadout]]) -> dict[str, dict[str, np.ndarray]]:
+    """``target -> sources key -> (N_t,) per-item test losses`` of trained readouts."""
+    return {t: {key: r.losses for key, r in per.items()} for t, per in readouts.items()}
 
 
 def run_seeded(context: TransferContext, jobs: Sequence[tuple[tuple[str, ...], str]],
@@ -358,20 +370,13 @@ def run_seeded(context: TransferContext, jobs: Sequence[tuple[tuple[str, ...], s
         flat = [(*job, k) for k in range(p.seeds) for job in jobs]
         results = map_jobs(partial(train_readout, keep=keep), context, flat, spec)
         per_job = {job: [results[k * len(jobs) + i] for k in range(p.seeds)] for i, job in enumerate(jobs)}
-    out: list[dict[str, dict[str, TrainedReadout]]] = [{} for _ in range(p.seeds)]
-    for (sources, target), readouts in per_job.items():
-        for k, result in enumerate(readouts):
-            if not np.all(np.isfinite(result.losses)):
-                raise TaskonomyError(f"{set_key(sources)} -> {target}: non-finite test losses (seed {p.seed + k})")
-            out[k].setdefault(target, {})[set_key(sources)] = result
-    return out
+    return [_by_target(((job, per_job[job][k]) for job in jobs), p.seed + k) for k in range(p.seeds)]
 
 
 def run_transfers(context: TransferContext, jobs: Sequence[tuple[tuple[str, ...], str]],
                   spec: ExecutorSpec | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Train every job; ``target -> sources key -> (N_t,) per-item test losses``."""
-    readouts = run_readouts(context, jobs, spec)
-    return {t: {key: r.losses for key, r in per.items()} for t, per in readouts.items()}
+    return losses_of(run_readouts(context, jobs, spec))
 
 
 def strip_views(targets: dict[str, dict[str, TaskData]]) -> dict[str, dict[str, TaskData]]:

@@ -27,7 +27,7 @@ from taskonomy.stage import note_timing
 from taskonomy.storage import atomic_write_json, ensure_writable
 from taskonomy.transfer.beam import high_order_sets
 from taskonomy.transfer.engine import (READOUT_FILE, TransferContext, encode_source_moments, executor_spec, load_reps,
-                                       load_targets, run_seeded, save_readouts, save_reps, source_encoder,
+                                       load_targets, losses_of, run_seeded, save_readouts, save_reps, source_encoder,
                                        strip_views)
 
 log = logging.getLogger("taskonomy.transfer")
@@ -93,8 +93,7 @@ def high_order(targets: list[str], params: Params, bank: Path, affinities: Path,
         log.info("transfer_high: %d source sets into %d targets from %d sources, %d seeds", len(jobs), len(sets),
                  len(sources), tp.seeds)
         context = TransferContext(cached, data, tp, params.train_task, device)
-        per_seed = [{t: {k: r.losses for k, r in per.items()} for t, per in seeded.items()}
-                    for seeded in run_seeded(context, jobs, executor_spec(tp, device))]
+        per_seed = [losses_of(seeded) for seeded in run_seeded(context, jobs, executor_spec(tp, device))]
     for t in targets:
         keys = [set_key(g) for g in sets.get(t, [])]
         write_seeded(high_path(out, t).parent, {k: np.stack([losses[t][k] for losses in per_seed]) for k in keys})
