@@ -3,13 +3,15 @@
 representations at several ``transfer.seed`` values, nothing else changed.
 
     .venv/bin/python benchmarks/noise.py [RUN] [--seeds 0,1,2,3,4,5] [--targets a,b] [--sources a,b]
-        [--groups 1,3] [--rounds 100] [--save FILE.npz] [--load FILE.npz]
+        [--groups 1,3] [--rounds 100] [--variant 'batch_size=16'] [--save FILE.npz] [--load FILE.npz]
     .venv/bin/python benchmarks/noise.py --runs RUN_A RUN_B [...]      # whole pipelines at other seeds
 
 ``RUN`` is a repository after ``dvc repro`` (default: this one): its ``params.yaml``, ``data/bank`` and the
 representations each ``transfer`` stage cached (``outputs/transfer/<source>/reps.npz``). The task networks
 are the run's own: this measures the readouts' share of a seed's noise (a lower bound of the whole
-pipeline's). By default every target and every source of the run.
+pipeline's). By default every target and every source of the run, with the run's ``transfer`` params;
+``--variant`` overrides some of them (``key=value,...``, checked as ``benchmarks/readouts.py`` does), so
+two settings' noise compares at the same task networks.
 
 ``--runs`` compares whole pipelines instead, each a finished run at its own seeds (``train_task.seed``,
 ``transfer.seed``; the same bank): each run's first-order losses (``outputs/transfer/<source>/losses.npz``,
@@ -50,10 +52,15 @@ from taskonomy.stage import run_main
 from taskonomy.transfer.engine import (TransferContext, executor_spec, load_reps, load_targets, run_transfers,
                                        strip_views)
 
+from readouts import variant   # benchmarks/readouts.py, beside this script
 
-def retrain(run: Path, seeds: list[int], targets: list[str], sources: list[str]) -> dict[int, dict]:
-    """seed -> target -> source -> (N_t,) per-item test losses of the retrained first-order readouts."""
+
+def retrain(run: Path, seeds: list[int], targets: list[str], sources: list[str],
+            overrides: str = "") -> dict[int, dict]:
+    """seed -> target -> source -> (N_t,) per-item test losses of the retrained first-order readouts,
+    with the run's ``transfer`` params under ``overrides`` (``key=value,...``)."""
     params = load_params(run / "params.yaml")
+    params = dataclasses.replace(params, transfer=variant(params.transfer, overrides))
     reps = {s: load_reps(run / f"outputs/transfer/{s}/reps.npz", s) for s in sources}
     data = strip_views(load_targets(load_splits(run / "data/bank"), targets, params.transfer.images,
                                     params.target_only()))
@@ -128,6 +135,7 @@ def main() -> None:
     parser.add_argument("--sources", default="", help="comma-separated; default: every source of the run")
     parser.add_argument("--groups", default="1,3", help="group sizes of seeds averaged together")
     parser.add_argument("--rounds", type=int, default=20, help="test-image bootstrap resamples of seed 0")
+    parser.add_argument("--variant", default="", help="key=value,... over the run's transfer params")
     parser.add_argument("--save", type=Path, help="write the retrained losses here (npz)")
     parser.add_argument("--load", type=Path, action="append", default=[],
                         help="read losses saved by --save instead of retraining (repeat: seeds of several runs)")
@@ -153,7 +161,7 @@ def main() -> None:
         targets = args.targets.split(",") if args.targets else params.targets()
         sources = args.sources.split(",") if args.sources else list(params.tasks)
         check_tasks(params, targets + sources, args.run / "params.yaml")
-        losses = retrain(args.run, seeds, targets, sources)
+        losses = retrain(args.run, seeds, targets, sources, args.variant)
         if args.save:
             save(args.save, losses)
     seeds = sorted(losses)
