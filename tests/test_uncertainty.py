@@ -180,7 +180,7 @@ def test_more_seeds_than_the_time_allows_warns_with_the_estimate_and_runs(tmp_pa
     readouts, minutes = readout_estimate(params)
     assert readouts == params.transfer.seeds * len(params.targets()) * (len(params.sources()) + 10)  # 10: beam 4, order 2-3
     path = tmp_path / "params.yaml"
-    path.write_text((ROOT / "params.yaml").read_text().replace("  seeds: 3 ", "  seeds: 40 "))
+    path.write_text((ROOT / "params.yaml").read_text().replace("  seeds: 2 ", "  seeds: 40 "))
     proc = subprocess.run([sys.executable, "-m", "taskonomy", "check-params", str(path), "--stamp",
                            str(tmp_path / "ok.txt")], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and (tmp_path / "ok.txt").is_file()
