@@ -33,7 +33,7 @@ import torch
 from taskonomy.config import load_params
 from taskonomy.nets.data import TaskData
 from taskonomy.nets.models import build_encoder, build_task_network
-from taskonomy.nets.train import LoopConfig, autocast, fit, resolve_device, task_loss
+from taskonomy.nets.train import LoopConfig, autocast, channels_last_inputs, fit, resolve_device, task_loss
 from taskonomy.profiles import load_profile
 from taskonomy.tasks import get_task
 from taskonomy.transfer.engine import build_readout, encode_views
@@ -65,9 +65,8 @@ def time_steps(model, data: TaskData, loss_fn, cfg: LoopConfig, device: torch.de
         items = torch.randint(len(data), (cfg.batch_size,), generator=gen).to(data.index.device)
         t0 = time.perf_counter()
         batch = data.batch(items).to(device)
-        if cfg.channels_last and device.type == "cuda":
-            batch = batch._replace(x=batch.x.flatten(0, 1).contiguous(memory_format=torch.channels_last)
-                                   .unflatten(0, batch.x.shape[:2]))
+        if cfg.channels_last and device.type == "cuda":      # as fit feeds it
+            batch = channels_last_inputs(batch)
         sync(device)
         t1 = time.perf_counter()
         with autocast(device):

@@ -570,19 +570,16 @@ def bank_bytes(render: RenderParams) -> int:
 
 
 def dvc_cache_type(root: str | Path = ".") -> str:
-    """DVC's ``cache.type`` for the repository at ``root`` (the local config over the committed one);
-    DVC's default when neither sets it."""
-    import configparser
+    """DVC's ``cache.type`` for the repository at ``root``, read by DVC's own config (the repository's file,
+    its local one, the user's and the system's, in DVC's order); DVC's default when none sets it or the
+    config does not parse (DVC itself then says why)."""
+    from dvc.config import Config, ConfigError
 
-    found = "reflink,copy"
-    for name in ("config", "config.local"):
-        cfg = configparser.ConfigParser()
-        try:
-            cfg.read(Path(root) / ".dvc" / name, encoding="utf-8")
-        except configparser.Error:
-            continue
-        found = cfg.get("cache", "type", fallback=found).strip()
-    return found
+    try:
+        found = Config(dvc_dir=Path(root) / ".dvc")["cache"].get("type")
+    except ConfigError:
+        found = None
+    return ",".join(found) if found else "reflink,copy"
 
 
 def disk_warnings(p: Params, root: str | Path = ".") -> list[str]:

@@ -336,6 +336,22 @@ def epoch_steps(cfg: LoopConfig, n: int) -> tuple[int, int]:
     return batch_size, cfg.items_per_epoch(n) // batch_size
 
 
+def channels_last_inputs(batch: Any) -> Any:
+    """``batch`` with its (B, k, 3, H, W) images NHWC per input, the layout channels_last weights run
+    fastest on (CUDA; a CPU converts its inputs itself)."""
+    x = batch.x
+    if x.dim() != 5:
+        return batch
+    return batch._replace(x=x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, x.shape[:2]))
+
+
+def epoch_order(seed: int, epoch: int, n: int, device: torch.device) -> torch.Tensor:
+    """The order of ``n`` items in ``epoch`` of a run seeded ``seed`` (with ``epoch_items``, its subset: the
+    first items), on ``device``: from (seed, epoch) alone, so a resumed run and a seed of a batched model
+    see what a fresh run would."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).to(device)
+
+
 def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *, name: str,
         checkpoint: Path | None = None, eval_data: BatchSource | None = None,
         fingerprint: dict[str, Any] | None = None, groups: list[ParamGroup] | None = None,
@@ -400,20 +416,19 @@ def fit(model: nn.Module, data: BatchSource, loss_fn: LossFn, cfg: LoopConfig, *
     data, eval_data = placed, None if eval_data is None else place_data(eval_data, device, name)
     if cuda:
         torch.backends.cudnn.benchmark = True     # fixed shapes: cudnn times its kernels once and keeps the best
-    inputs = torch.channels_last if cuda and cfg.channels_last else None
+    nhwc_inputs = cuda and cfg.channels_last
     bar = tqdm(total=total, initial=start * steps, desc=name, disable=None, leave=False)
     with cpu_kernels(model, device), _naming_oom(name, batch_size):
         for epoch in range(start, cfg.epochs):
             # ---- one epoch: shuffle from (seed, epoch), so a resumed run sees the same order (and, with
             # epoch_items, the same subset: the first items of the order)
             model.train()
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            order = torch.randperm(n, generator=gen).to(items_on)
+            order = epoch_order(cfg.seed, epoch, n, items_on)
             watch = LossWatch(device)
             for step in range(steps):
                 batch = data.batch(order[step * batch_size:(step + 1) * batch_size]).to(device)
-                if inputs is not None and batch.x.dim() == 5:   # (B, k, 3, H, W): NHWC per input
-                    batch = batch._replace(x=batch.x.flatten(0, 1).contiguous(memory_format=inputs).unflatten(0, batch.x.shape[:2]))
+                if nhwc_inputs:
+                    batch = channels_last_inputs(batch)
                 if on_step is not None:
                     on_step(epoch * steps + step, batch, optimizer)
                 with autocast(device):

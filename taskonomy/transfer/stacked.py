@@ -23,7 +23,8 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from taskonomy.nets.train import (BatchSource, LossFn, LossWatch, LoopConfig, ParamGroup, _naming_oom, _optimizer,
-                                  _schedule, autocast, cpu_kernels, epoch_steps, place_data, resolve_device)
+                                  _schedule, autocast, cpu_kernels, epoch_order, epoch_steps, place_data,
+                                  resolve_device)
 
 
 def batches_seeds(mode: str, device: str, seeds: int, grad_clip: float) -> bool:
@@ -59,8 +60,7 @@ def fit_stacked(models: Sequence[nn.Module], data: BatchSource, loss_fn: LossFn,
     items_on = device if placed is not data else torch.device("cpu")
     with cpu_kernels(models[0], device), _naming_oom(name, batch_size):
         for epoch in range(cfg.epochs):
-            orders = [torch.randperm(n, generator=torch.Generator().manual_seed(c.seed * 1_000_003 + epoch)).to(items_on)
-                      for c in cfgs]
+            orders = [epoch_order(c.seed, epoch, n, items_on) for c in cfgs]
             watch = LossWatch(device)
             for step in range(steps):
                 parts = [placed.batch(o[step * batch_size:(step + 1) * batch_size]).to(device) for o in orders]
