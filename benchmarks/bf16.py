@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from taskonomy.bank import load_split
+from taskonomy.bank import load_splits
 from taskonomy.config import check_tasks, load_params
 from taskonomy.nets import train as loop
 from taskonomy.stage import run_main
@@ -55,7 +55,7 @@ def main() -> None:
     params = load_params(args.run / "params.yaml")
     tasks = args.tasks.split(",")
     check_tasks(params, tasks, args.run / "params.yaml")
-    train_split, test_split = load_split(args.run / "data/bank", "train"), load_split(args.run / "data/bank", "test")
+    splits = load_splits(args.run / "data/bank", ("train", "test"))     # checked as one bank
     loop.set_threads(params.train_task.threads)
     print(f"{'task':>14}  {'precision':>9}  {'seconds':>7}  {'items/s':>7}  {'test loss':>9}  {'/trivial':>8}")
     speedups, ratios = [], []
@@ -65,7 +65,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             for precision in ("fp32", "bf16")[::1 if repeat % 2 == 0 else -1]:
                 with cpu_bf16(precision == "bf16"):
-                    run = loop.train_task_network(get_task(name), train_split, test_split, params.train_task,
+                    run = loop.train_task_network(get_task(name), splits["train"], splits["test"], params.train_task,
                                                   epochs=args.epochs or own.epochs, lr=own.lr,
                                                   epoch_items=own.epoch_items)
                 items = run.loop.items_per_epoch(len(run.train)) * run.loop.epochs
